@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs and starts what Poseidon's tests and the dev server need, idempotently:
+# a Docker engine (with gVisor registered), a Redis server on 127.0.0.1:${POSEIDON_TEST_REDIS_PORT:-6390},
+# and the local base image busybox:1.35 (no registry is needed).
+# Safe to run again: every step checks first and skips what is already there.
+set -euo pipefail
+
+log() { printf '[dev-env] %s\n' "$*"; }
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+REDIS_PORT="${POSEIDON_TEST_REDIS_PORT:-6390}"
+
+need_pkgs=()
+command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
+command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
+[ -x /bin/busybox ] || need_pkgs+=(busybox-static)
+command -v runsc >/dev/null 2>&1 || need_pkgs+=(runsc)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  log "installing ${need_pkgs[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+# gVisor needs --network=host inside Docker's own namespace (see shared/design/environment.md).
+if command -v runsc >/dev/null 2>&1 && ! grep -q runsc /etc/docker/daemon.json 2>/dev/null; then
+  $SUDO mkdir -p /etc/docker
+  echo '{"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=host"]}}}' | $SUDO tee /etc/docker/daemon.json >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  $SUDO bash -c 'nohup dockerd --default-address-pool base=10.213.0.0/16,size=24 >/var/log/dockerd.log 2>&1 &'
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/dockerd.log"; tail -20 /var/log/dockerd.log; exit 1; }
+fi
+
+if ! redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+  log "starting redis-server on 127.0.0.1:$REDIS_PORT"
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no --daemonize yes --logfile /tmp/poseidon-redis.log
+  for _ in $(seq 1 40); do redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.25; done
+fi
+
+if ! docker image inspect busybox:1.35 >/dev/null 2>&1; then
+  log "building local base image busybox:1.35 from Debian's static busybox"
+  d=$(mktemp -d); mkdir -p "$d/bin" "$d/tmp" "$d/www"
+  cp /bin/busybox "$d/bin/"
+  for c in sh httpd nc wget cat echo sleep ls printf env test grep sed head tr id; do ln -s busybox "$d/bin/$c"; done
+  tar -C "$d" -c . | docker import - busybox:1.35 >/dev/null
+  rm -rf "$d"
+fi
+log "ready: docker $(docker version -f '{{.Server.Version}}'), redis 127.0.0.1:$REDIS_PORT, busybox:1.35"
