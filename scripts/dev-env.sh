@@ -43,7 +43,7 @@ if ! docker image inspect busybox:1.35 >/dev/null 2>&1; then
   log "building local base image busybox:1.35 from Debian's static busybox"
   d=$(mktemp -d); mkdir -p "$d/bin" "$d/tmp" "$d/www"
   cp /bin/busybox "$d/bin/"
-  for c in sh httpd nc wget cat echo sleep ls printf env test grep sed head tr id; do ln -s busybox "$d/bin/$c"; done
+  for c in sh httpd nc wget cat echo sleep ls printf env test grep sed head tr id timeout mkdir cp rm chmod true false; do ln -s busybox "$d/bin/$c"; done
   tar -C "$d" -c . | docker import - busybox:1.35 >/dev/null
   rm -rf "$d"
 fi

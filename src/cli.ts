@@ -1,0 +1,49 @@
+import { startServer } from './main.ts';
+import { runValidate } from './spec/validate-command.ts';
+
+const USAGE = `usage: poseidon <command>
+
+commands:
+  serve                 run the API, catalog, controller and gateway (config from environment)
+  validate [dir] [--json]  check challenge definitions (default dir ./challenges)
+  help                  this text
+`;
+
+async function serve(): Promise<void> {
+  const server = await startServer();
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    server.app.log.info({ signal }, 'shutting down; instances keep running');
+    server.stop().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+async function main(argv: string[]): Promise<number | undefined> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve':
+      await serve();
+      return undefined;
+    case 'validate':
+      return runValidate(rest, { stdout: (s) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`), stderr: (s) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`), cwd: process.cwd() });
+    case 'help': case '--help': case '-h':
+      process.stdout.write(USAGE);
+      return 0;
+    default:
+      process.stderr.write(`unknown command ${JSON.stringify(command ?? '')}\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { if (code !== undefined) process.exitCode = code; },
+  (err: unknown) => {
+    const e = err as { code?: string; message?: string };
+    process.stderr.write(`poseidon: ${e.code ? `${e.code}: ` : ''}${e.message ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

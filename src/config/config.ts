@@ -1,0 +1,110 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { Ajv } from 'ajv';
+import { Codes, PoseidonError } from '../core/errors.ts';
+
+/** Validated, defaulted, frozen server configuration. The only place that reads the environment. */
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly apiKey: string;
+  readonly redisUrl?: string;
+  readonly redisPrefix: string;
+  readonly challengesDir: string;
+  readonly dataDir: string;
+  readonly traefikDir: string;
+  readonly traefikEntryPoints: readonly string[];
+  readonly poseidonUrl: string;
+  readonly baseDomain: string;
+  readonly flagSecret: string;
+  readonly dockerSocket: string;
+  readonly managerId: string;
+  readonly gatewayContainer?: string;
+  readonly publishAddress: string;
+  readonly resyncSeconds: number;
+  readonly retentionSeconds: number;
+  readonly orphanBreakerRatio: number;
+  readonly logLevel: string;
+  /** Which secrets were generated (and persisted in dataDir) because the environment lacked them. */
+  readonly generated: readonly ('apiKey' | 'flagSecret')[];
+}
+
+const ENV_NAMES: Record<string, string> = {
+  POSEIDON_PORT: 'port', POSEIDON_HOST: 'host', POSEIDON_API_KEY: 'apiKey', REDIS_URL: 'redisUrl',
+  POSEIDON_REDIS_PREFIX: 'redisPrefix', POSEIDON_CHALLENGES_DIR: 'challengesDir',
+  POSEIDON_DATA_DIR: 'dataDir', POSEIDON_TRAEFIK_DIR: 'traefikDir',
+  POSEIDON_TRAEFIK_ENTRYPOINTS: 'traefikEntryPoints', POSEIDON_URL: 'poseidonUrl',
+  POSEIDON_BASE_DOMAIN: 'baseDomain', POSEIDON_FLAG_SECRET: 'flagSecret',
+  POSEIDON_DOCKER_SOCKET: 'dockerSocket', POSEIDON_MANAGER_ID: 'managerId',
+  POSEIDON_GATEWAY_CONTAINER: 'gatewayContainer', POSEIDON_PUBLISH_ADDRESS: 'publishAddress',
+  POSEIDON_RESYNC_SECONDS: 'resyncSeconds', POSEIDON_RETENTION_SECONDS: 'retentionSeconds',
+  POSEIDON_ORPHAN_BREAKER_RATIO: 'orphanBreakerRatio', POSEIDON_LOG_LEVEL: 'logLevel',
+};
+const SECRET_KEYS = new Set(['apiKey', 'flagSecret', 'redisUrl']);
+const schemaPath = new URL('../../schemas/config.schema.json', import.meta.url);
+const schema = JSON.parse(readFileSync(schemaPath, 'utf8')) as object;
+const validate = new Ajv({ useDefaults: true, coerceTypes: true, allErrors: true }).compile(schema);
+
+/** Maps environment variables to raw config fields; empty values count as unset. */
+function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const raw: Record<string, unknown> = {};
+  for (const [name, key] of Object.entries(ENV_NAMES)) {
+    const value = env[name];
+    if (value === undefined || (value === '' && key !== 'publishAddress')) continue;
+    raw[key] = key === 'traefikEntryPoints' ? value.split(',').map((s) => s.trim()) : value;
+  }
+  return raw;
+}
+
+/** Reads a persisted generated secret, or creates it (mode 0600). */
+function persistedSecret(dataDir: string, file: string): string {
+  const p = path.join(dataDir, file);
+  if (existsSync(p)) return readFileSync(p, 'utf8').trim();
+  mkdirSync(dataDir, { recursive: true });
+  const secret = randomBytes(24).toString('base64url');
+  writeFileSync(p, `${secret}\n`, { mode: 0o600 });
+  return secret;
+}
+
+/**
+ * Builds the configuration from `env` (default: process.env). Throws PoseidonError
+ * E_CONFIG_INVALID naming every bad variable (values of secret variables are never echoed).
+ * Missing API key and flag secret are generated once and persisted under the data dir.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
+  const raw = fromEnv(env);
+  if (!validate(raw)) {
+    const byKey = Object.fromEntries(Object.entries(ENV_NAMES).map(([n, k]) => [k, n]));
+    const problems = (validate.errors ?? []).map((e) => {
+      const key = e.instancePath.split('/')[1] ?? '';
+      const shown = SECRET_KEYS.has(key) ? '' : ` (got ${JSON.stringify(raw[key])})`;
+      return `${byKey[key] ?? key}: ${e.message ?? 'invalid'}${shown}`;
+    });
+    throw new PoseidonError(Codes.configInvalid, `invalid configuration: ${problems.join('; ')}`, { kind: 'input' });
+  }
+  const dataDir = path.resolve(cwd, raw.dataDir as string);
+  const generated: ('apiKey' | 'flagSecret')[] = [];
+  if (raw.apiKey === undefined) { raw.apiKey = persistedSecret(dataDir, 'api-key'); generated.push('apiKey'); }
+  if (raw.flagSecret === undefined) { raw.flagSecret = persistedSecret(dataDir, 'flag-secret'); generated.push('flagSecret'); }
+  const config = {
+    ...raw,
+    dataDir,
+    challengesDir: path.resolve(cwd, raw.challengesDir as string),
+    traefikDir: path.resolve(cwd, raw.traefikDir as string),
+    generated,
+  } as unknown as Config;
+  return Object.freeze(config);
+}
+
+/** The URL with any password replaced, for logs and errors. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    if (u.username && u.password === '') u.username = '***';
+    return u.toString();
+  } catch {
+    return '<unparseable url>';
+  }
+}

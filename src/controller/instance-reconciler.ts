@@ -1,0 +1,147 @@
+import type { Catalog, CatalogEntry } from '../catalog/catalog.ts';
+import { planContainer, planNetwork } from '../core/container-plan.ts';
+import { Codes, PoseidonError } from '../core/errors.ts';
+import { deriveFlag } from '../core/flag.ts';
+import { FINAL_STATUSES, wantsRunning, type Endpoint, type Instance, type InstanceObservation } from '../core/instance.ts';
+import { plannedEndpoints } from '../core/naming.ts';
+import type { ContainerRuntime, ObservedContainer, ObservedNetwork } from '../core/runtime.ts';
+import type { Store } from '../core/store.ts';
+import type { FlagFiles } from './flag-files.ts';
+import type { Logger, ReconcileContext, ReconcileResult } from './types.ts';
+
+export interface InstanceReconcilerDeps {
+  store: Store;
+  runtime: ContainerRuntime;
+  catalog: Catalog;
+  flagFiles: FlagFiles;
+  log: Logger;
+  settings: {
+    managerId: string;
+    flagSecret: string;
+    baseDomain: string;
+    publishAddress: string;
+    gatewayContainer?: string;
+    retentionMs: number;
+  };
+  /** Called when an instance enters or leaves `running` (the gateway must re-render). */
+  onRoutesChanged(): void;
+}
+
+const POLL_STARTING_MS = 500;
+
+interface Observed {
+  containers: ObservedContainer[];
+  networks: ObservedNetwork[];
+}
+
+/**
+ * Reconciles one instance id: reads the request and the engine fresh, then either tears
+ * everything down (not desired: stopped, failed, expired or unknown) or converges on exactly
+ * one container of the current generation, and writes the status once.
+ */
+export function instanceReconciler(deps: InstanceReconcilerDeps) {
+  return async (ctx: ReconcileContext, id: string): Promise<ReconcileResult> => {
+    const now = ctx.now().getTime();
+    const inst = await deps.store.getInstance(id);
+    const observed: Observed = { containers: await deps.runtime.listContainers(id), networks: await deps.runtime.listNetworks(id) };
+    if (!inst || !wantsRunning(inst, now)) return teardown(deps, id, inst, observed, now);
+    return converge(deps, inst, observed, now);
+  };
+}
+
+async function removeAll(deps: InstanceReconcilerDeps, id: string, observed: Observed): Promise<void> {
+  for (const c of observed.containers) await deps.runtime.removeContainer(c.id);
+  for (const n of observed.networks) await deps.runtime.removeNetwork(n.name);
+  await deps.flagFiles.remove(id);
+}
+
+async function teardown(deps: InstanceReconcilerDeps, id: string, inst: Instance | undefined, observed: Observed, now: number): Promise<ReconcileResult> {
+  const hadObjects = observed.containers.length + observed.networks.length > 0;
+  if (hadObjects) {
+    if (inst && !FINAL_STATUSES.has(inst.status)) await write(deps, inst, { status: 'stopping' }, now);
+    deps.onRoutesChanged();
+    await removeAll(deps, id, observed);
+    deps.log.info({ instance: id, containers: observed.containers.length, orphan: !inst }, 'instance removed');
+  }
+  if (!inst) return {};
+  if (!FINAL_STATUSES.has(inst.status) || inst.finishedAt === undefined) {
+    const expired = inst.desired === 'running' && now >= inst.expiresAt;
+    const status = inst.status === 'failed' ? 'failed' : 'stopped';
+    const reason = status === 'failed' ? inst.reason : expired ? 'expired' : 'stopped on request';
+    await write(deps, inst, { status, reason, endpoints: [], finishedAt: now }, now);
+    if (inst.status === 'running') deps.onRoutesChanged();
+    return { requeueAfterMs: deps.settings.retentionMs };
+  }
+  const left = inst.finishedAt + deps.settings.retentionMs - now;
+  if (left > 0) return { requeueAfterMs: left };
+  await deps.store.deleteInstance(inst.id);
+  return {};
+}
+
+async function converge(deps: InstanceReconcilerDeps, inst: Instance, observed: Observed, now: number): Promise<ReconcileResult> {
+  const entry = deps.catalog.get(inst.challenge);
+  if (!entry) return fail(deps, inst, `challenge ${inst.challenge} is not in the catalog`, now);
+  if (entry.state !== 'ready') {
+    if (entry.state === 'image-missing') return fail(deps, inst, `image ${entry.image} is not available: ${entry.error ?? ''}`.trim(), now);
+    await write(deps, inst, { status: 'pending', reason: 'waiting for the challenge image' }, now);
+    return { requeueAfterMs: 1000 };
+  }
+  for (const stale of observed.containers.filter((c) => c.generation !== inst.generation)) {
+    await deps.runtime.removeContainer(stale.id);
+  }
+  let current = observed.containers.find((c) => c.generation === inst.generation);
+  if (!current) current = await launch(deps, inst, entry, observed);
+  if (current.state === 'created') await deps.runtime.startContainer(current.id);
+  if (current.state === 'exited' || current.state === 'dead') return crashed(deps, inst, current, now);
+  if (current.health === 'unhealthy') return fail(deps, inst, `health check failed for ${entry.spec.healthcheck?.timeoutSeconds ?? 0}s`, now);
+  if (current.state !== 'running' || current.health === 'starting') {
+    await write(deps, inst, { status: 'starting', reason: undefined }, now);
+    return { requeueAfterMs: POLL_STARTING_MS };
+  }
+  const endpoints = withPublished(plannedEndpoints(inst.id, entry.spec, deps.settings.baseDomain), current);
+  await write(deps, inst, { status: 'running', reason: undefined, endpoints }, now);
+  return { requeueAfterMs: Math.max(0, inst.expiresAt - now) };
+}
+
+async function launch(deps: InstanceReconcilerDeps, inst: Instance, entry: CatalogEntry, observed: Observed): Promise<ObservedContainer> {
+  const { settings } = deps;
+  const publishing = settings.publishAddress !== '';
+  if (!observed.networks.length) await deps.runtime.ensureNetwork(planNetwork(inst, entry.spec, settings.managerId, publishing));
+  if (settings.gatewayContainer) await deps.runtime.connect(planNetwork(inst, entry.spec, settings.managerId, publishing).name, settings.gatewayContainer);
+  const flag = deriveFlag(settings.flagSecret, { team: inst.team, challenge: inst.challenge, instance: inst.id }, entry.spec.flag.format);
+  const flagFileHostPath = entry.spec.flag.file ? await deps.flagFiles.write(inst.id, flag) : undefined;
+  const plan = planContainer(inst, entry.spec, { managerId: settings.managerId, image: entry.image, flag, publishAddress: settings.publishAddress, ...(flagFileHostPath ? { flagFileHostPath } : {}) });
+  const created = await deps.runtime.createContainer(plan);
+  deps.log.info({ instance: inst.id, challenge: inst.challenge, generation: inst.generation }, 'container created');
+  return created;
+}
+
+async function crashed(deps: InstanceReconcilerDeps, inst: Instance, c: ObservedContainer, now: number): Promise<ReconcileResult> {
+  await deps.runtime.removeContainer(c.id);
+  const reason = `container exited with code ${c.exitCode ?? 'unknown'}; recreating`;
+  await write(deps, inst, { status: 'starting', reason }, now);
+  throw new PoseidonError(Codes.containerExited, reason, { kind: 'transient' });
+}
+
+async function fail(deps: InstanceReconcilerDeps, inst: Instance, reason: string, now: number): Promise<ReconcileResult> {
+  deps.log.warn({ instance: inst.id, reason }, 'instance failed');
+  await write(deps, inst, { status: 'failed', reason }, now);
+  // Requeue at once: a failed instance is no longer desired, so the next pass tears it down.
+  return { requeueAfterMs: 0 };
+}
+
+function withPublished(endpoints: Endpoint[], c: ObservedContainer): Endpoint[] {
+  return endpoints.map((e) => {
+    const pub = c.published[e.port];
+    return pub ? { ...e, published: pub } : e;
+  });
+}
+
+/** Writes the observed fields that differ from the record; notifies the gateway on (un)running. */
+async function write(deps: InstanceReconcilerDeps, inst: Instance, fields: InstanceObservation, now: number): Promise<void> {
+  const changed = Object.entries(fields).some(([k, v]) => JSON.stringify(inst[k as keyof Instance]) !== JSON.stringify(v));
+  if (!changed) return;
+  const updated = await deps.store.updateInstance(inst.id, fields, now);
+  if (fields.status && (fields.status === 'running') !== (inst.status === 'running')) deps.onRoutesChanged();
+  if (updated) Object.assign(inst, updated);
+}

@@ -1,0 +1,71 @@
+import type { ChallengeSpec, HealthCheck } from './challenge.ts';
+import type { Instance } from './instance.ts';
+import { LABELS, type ContainerPlan, type NetworkPlan } from './runtime.ts';
+import { containerName } from './naming.ts';
+
+export interface PlanOptions {
+  managerId: string;
+  image: string;
+  flag: string;
+  /** Host path of the instance's flag file, when the spec delivers the flag as a file. */
+  flagFileHostPath?: string;
+  publishAddress: string;
+}
+
+/** Labels shared by an instance's container and network: the observed-state record. */
+export function instanceLabels(inst: Instance, managerId: string): Record<string, string> {
+  return {
+    [LABELS.managedBy]: managerId,
+    [LABELS.instance]: inst.id,
+    [LABELS.challenge]: inst.challenge,
+    [LABELS.owner]: inst.owner,
+    [LABELS.generation]: String(inst.generation),
+    [LABELS.specHash]: inst.specHash,
+    [LABELS.expiresAt]: new Date(inst.expiresAt).toISOString(),
+  };
+}
+
+/** The per-instance network; internal (no route out) unless the spec opts into egress. */
+export function planNetwork(inst: Instance, spec: ChallengeSpec, managerId: string, publishing: boolean): NetworkPlan {
+  // Docker publishes no ports from internal networks; local publishing needs a routed bridge.
+  return { name: containerName(inst.id), labels: instanceLabels(inst, managerId), internal: !spec.network.egress && !publishing };
+}
+
+/** Docker health check test for a spec health check (run inside the container). */
+export function healthTest(spec: ChallengeSpec, hc: HealthCheck): string[] {
+  if (hc.kind === 'command') return ['CMD', ...hc.command];
+  const port = spec.expose.find((p) => p.name === hc.port)?.port ?? spec.expose[0]?.port ?? 0;
+  if (hc.kind === 'http') return ['CMD', 'wget', '-q', '-O', '/dev/null', `http://127.0.0.1:${port}${hc.path}`];
+  // busybox nc has no -z: a connect that stays open until `timeout` kills it means "listening".
+  return ['CMD-SHELL', `timeout 1 nc 127.0.0.1 ${port} </dev/null >/dev/null 2>&1; [ $? -ne 1 ]`];
+}
+
+/** Pure: the container an instance should have, with the hardening defaults applied. */
+export function planContainer(inst: Instance, spec: ChallengeSpec, opts: PlanOptions): ContainerPlan {
+  const env: Record<string, string> = { ...spec.env };
+  if (spec.flag.env) env[spec.flag.env] = opts.flag;
+  const hc = spec.healthcheck;
+  const plan: ContainerPlan = {
+    name: containerName(inst.id),
+    image: opts.image,
+    env,
+    labels: instanceLabels(inst, opts.managerId),
+    network: containerName(inst.id),
+    alias: containerName(inst.id),
+    cpu: spec.resources.cpu,
+    memoryBytes: spec.resources.memoryBytes,
+    pids: spec.resources.pids,
+    readOnly: spec.filesystem.readOnly,
+    tmpfsBytes: spec.filesystem.tmpfsBytes,
+    runtime: spec.runtime === 'gvisor' ? 'runsc' : 'runc',
+    ports: spec.expose.map((p) => p.port),
+    files: spec.flag.file && opts.flagFileHostPath ? [{ hostPath: opts.flagFileHostPath, containerPath: spec.flag.file }] : [],
+  };
+  if (spec.command) plan.command = spec.command;
+  if (opts.publishAddress) plan.publishAddress = opts.publishAddress;
+  if (hc) {
+    const intervalMs = 500;
+    plan.healthcheck = { test: healthTest(spec, hc), intervalMs, timeoutMs: 2000, retries: Math.max(1, Math.ceil((hc.timeoutSeconds * 1000) / intervalMs)) };
+  }
+  return plan;
+}

@@ -1,0 +1,76 @@
+/**
+ * Instance: one owner's request for one challenge (desired state), plus what the controller last
+ * observed (status). The API writes the desired fields, the controller writes the observed ones;
+ * the store updates fields individually so neither side overwrites the other's.
+ */
+export type InstanceStatus = 'pending' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+export type DesiredState = 'running' | 'stopped';
+
+export interface Endpoint {
+  /** Port name from the spec. */
+  name: string;
+  protocol: 'http' | 'tcp';
+  /** Container port. */
+  port: number;
+  /** Public hostname routed to this port by the gateway. */
+  hostname: string;
+  /** Player-facing URL (`http://host/` for http; `tcp://host:port` style for tcp). */
+  url: string;
+  /** Backend address the gateway dials (container DNS name on the instance network). */
+  backend: string;
+  /** Loopback address when the port is published for local development. */
+  published?: { host: string; port: number };
+}
+
+export interface Instance {
+  /** 24 lowercase hex chars, random; DNS-safe. */
+  id: string;
+  challenge: string;
+  team: string;
+  user?: string;
+  /** `team:<team>` or `user:<team>/<user>`, per the challenge scope; the unit of limits. */
+  owner: string;
+  /** Bumped by each restart; a container of another generation is replaced. */
+  generation: number;
+  desired: DesiredState;
+  status: InstanceStatus;
+  reason?: string;
+  /** Base hostname (the first exposed port's). */
+  hostname: string;
+  endpoints: Endpoint[];
+  /** Hash of the spec the instance was launched with. */
+  specHash: string;
+  /** Epoch milliseconds. */
+  createdAt: number;
+  expiresAt: number;
+  maxExpiresAt: number;
+  renewals: number;
+  updatedAt: number;
+  /** When it reached a final state (stopped/failed); drives record retention. */
+  finishedAt?: number;
+}
+
+/** Fields the controller writes (observed side). */
+export type InstanceObservation = Partial<
+  Pick<Instance, 'status' | 'reason' | 'endpoints' | 'finishedAt'>
+>;
+
+/** Fields the API writes (desired side). */
+export type InstanceIntent = Partial<
+  Pick<Instance, 'desired' | 'expiresAt' | 'generation' | 'renewals' | 'status' | 'reason'>
+>;
+
+export const FINAL_STATUSES: ReadonlySet<InstanceStatus> = new Set(['stopped', 'failed']);
+
+/**
+ * Whether the instance should have a container now: asked to run, not failed, not expired.
+ * Expiry is level-based: an expired instance is simply not desired.
+ */
+export function wantsRunning(inst: Instance, now: number): boolean {
+  return inst.desired === 'running' && inst.status !== 'failed' && now < inst.expiresAt;
+}
+
+/** Whether the instance still holds its owner's slot for its challenge. */
+export function isLive(inst: Instance, now: number): boolean {
+  return wantsRunning(inst, now);
+}

@@ -1,0 +1,50 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { ChallengeSpec, ExposedPort } from './challenge.ts';
+import type { Endpoint } from './instance.ts';
+
+/** A fresh random instance id: 24 lowercase hex chars (96 bits), DNS-safe. */
+export function newInstanceId(): string {
+  return randomBytes(12).toString('hex');
+}
+
+export const INSTANCE_ID_PATTERN = /^[0-9a-f]{24}$/;
+
+/** Deterministic Docker name of an instance's container and of its network. */
+export function containerName(instanceId: string): string {
+  return `poseidon-${instanceId}`;
+}
+
+/** Unguessable, DNS-safe hostname prefix: first 16 hex of SHA-256 of the instance id. */
+export function hostPrefix(instanceId: string): string {
+  return createHash('sha256').update(instanceId).digest('hex').slice(0, 16);
+}
+
+/**
+ * Hostname of one exposed port. The first port gets `<prefix>.<challenge>.<base>`; every further
+ * port gets `<prefix>-<port name>.<challenge>.<base>` so two-port challenges stay distinct.
+ */
+export function portHostname(instanceId: string, spec: ChallengeSpec, index: number, baseDomain: string): string {
+  const port = spec.expose[index];
+  const prefix = index === 0 || !port ? hostPrefix(instanceId) : `${hostPrefix(instanceId)}-${port.name}`;
+  return `${prefix}.${spec.id}.${baseDomain}`;
+}
+
+/** The owner key that limits apply to: the team, or the user within the team for user-scoped challenges. */
+export function ownerKey(spec: Pick<ChallengeSpec, 'scope'>, team: string, user: string | undefined): string {
+  return spec.scope === 'user' ? `user:${team}/${user ?? ''}` : `team:${team}`;
+}
+
+/** Endpoints an instance of `spec` will have; `published` is filled in later from observed state. */
+export function plannedEndpoints(instanceId: string, spec: ChallengeSpec, baseDomain: string): Endpoint[] {
+  return spec.expose.map((p: ExposedPort, i) => {
+    const hostname = portHostname(instanceId, spec, i, baseDomain);
+    return {
+      name: p.name,
+      protocol: p.protocol,
+      port: p.port,
+      hostname,
+      url: p.protocol === 'http' ? `http://${hostname}/` : `tcp://${hostname}:${p.port}`,
+      backend: `${containerName(instanceId)}:${p.port}`,
+    };
+  });
+}

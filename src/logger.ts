@@ -1,0 +1,12 @@
+import { pino, type Logger } from 'pino';
+
+/** Paths pino blanks in every log line: keys, tokens, flags, env values, credentials. */
+export const REDACT_PATHS = [
+  'req.headers["x-api-key"]', 'req.headers.authorization', 'req.headers.cookie',
+  'headers["x-api-key"]', 'headers.authorization', 'apiKey', 'flagSecret', 'flag', 'env', 'password', 'token', 'redisUrl',
+];
+
+/** The one process logger; components take child loggers from it. */
+export function createLogger(level: string): Logger {
+  return pino({ level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } });
+}

@@ -1,0 +1,48 @@
+import type Docker from 'dockerode';
+import type { ContainerPlan } from '../core/runtime.ts';
+
+const NS_PER_MS = 1_000_000;
+
+/** Translates a ContainerPlan into Engine API create options with the hardening defaults. */
+export function toCreateOptions(plan: ContainerPlan): Docker.ContainerCreateOptions {
+  const exposed: Record<string, object> = {};
+  const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
+  for (const port of plan.ports) {
+    exposed[`${port}/tcp`] = {};
+    if (plan.publishAddress) bindings[`${port}/tcp`] = [{ HostIp: plan.publishAddress, HostPort: '' }];
+  }
+  const opts: Docker.ContainerCreateOptions = {
+    name: plan.name,
+    Image: plan.image,
+    Env: Object.entries(plan.env).map(([k, v]) => `${k}=${v}`),
+    Labels: plan.labels,
+    ExposedPorts: exposed,
+    HostConfig: {
+      NetworkMode: plan.network,
+      CapDrop: ['ALL'],
+      SecurityOpt: ['no-new-privileges'],
+      PidsLimit: plan.pids,
+      Memory: plan.memoryBytes,
+      MemorySwap: plan.memoryBytes,
+      NanoCpus: Math.round(plan.cpu * 1e9),
+      ReadonlyRootfs: plan.readOnly,
+      Tmpfs: plan.readOnly ? { '/tmp': `rw,nosuid,nodev,size=${plan.tmpfsBytes}` } : {},
+      Runtime: plan.runtime,
+      PortBindings: bindings,
+      Binds: plan.files.map((f) => `${f.hostPath}:${f.containerPath}:ro`),
+      RestartPolicy: { Name: 'no' },
+      LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '1' } },
+    },
+    NetworkingConfig: { EndpointsConfig: { [plan.network]: { Aliases: [plan.alias] } } },
+  };
+  if (plan.command) opts.Cmd = plan.command;
+  if (plan.healthcheck) {
+    opts.Healthcheck = {
+      Test: plan.healthcheck.test,
+      Interval: plan.healthcheck.intervalMs * NS_PER_MS,
+      Timeout: plan.healthcheck.timeoutMs * NS_PER_MS,
+      Retries: plan.healthcheck.retries,
+    };
+  }
+  return opts;
+}

@@ -1,0 +1,207 @@
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import Docker from 'dockerode';
+import { Codes, PoseidonError } from '../core/errors.ts';
+import {
+  LABELS,
+  type ContainerPlan,
+  type ContainerRuntime,
+  type ContainerState,
+  type HealthState,
+  type NetworkPlan,
+  type ObservedContainer,
+  type ObservedNetwork,
+} from '../core/runtime.ts';
+import { toCreateOptions } from './docker-create.ts';
+
+interface DockerishError { statusCode?: number; message?: string; json?: { message?: string } }
+
+function status(err: unknown): number | undefined {
+  return (err as DockerishError | null)?.statusCode;
+}
+
+/** Wraps an engine failure as a transient runtime error naming the operation. */
+function runtimeError(op: string, err: unknown): PoseidonError {
+  const msg = (err as DockerishError | null)?.json?.message ?? (err as Error | null)?.message ?? String(err);
+  return new PoseidonError(Codes.runtime, `docker ${op} failed: ${msg}`, { kind: 'transient', cause: err });
+}
+
+/** Runs `fn`, treating the listed HTTP statuses from the engine as success (undefined). */
+async function tolerate<T>(op: string, ok: number[], fn: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (ok.includes(status(err) ?? 0)) return undefined;
+    throw runtimeError(op, err);
+  }
+}
+
+function parseHealth(statusText: string): HealthState | undefined {
+  if (statusText.includes('(health: starting)')) return 'starting';
+  if (statusText.includes('(unhealthy)')) return 'unhealthy';
+  if (statusText.includes('(healthy)')) return 'healthy';
+  return undefined;
+}
+
+function observe(info: Docker.ContainerInfo): ObservedContainer {
+  const labels = info.Labels ?? {};
+  const published: ObservedContainer['published'] = {};
+  for (const p of info.Ports ?? []) {
+    if (p.PublicPort && p.IP && !p.IP.includes(':')) published[p.PrivatePort] = { host: p.IP, port: p.PublicPort };
+  }
+  const exit = /Exited \((-?\d+)\)/.exec(info.Status ?? '');
+  const c: ObservedContainer = {
+    id: info.Id,
+    name: (info.Names?.[0] ?? '').replace(/^\//, ''),
+    instance: labels[LABELS.instance] ?? '',
+    challenge: labels[LABELS.challenge] ?? '',
+    generation: Number(labels[LABELS.generation] ?? 0),
+    specHash: labels[LABELS.specHash] ?? '',
+    state: info.State as ContainerState,
+    published,
+  };
+  const health = parseHealth(info.Status ?? '');
+  if (health) c.health = health;
+  if (exit?.[1] !== undefined) c.exitCode = Number(exit[1]);
+  return c;
+}
+
+/** Lists the files of a build context (relative paths), skipping nothing but `.git`. */
+async function contextFiles(dir: string, prefix = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(path.join(dir, prefix), { withFileTypes: true })) {
+    const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
+    if (entry.name === '.git') continue;
+    if (entry.isDirectory()) out.push(...(await contextFiles(dir, rel)));
+    else out.push(rel);
+  }
+  return out.sort();
+}
+
+/** `ContainerRuntime` over one Docker engine (dockerode). Owns only objects labelled with `managerId`. */
+export class DockerRuntime implements ContainerRuntime {
+  readonly docker: Docker;
+
+  constructor(private readonly managerId: string, opts: { socketPath?: string; docker?: Docker } = {}) {
+    this.docker = opts.docker ?? new Docker({ socketPath: opts.socketPath ?? '/var/run/docker.sock' });
+  }
+
+  private labelFilter(instance?: string): string[] {
+    const f = [`${LABELS.managedBy}=${this.managerId}`];
+    if (instance) f.push(`${LABELS.instance}=${instance}`);
+    return f;
+  }
+
+  async listContainers(instance?: string): Promise<ObservedContainer[]> {
+    try {
+      const infos = await this.docker.listContainers({ all: true, filters: { label: this.labelFilter(instance) } });
+      return infos.map(observe);
+    } catch (err) {
+      throw runtimeError('list containers', err);
+    }
+  }
+
+  async listNetworks(instance?: string): Promise<ObservedNetwork[]> {
+    try {
+      const nets = await this.docker.listNetworks({ filters: { label: this.labelFilter(instance) } });
+      return nets.map((n) => ({ id: n.Id, name: n.Name, instance: n.Labels?.[LABELS.instance] ?? '' }));
+    } catch (err) {
+      throw runtimeError('list networks', err);
+    }
+  }
+
+  async ensureNetwork(plan: NetworkPlan): Promise<void> {
+    const existing = await tolerate('inspect network', [404], () => this.docker.getNetwork(plan.name).inspect());
+    if (existing) return;
+    // CheckDuplicate makes a concurrent or retried create collide (409) instead of duplicating.
+    await tolerate('create network', [409], () =>
+      this.docker.createNetwork({ Name: plan.name, Driver: 'bridge', Internal: plan.internal, Labels: plan.labels, CheckDuplicate: true }),
+    );
+  }
+
+  async createContainer(plan: ContainerPlan): Promise<ObservedContainer> {
+    await tolerate('create container', [409], () => this.docker.createContainer(toCreateOptions(plan)));
+    const [found] = await this.docker.listContainers({ all: true, filters: { name: [`^/${plan.name}$`] } }).catch((err: unknown) => {
+      throw runtimeError('list containers', err);
+    });
+    if (!found) throw new PoseidonError(Codes.runtime, `container ${plan.name} vanished after create`, { kind: 'transient' });
+    return observe(found);
+  }
+
+  async startContainer(id: string): Promise<void> {
+    await tolerate('start container', [304], () => this.docker.getContainer(id).start());
+  }
+
+  async removeContainer(id: string): Promise<void> {
+    await tolerate('remove container', [404, 409], () => this.docker.getContainer(id).remove({ force: true, v: true }));
+  }
+
+  async removeNetwork(name: string): Promise<void> {
+    const net = this.docker.getNetwork(name);
+    const info = (await tolerate('inspect network', [404], () => net.inspect())) as { Containers?: Record<string, unknown> } | undefined;
+    if (!info) return;
+    for (const container of Object.keys(info.Containers ?? {})) {
+      await tolerate('disconnect', [404, 403], () => net.disconnect({ Container: container, Force: true }));
+    }
+    await tolerate('remove network', [404], () => net.remove());
+  }
+
+  async connect(network: string, container: string): Promise<void> {
+    try {
+      await this.docker.getNetwork(network).connect({ Container: container });
+    } catch (err) {
+      const msg = (err as DockerishError).json?.message ?? '';
+      if (status(err) === 403 && msg.includes('already exists')) return;
+      throw runtimeError(`connect ${container} to ${network}`, err);
+    }
+  }
+
+  async imageExists(ref: string): Promise<boolean> {
+    return (await tolerate('inspect image', [404], () => this.docker.getImage(ref).inspect())) !== undefined;
+  }
+
+  async pullImage(ref: string): Promise<void> {
+    const stream = await this.docker.pull(ref).catch((err: unknown) => { throw runtimeError(`pull ${ref}`, err); });
+    await new Promise<void>((resolve, reject) => {
+      this.docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(runtimeError(`pull ${ref}`, err)) : resolve()));
+    });
+  }
+
+  async buildImage(context: string, dockerfile: string, tag: string, labels: Record<string, string>): Promise<void> {
+    const src = await contextFiles(context);
+    const stream = await this.docker
+      .buildImage({ context, src }, { t: tag, dockerfile, labels, rm: true, forcerm: true })
+      .catch((err: unknown) => { throw runtimeError(`build ${tag}`, err); });
+    const output: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      this.docker.modem.followProgress(stream, (err: Error | null, items: { error?: string; stream?: string }[]) => {
+        const failed = err?.message ?? items.find((i) => i.error)?.error;
+        if (failed) reject(new PoseidonError(Codes.imageNotReady, `build of ${tag} failed: ${failed}\n${output.join('')}`, { kind: 'terminal' }));
+        else resolve();
+      }, (item: { stream?: string }) => { if (item.stream) output.push(item.stream); });
+    });
+  }
+
+  watchEvents(onInstance: (instance: string) => void, signal: AbortSignal): void {
+    const subscribe = (): void => {
+      if (signal.aborted) return;
+      this.docker.getEvents({ filters: { label: [`${LABELS.managedBy}=${this.managerId}`] } }).then((stream) => {
+        signal.addEventListener('abort', () => (stream as unknown as { destroy(): void }).destroy(), { once: true });
+        let buf = '';
+        stream.on('data', (chunk: Buffer) => {
+          buf += chunk.toString('utf8');
+          let nl;
+          while ((nl = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, nl);
+            buf = buf.slice(nl + 1);
+            const id = (JSON.parse(line) as { Actor?: { Attributes?: Record<string, string> } }).Actor?.Attributes?.[LABELS.instance];
+            if (id) onInstance(id);
+          }
+        });
+        stream.on('close', () => setTimeout(subscribe, 1000).unref());
+        stream.on('error', () => undefined);
+      }, () => setTimeout(subscribe, 1000).unref());
+    };
+    subscribe();
+  }
+}

@@ -1,0 +1,257 @@
+/**
+ * `Store` on Redis (ioredis): the production adapter, shared by every Poseidon process that
+ * points at the same Redis and prefix. Key layout and scripts: `redis-scripts.ts`.
+ */
+import { Redis } from 'ioredis';
+import type { RedisOptions } from 'ioredis';
+import { isPoseidonError, PoseidonError } from '../core/errors.ts';
+import type { Instance, InstanceIntent, InstanceObservation } from '../core/instance.ts';
+import type { CreateResult, InstanceFilter, Store } from '../core/store.ts';
+import { compareInstances, decodeInstance, encodeInstance, encodeValue, normalizeInstance, pairsToMap, splitPatch } from './codec.ts';
+import { redisKeys, withScripts } from './redis-scripts.ts';
+import type { RedisKeys, StoreScripts } from './redis-scripts.ts';
+
+/** Key prefix used when none is configured. */
+export const DEFAULT_PREFIX = 'poseidon:';
+
+export interface RedisStoreOptions {
+  /** `redis://[:password@]host:port[/db]`; the password never appears in errors. */
+  url: string;
+  /** Prepended to every key and to the change channel. Default `poseidon:`. */
+  prefix?: string;
+}
+
+/*
+ * Fail fast, heal automatically: a command fails once a reconnect attempt has failed too
+ * (maxRetriesPerRequest 1, ~0.2-2 s) or after commandTimeout, instead of queueing forever;
+ * reconnection itself goes on in the background with capped backoff.
+ */
+const CLIENT_OPTIONS: RedisOptions = {
+  lazyConnect: true,
+  connectTimeout: 1000,
+  commandTimeout: 2000,
+  maxRetriesPerRequest: 1,
+  enableOfflineQueue: true,
+  retryStrategy: (times: number) => Math.min(times * 100, 2000),
+};
+
+/**
+ * `Store` backed by Redis. Connects lazily on first use (`openStore` pings eagerly). Every
+ * failure of Redis rejects with PoseidonError `E_STORE` (kind transient); writes are Lua
+ * scripts, so each is atomic and publishes the instance id on `<prefix>changes`.
+ */
+export class RedisStore implements Store {
+  /** The key prefix in use. */
+  readonly prefix: string;
+  readonly #keys: RedisKeys;
+  readonly #client: Redis & StoreScripts;
+  readonly #redact: (text: string) => string;
+  readonly #listeners = new Set<(id: string) => void>();
+  #sub: Redis | undefined;
+  #closing: Promise<void> | undefined;
+  #lastError: Error | undefined;
+
+  constructor(opts: RedisStoreOptions) {
+    this.prefix = opts.prefix ?? DEFAULT_PREFIX;
+    this.#keys = redisKeys(this.prefix);
+    this.#redact = redactor(opts.url);
+    this.#client = withScripts(new Redis(opts.url, CLIENT_OPTIONS));
+    // Errors surface through the rejected commands (a listener also stops ioredis printing
+    // them); the last connection error explains an otherwise bare "max retries" rejection.
+    this.#client.on('error', (err: Error) => {
+      this.#lastError = err;
+    });
+    this.#client.on('ready', () => {
+      this.#lastError = undefined;
+    });
+  }
+
+  /** Resolves once Redis answers PING; rejects with `E_STORE` otherwise. */
+  async ping(): Promise<void> {
+    await this.#run(() => this.#client.ping());
+  }
+
+  /** See `Store.createInstance`; an existing id (not the live slot holder) throws `E_STORE` terminal. */
+  async createInstance(instance: Instance, now: number): Promise<CreateResult> {
+    const k = this.#keys;
+    const stored = normalizeInstance(instance); // validates before anything is written
+    const fields = Object.entries(encodeInstance(stored)).flat();
+    const reply = await this.#run(() =>
+      this.#client.poseidonCreate(
+        k.inst(instance.id), k.slot(instance.owner, instance.challenge), k.ids,
+        k.team(instance.team), k.challenge(instance.challenge),
+        now, instance.id, k.instPrefix, k.changes, ...fields,
+      ),
+    );
+    const [outcome, pairs] = reply as [string, string[] | undefined];
+    if (outcome === 'existing') return { created: false, existing: decodeInstance(pairsToMap(pairs ?? [])) };
+    if (outcome === 'collision') {
+      throw new PoseidonError('E_STORE', 'instance id collision', { kind: 'terminal' });
+    }
+    return { created: true, instance: stored };
+  }
+
+  /** See `Store.getInstance`. */
+  async getInstance(id: string): Promise<Instance | undefined> {
+    const hash = await this.#run(() => this.#client.hgetall(this.#keys.inst(id)));
+    const fields = new Map(Object.entries(hash));
+    return fields.size === 0 ? undefined : decodeInstance(fields);
+  }
+
+  /** See `Store.listInstances`; ids whose hash vanished meanwhile are skipped. */
+  async listInstances(filter: InstanceFilter = {}): Promise<Instance[]> {
+    const ids = await this.#run(() => this.#client.sinter(...this.#indexKeys(filter)));
+    if (ids.length === 0) return [];
+    const pipeline = this.#client.pipeline();
+    for (const id of ids) pipeline.hgetall(this.#keys.inst(id));
+    const replies = (await this.#run(() => pipeline.exec())) ?? [];
+    const out: Instance[] = [];
+    for (const [err, hash] of replies) {
+      if (err) throw this.#fail(err);
+      const fields = new Map(Object.entries(hash as Record<string, string>));
+      if (fields.size > 0) out.push(decodeInstance(fields));
+    }
+    return out.sort(compareInstances);
+  }
+
+  /** See `Store.listIds`. */
+  async listIds(): Promise<string[]> {
+    return this.#run(() => this.#client.smembers(this.#keys.ids));
+  }
+
+  /** See `Store.updateInstance`; patch rules are `splitPatch`'s (undefined removes optional fields). */
+  async updateInstance(
+    id: string,
+    fields: InstanceObservation | InstanceIntent,
+    now: number,
+  ): Promise<Instance | undefined> {
+    const { set, unset } = splitPatch(fields);
+    const pairs = Object.entries({ ...set, updatedAt: now }).flatMap(([key, value]) => [key, encodeValue(key, value)]);
+    const reply = await this.#run(() =>
+      this.#client.poseidonUpdate(this.#keys.inst(id), this.#keys.changes, id, pairs.length, ...pairs, ...unset),
+    );
+    return reply === null ? undefined : decodeInstance(pairsToMap(reply as string[]));
+  }
+
+  /** See `Store.deleteInstance`; idempotent. */
+  async deleteInstance(id: string): Promise<void> {
+    const k = this.#keys;
+    // team/challenge/owner never change for an id, so reading them first is race-free.
+    const [team, challenge, owner] = await this.#run(() =>
+      this.#client.hmget(k.inst(id), 'team', 'challenge', 'owner'),
+    );
+    if (team == null || challenge == null || owner == null) return;
+    await this.#run(() =>
+      this.#client.poseidonDelete(
+        k.inst(id), k.ids, k.team(team), k.challenge(challenge), k.slot(owner, challenge), id, k.changes,
+      ),
+    );
+  }
+
+  /**
+   * See `Store.onChange`. The first call opens a dedicated subscriber connection (it resubscribes
+   * after reconnects); changes published before that subscription is active are not seen.
+   */
+  onChange(listener: (id: string) => void): () => void {
+    const wrapped = (id: string): void => listener(id);
+    if (this.#closing) return () => {};
+    this.#listeners.add(wrapped);
+    this.#sub ??= this.#subscribe();
+    return () => {
+      this.#listeners.delete(wrapped);
+    };
+  }
+
+  /** Closes both connections (QUIT when connected); idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= Promise.all([shutdown(this.#client), this.#sub && shutdown(this.#sub)]).then(() => {
+      this.#listeners.clear();
+    });
+    return this.#closing;
+  }
+
+  #subscribe(): Redis {
+    const sub = this.#client.duplicate();
+    const channel = this.#keys.changes;
+    sub.on('error', () => {});
+    // SUBSCRIBE on every ready: covers a first connect that failed and any later reconnect.
+    sub.on('ready', () => void sub.subscribe(channel).catch(() => {}));
+    sub.on('message', (ch: string, id: string) => {
+      if (ch === channel) this.#dispatch(id);
+    });
+    sub.connect().catch(() => {});
+    return sub;
+  }
+
+  #dispatch(id: string): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(id);
+      } catch {
+        // A throwing listener must not stop the others; change events are hints anyway.
+      }
+    }
+  }
+
+  #indexKeys(filter: InstanceFilter): string[] {
+    const keys: string[] = [];
+    if (filter.team !== undefined) keys.push(this.#keys.team(filter.team));
+    if (filter.challenge !== undefined) keys.push(this.#keys.challenge(filter.challenge));
+    return keys.length > 0 ? keys : [this.#keys.ids];
+  }
+
+  async #run<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw this.#fail(err);
+    }
+  }
+
+  #fail(err: unknown): PoseidonError {
+    if (isPoseidonError(err)) return err;
+    let text = err instanceof Error ? err.message : String(err);
+    if (err instanceof Error && err.name === 'MaxRetriesPerRequestError' && this.#lastError) {
+      text = `${this.#lastError.message} (gave up after a reconnect attempt)`;
+    }
+    const message = this.#redact(text);
+    const cause = Object.assign(new Error(message), {
+      name: err instanceof Error ? err.name : 'Error',
+      code: (err as { code?: unknown } | null)?.code,
+    });
+    return new PoseidonError('E_STORE', `store unavailable: ${message}`, { kind: 'transient', cause });
+  }
+}
+
+/** `url` with its password (if any) replaced by `***`; safe for logs and error messages. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*:)[^@/]*@/i, '$1***@');
+}
+
+/** A function that removes the password of `url` (raw and percent-decoded) from any text. */
+export function redactor(url: string): (text: string) => string {
+  const raw = /^[a-z][a-z0-9+.-]*:\/\/[^:@/]*:([^@/]*)@/i.exec(url)?.[1] ?? '';
+  const secrets = [raw, safeDecode(raw)].filter((s) => s.length > 0);
+  return (text) => secrets.reduce((acc, secret) => acc.split(secret).join('***'), text.split(url).join(redactUrl(url)));
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+/** QUIT when connected (falls back to a hard disconnect); otherwise just stop reconnecting. */
+async function shutdown(client: Redis): Promise<void> {
+  if (client.status !== 'ready') {
+    client.disconnect();
+    return;
+  }
+  try {
+    await client.quit();
+  } catch {
+    client.disconnect();
+  }
+}
