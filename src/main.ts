@@ -65,6 +65,8 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
     resyncMs: config.resyncSeconds * 1000, orphanBreakerRatio: config.orphanBreakerRatio,
   });
   await controller.start();
+  // Images build in the background; instances of a challenge wait (pending) until it is ready.
+  void catalog.prepareImages().then(() => log.info({ ready: catalog.list().filter((e) => e.state === 'ready').length }, 'challenge images prepared'));
 
   const app = buildApp({ store, catalog, apiKey: config.apiKey, baseDomain: config.baseDomain, logger: log.child({ component: 'api' }) });
   await app.listen({ port: config.port, host: config.host });

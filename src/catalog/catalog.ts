@@ -32,11 +32,9 @@ export class Catalog {
 
   constructor(private readonly runtime: ContainerRuntime, private readonly log: Logger) {}
 
-  private preparing: Promise<void> = Promise.resolve();
-
   /**
-   * Validates `dir` and swaps in the new set of challenges; resolves then. Images are prepared
-   * in the background (see `prepared`); failures are recorded per challenge.
+   * Validates `dir` and swaps in the new set of challenges (state `building` until
+   * `prepareImages` has made their images present).
    */
   async load(dir: string): Promise<void> {
     const results = await loadChallengeDir(dir);
@@ -48,12 +46,11 @@ export class Catalog {
     }
     this.entries = next;
     for (const bad of this.invalidFiles) this.log.warn({ file: bad.file, issues: bad.issues.length }, 'invalid challenge');
-    this.preparing = Promise.all([...next.values()].map((e) => this.prepare(e))).then(() => undefined);
   }
 
-  /** Resolves when the last load's images are all prepared (or failed). */
-  prepared(): Promise<void> {
-    return this.preparing;
+  /** Makes every image of the loaded challenges present; failures are recorded per challenge. */
+  async prepareImages(): Promise<void> {
+    await Promise.all([...this.entries.values()].filter((e) => e.state !== 'ready').map((e) => this.prepare(e)));
   }
 
   get(id: string): CatalogEntry | undefined {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ChallengeSpec } from '../core/challenge.ts';
 
@@ -12,7 +12,11 @@ export async function contextHash(dir: string): Promise<string> {
       if (e.name === '.git') continue;
       const child = rel ? `${rel}/${e.name}` : e.name;
       if (e.isDirectory()) await walk(child);
-      else h.update(`${child}\0`).update(await readFile(path.join(dir, child))).update('\0');
+      else {
+        const file = path.join(dir, child);
+        // The mode counts: an executable bit changes what the image runs.
+        h.update(`${child}\0${(await stat(file)).mode & 0o777}\0`).update(await readFile(file)).update('\0');
+      }
     }
   };
   await walk('');

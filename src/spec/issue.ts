@@ -20,9 +20,12 @@ export function dottedPath(path: ReadonlyArray<string | number>): string {
   return path.join('.');
 }
 
-/** One human line: `file:line:col path: message` (the path part is left out when empty). */
+/**
+ * One human line: `file:line:col path: message`. The path part is left out when empty, and the
+ * position when unknown (line 0: the file as a whole, e.g. too large or unreadable).
+ */
 export function formatIssue(issue: SpecIssue): string {
-  const where = `${issue.file}:${issue.line}:${issue.column}`;
+  const where = issue.line > 0 ? `${issue.file}:${issue.line}:${issue.column}` : `${issue.file}:`;
   return issue.path === '' ? `${where} ${issue.message}` : `${where} ${issue.path}: ${issue.message}`;
 }
 

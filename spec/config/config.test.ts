@@ -1,0 +1,56 @@
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { loadConfig, redactUrl } from '../../src/config/config.ts';
+import { isPoseidonError } from '../../src/core/errors.ts';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'poseidon-config-'));
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+
+test('defaults apply and the result is frozen', () => {
+  const c = loadConfig({ POSEIDON_API_KEY: 'k'.repeat(20), POSEIDON_FLAG_SECRET: 's'.repeat(20) }, dir);
+  assert.is(c.port, 8080);
+  assert.is(c.baseDomain, 'localhost');
+  assert.is(c.challengesDir, path.join(dir, 'challenges'));
+  assert.equal([...c.traefikEntryPoints], ['web']);
+  assert.is(c.redisUrl, undefined);
+  assert.ok(Object.isFrozen(c));
+});
+
+test('env values are coerced and lists split', () => {
+  const c = loadConfig({ POSEIDON_PORT: '9090', POSEIDON_TRAEFIK_ENTRYPOINTS: 'web, websecure', POSEIDON_API_KEY: 'k'.repeat(20), POSEIDON_FLAG_SECRET: 's'.repeat(20) }, dir);
+  assert.is(c.port, 9090);
+  assert.equal([...c.traefikEntryPoints], ['web', 'websecure']);
+});
+
+test('missing secrets are generated once, persisted 0600 and reused', () => {
+  const data = path.join(dir, 'data');
+  const a = loadConfig({ POSEIDON_DATA_DIR: data }, dir);
+  const b = loadConfig({ POSEIDON_DATA_DIR: data }, dir);
+  assert.equal([...a.generated], ['apiKey', 'flagSecret']);
+  assert.is(a.apiKey, b.apiKey);
+  assert.is(a.flagSecret, b.flagSecret);
+  assert.is(readFileSync(path.join(data, 'api-key'), 'utf8').trim(), a.apiKey);
+  assert.is(statSync(path.join(data, 'flag-secret')).mode & 0o777, 0o600);
+});
+
+test('bad values name the variable; secret values are never echoed', () => {
+  try {
+    loadConfig({ POSEIDON_PORT: 'eighty', POSEIDON_API_KEY: 'short-secret', POSEIDON_BASE_DOMAIN: 'Bad_Domain', POSEIDON_PUBLISH_ADDRESS: '0.0.0.0' }, dir);
+    assert.unreachable('should throw');
+  } catch (err) {
+    assert.ok(isPoseidonError(err, 'E_CONFIG_INVALID'));
+    const msg = (err as Error).message;
+    for (const name of ['POSEIDON_PORT', 'POSEIDON_API_KEY', 'POSEIDON_BASE_DOMAIN', 'POSEIDON_PUBLISH_ADDRESS']) assert.ok(msg.includes(name), `${name} in ${msg}`);
+    assert.not.ok(msg.includes('short-secret'));
+  }
+});
+
+test('redactUrl hides passwords', () => {
+  assert.is(redactUrl('redis://:hunter2@127.0.0.1:6379/0'), 'redis://:***@127.0.0.1:6379/0');
+  assert.not.ok(redactUrl('redis://u:hunter2@h:1').includes('hunter2'));
+});
+
+test.run();
