@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './api/app.ts';
 import { Catalog } from './catalog/catalog.ts';
-import { loadConfig, redactUrl, type Config } from './config/config.ts';
+import { loadConfig, type Config } from './config/config.ts';
 import { Controller } from './controller/controller.ts';
 import { FlagFiles } from './controller/flag-files.ts';
 import { gatewayReconciler } from './controller/gateway-reconciler.ts';
@@ -12,6 +12,7 @@ import { TraefikFileWriter } from './gateway/file-writer.ts';
 import { createLogger } from './logger.ts';
 import { DockerRuntime } from './runtime/docker.ts';
 import { openStore } from './store/open.ts';
+import { redactUrl } from './store/redis.ts';
 
 export interface Server {
   app: FastifyInstance;

@@ -30,6 +30,7 @@ test('owner key follows the challenge scope', () => {
   assert.is(ownerKey({ scope: 'team' }, 'red', 'alice'), 'team:red');
   assert.is(ownerKey({ scope: 'user' }, 'red', 'alice'), 'user:red/alice');
   assert.is.not(ownerKey({ scope: 'user' }, 'red', 'alice'), ownerKey({ scope: 'user' }, 'red', 'bob'));
+  assert.is.not(ownerKey({ scope: 'user' }, 'a/b', 'c'), ownerKey({ scope: 'user' }, 'a', 'b/c'));
 });
 
 test.run();

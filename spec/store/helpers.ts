@@ -74,8 +74,7 @@ export async function listenSettled(watcher: Store, writer: Store): Promise<{ se
   }
   if (!seen.includes(probe.id)) throw new Error('change listener never became active');
   await writer.deleteInstance(probe.id);
-  await waitFor(() => seen.filter((id) => id === probe.id).length >= 2, 2000, 'probe delete event');
-  seen.length = 0;
+  seen.length = 0; // late probe events may still arrive; tests only look for their own ids
   return { seen, stop };
 }
 

@@ -96,15 +96,3 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   } as unknown as Config;
   return Object.freeze(config);
 }
-
-/** The URL with any password replaced, for logs and errors. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    if (u.username && u.password === '') u.username = '***';
-    return u.toString();
-  } catch {
-    return '<unparseable url>';
-  }
-}

@@ -51,7 +51,7 @@ export function instanceReconciler(deps: InstanceReconcilerDeps) {
 
 async function removeAll(deps: InstanceReconcilerDeps, id: string, observed: Observed): Promise<void> {
   for (const c of observed.containers) await deps.runtime.removeContainer(c.id);
-  for (const n of observed.networks) await deps.runtime.removeNetwork(n.name);
+  for (const n of observed.networks) await deps.runtime.removeNetwork(n.id);
   await deps.flagFiles.remove(id);
 }
 
@@ -90,7 +90,7 @@ async function converge(deps: InstanceReconcilerDeps, inst: Instance, observed: 
     await deps.runtime.removeContainer(stale.id);
   }
   let current = observed.containers.find((c) => c.generation === inst.generation);
-  if (!current) current = await launch(deps, inst, entry, observed);
+  if (!current) current = await launch(deps, inst, entry);
   if (current.state === 'created') await deps.runtime.startContainer(current.id);
   if (current.state === 'exited' || current.state === 'dead') return crashed(deps, inst, current, now);
   if (current.health === 'unhealthy') return fail(deps, inst, `health check failed for ${entry.spec.healthcheck?.timeoutSeconds ?? 0}s`, now);
@@ -103,15 +103,14 @@ async function converge(deps: InstanceReconcilerDeps, inst: Instance, observed: 
   return { requeueAfterMs: Math.max(0, inst.expiresAt - now) };
 }
 
-async function launch(deps: InstanceReconcilerDeps, inst: Instance, entry: CatalogEntry, observed: Observed): Promise<ObservedContainer> {
+async function launch(deps: InstanceReconcilerDeps, inst: Instance, entry: CatalogEntry): Promise<ObservedContainer> {
   const { settings } = deps;
-  const publishing = settings.publishAddress !== '';
-  if (!observed.networks.length) await deps.runtime.ensureNetwork(planNetwork(inst, entry.spec, settings.managerId, publishing));
-  if (settings.gatewayContainer) await deps.runtime.connect(planNetwork(inst, entry.spec, settings.managerId, publishing).name, settings.gatewayContainer);
+  const network = await deps.runtime.ensureNetwork(planNetwork(inst, entry.spec, settings.managerId, settings.publishAddress !== ''));
+  if (settings.gatewayContainer) await deps.runtime.connect(network, settings.gatewayContainer);
   const flag = deriveFlag(settings.flagSecret, { team: inst.team, challenge: inst.challenge, instance: inst.id }, entry.spec.flag.format);
   const flagFileHostPath = entry.spec.flag.file ? await deps.flagFiles.write(inst.id, flag) : undefined;
   const plan = planContainer(inst, entry.spec, { managerId: settings.managerId, image: entry.image, flag, publishAddress: settings.publishAddress, ...(flagFileHostPath ? { flagFileHostPath } : {}) });
-  const created = await deps.runtime.createContainer(plan);
+  const created = await deps.runtime.createContainer({ ...plan, network });
   deps.log.info({ instance: inst.id, challenge: inst.challenge, generation: inst.generation }, 'container created');
   return created;
 }

@@ -29,9 +29,15 @@ export function portHostname(instanceId: string, spec: ChallengeSpec, index: num
   return `${prefix}.${spec.id}.${baseDomain}`;
 }
 
+/** Escapes the separators used in owner keys, so distinct (team, user) pairs never collide. */
+function escapeOwnerPart(s: string): string {
+  return s.replaceAll('%', '%25').replaceAll('/', '%2F').replaceAll(':', '%3A');
+}
+
 /** The owner key that limits apply to: the team, or the user within the team for user-scoped challenges. */
 export function ownerKey(spec: Pick<ChallengeSpec, 'scope'>, team: string, user: string | undefined): string {
-  return spec.scope === 'user' ? `user:${team}/${user ?? ''}` : `team:${team}`;
+  const t = escapeOwnerPart(team);
+  return spec.scope === 'user' ? `user:${t}/${escapeOwnerPart(user ?? '')}` : `team:${t}`;
 }
 
 /** Endpoints an instance of `spec` will have; `published` is filled in later from observed state. */

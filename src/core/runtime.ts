@@ -34,6 +34,8 @@ export interface ObservedNetwork {
   id: string;
   name: string;
   instance: string;
+  /** Creation time (ISO), to pick a survivor among racing duplicates. */
+  created: string;
 }
 
 /** Everything needed to create one instance container; produced by `core/container-plan.ts`. */
@@ -72,15 +74,18 @@ export interface ContainerRuntime {
   listContainers(instance?: string): Promise<ObservedContainer[]>;
   /** Every network carrying this manager's label (optionally one instance's). */
   listNetworks(instance?: string): Promise<ObservedNetwork[]>;
-  /** Creates the network unless one with that name exists (adopted). */
-  ensureNetwork(plan: NetworkPlan): Promise<void>;
+  /**
+   * Creates the network unless this instance already has one (adopted) and returns its id.
+   * Docker's duplicate check is racy, so duplicates found afterwards are removed, keeping the oldest.
+   */
+  ensureNetwork(plan: NetworkPlan): Promise<string>;
   /** Creates the container; an existing container with the same name is adopted (409). */
   createContainer(plan: ContainerPlan): Promise<ObservedContainer>;
   startContainer(id: string): Promise<void>;
   /** Force-removes the container; a missing container is not an error. */
   removeContainer(id: string): Promise<void>;
-  /** Disconnects every endpoint and removes the network; missing is not an error. */
-  removeNetwork(name: string): Promise<void>;
+  /** Disconnects every endpoint and removes the network (by id); missing is not an error. */
+  removeNetwork(id: string): Promise<void>;
   /** Joins an existing container (the gateway) to a network; already joined is not an error. */
   connect(network: string, container: string): Promise<void>;
   imageExists(ref: string): Promise<boolean>;

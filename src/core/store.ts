@@ -12,7 +12,7 @@ export interface InstanceFilter {
 
 /**
  * Desired-state store port. Adapters: `store/redis.ts` (production) and `store/memory.ts`
- * (embedded default). Both pass `spec/store/contract.test.ts`.
+ * (embedded default). Both pass the shared suite in `spec/store/contract.ts`.
  *
  * All methods reject with a PoseidonError code `E_STORE` (kind transient) when the backend
  * cannot be read or written; callers must never act on a failed read.

@@ -104,19 +104,28 @@ export class DockerRuntime implements ContainerRuntime {
   async listNetworks(instance?: string): Promise<ObservedNetwork[]> {
     try {
       const nets = await this.docker.listNetworks({ filters: { label: this.labelFilter(instance) } });
-      return nets.map((n) => ({ id: n.Id, name: n.Name, instance: n.Labels?.[LABELS.instance] ?? '' }));
+      return nets
+        .map((n) => ({ id: n.Id, name: n.Name, instance: n.Labels?.[LABELS.instance] ?? '', created: n.Created }))
+        .sort((a, b) => (a.created === b.created ? (a.id < b.id ? -1 : 1) : a.created < b.created ? -1 : 1));
     } catch (err) {
       throw runtimeError('list networks', err);
     }
   }
 
-  async ensureNetwork(plan: NetworkPlan): Promise<void> {
-    const existing = await tolerate('inspect network', [404], () => this.docker.getNetwork(plan.name).inspect());
-    if (existing) return;
-    // CheckDuplicate makes a concurrent or retried create collide (409) instead of duplicating.
-    await tolerate('create network', [409], () =>
-      this.docker.createNetwork({ Name: plan.name, Driver: 'bridge', Internal: plan.internal, Labels: plan.labels, CheckDuplicate: true }),
-    );
+  async ensureNetwork(plan: NetworkPlan): Promise<string> {
+    const instance = plan.labels[LABELS.instance];
+    let nets = (await this.listNetworks(instance)).filter((n) => n.name === plan.name);
+    if (nets.length === 0) {
+      await tolerate('create network', [409], () =>
+        this.docker.createNetwork({ Name: plan.name, Driver: 'bridge', Internal: plan.internal, Labels: plan.labels, CheckDuplicate: true }),
+      );
+      nets = (await this.listNetworks(instance)).filter((n) => n.name === plan.name);
+    }
+    const [keep, ...dupes] = nets;
+    if (!keep) throw new PoseidonError(Codes.runtime, `network ${plan.name} vanished after create`, { kind: 'transient' });
+    // CheckDuplicate is best effort: concurrent creates can all succeed. Keep the oldest.
+    for (const d of dupes) await this.removeNetwork(d.id);
+    return keep.id;
   }
 
   async createContainer(plan: ContainerPlan): Promise<ObservedContainer> {
@@ -136,8 +145,8 @@ export class DockerRuntime implements ContainerRuntime {
     await tolerate('remove container', [404, 409], () => this.docker.getContainer(id).remove({ force: true, v: true }));
   }
 
-  async removeNetwork(name: string): Promise<void> {
-    const net = this.docker.getNetwork(name);
+  async removeNetwork(id: string): Promise<void> {
+    const net = this.docker.getNetwork(id);
     const info = (await tolerate('inspect network', [404], () => net.inspect())) as { Containers?: Record<string, unknown> } | undefined;
     if (!info) return;
     for (const container of Object.keys(info.Containers ?? {})) {

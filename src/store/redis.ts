@@ -223,14 +223,17 @@ export class RedisStore implements Store {
   }
 }
 
+/** `scheme://user:` then the password: everything up to the last `@` before the first `/`. */
+const URL_PASSWORD = /^([a-z][a-z0-9+.-]*:\/\/[^:@/]*:)([^/]*)@/i;
+
 /** `url` with its password (if any) replaced by `***`; safe for logs and error messages. */
 export function redactUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*:)[^@/]*@/i, '$1***@');
+  return url.replace(URL_PASSWORD, '$1***@');
 }
 
 /** A function that removes the password of `url` (raw and percent-decoded) from any text. */
 export function redactor(url: string): (text: string) => string {
-  const raw = /^[a-z][a-z0-9+.-]*:\/\/[^:@/]*:([^@/]*)@/i.exec(url)?.[1] ?? '';
+  const raw = URL_PASSWORD.exec(url)?.[2] ?? '';
   const secrets = [raw, safeDecode(raw)].filter((s) => s.length > 0);
   return (text) => secrets.reduce((acc, secret) => acc.split(secret).join('***'), text.split(url).join(redactUrl(url)));
 }

@@ -1,0 +1,126 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { planContainer, planNetwork } from '../../src/core/container-plan.ts';
+import { DockerRuntime } from '../../src/runtime/docker.ts';
+import { haveDocker } from '../helpers/deps.ts';
+import { cleanupByLabel, docker, exec, fetchFromProbe, startProbe, testManagerId } from '../helpers/docker.ts';
+import { makeInstance, makeSpec } from '../helpers/specs.ts';
+
+const t = suite('docker runtime (real engine)');
+const enabled = haveDocker();
+const mgr = testManagerId();
+const rt = new DockerRuntime(mgr);
+const inst = makeInstance({ id: `${mgr.slice(-8)}0000000000000000` });
+const spec = makeSpec({ command: ['sh', '-c', 'mkdir -p /tmp/w; echo backend-ok > /tmp/w/index.html; echo "$FLAG" > /tmp/f; exec httpd -f -p 8080 -h /tmp/w'], resources: { cpu: 0.25, memoryBytes: 32 << 20, pids: 16 } });
+let plan = planContainer(inst, spec, { managerId: mgr, image: 'busybox:1.35', flag: 'flag{abc}', publishAddress: '' });
+
+t.after(async () => { if (enabled) await cleanupByLabel(mgr); });
+
+const it = (name: string, fn: () => Promise<void>) => t(name, async () => { if (enabled) await fn(); });
+
+it('networks are created once, labelled, and internal', async () => {
+  const np = planNetwork(inst, spec, mgr, false);
+  // Docker's CheckDuplicate is racy: concurrent creates may duplicate, and ensureNetwork converges.
+  const ids = await Promise.all([rt.ensureNetwork(np), rt.ensureNetwork(np), rt.ensureNetwork(np)]);
+  const nets = await rt.listNetworks(inst.id);
+  assert.is(nets.length, 1);
+  assert.is(await rt.ensureNetwork(np), nets[0]!.id);
+  assert.ok(ids.includes(nets[0]!.id));
+  plan = { ...plan, network: nets[0]!.id };
+  const info = await docker.getNetwork(nets[0]!.id).inspect();
+  assert.ok(info.Internal);
+  assert.is(info.Labels?.['poseidon.instance'], inst.id);
+});
+
+it('a retried create adopts the existing container (deterministic name, 409)', async () => {
+  const a = await rt.createContainer(plan);
+  const b = await rt.createContainer(plan);
+  assert.is(a.id, b.id);
+  assert.is((await rt.listContainers(inst.id)).length, 1);
+  assert.is(a.state, 'created');
+});
+
+it('containers get the hardening defaults', async () => {
+  const [c] = await rt.listContainers(inst.id);
+  await rt.startContainer(c!.id);
+  await rt.startContainer(c!.id); // already started: not an error
+  const info = await docker.getContainer(c!.id).inspect();
+  const hc = info.HostConfig;
+  assert.equal(hc.CapDrop, ['ALL']);
+  assert.equal(hc.SecurityOpt, ['no-new-privileges']);
+  assert.is(hc.PidsLimit, 16);
+  assert.is(hc.Memory, 32 << 20);
+  assert.is(hc.NanoCpus, 250_000_000);
+  assert.is(hc.ReadonlyRootfs, true);
+  assert.is(hc.Privileged, false);
+  assert.is(hc.NetworkMode, plan.network);
+  assert.ok(Object.keys(info.NetworkSettings.Networks).includes(plan.name), 'joined the instance network');
+  assert.equal(Object.keys(hc.PortBindings ?? {}), []);
+  assert.is(info.Config.Labels['poseidon.managed-by'], mgr);
+  const ro = await exec(c!.id, ['sh', '-c', 'touch /x 2>&1; echo rc=$?; cat /tmp/f']);
+  assert.match(ro.out, /rc=1/);
+  assert.match(ro.out, /flag\{abc\}/);
+});
+
+it('an instance reaches nothing outside its network, but the gateway reaches it by name', async () => {
+  const [c] = await rt.listContainers(inst.id);
+  const probe = await startProbe(mgr, `${mgr}-gw`);
+  const probeIp = (await docker.getContainer(probe).inspect()).NetworkSettings.Networks[`${mgr}-gw`]?.IPAddress;
+  assert.ok(probeIp);
+  assert.is((await exec(probe, ['sh', '-c', 'timeout 3 wget -q -O - http://127.0.0.1:8080/'])).out.trim(), 'probe-ok');
+  // Traffic stays inside Docker: the instance tries a container on another network, and fails.
+  const across = await exec(c!.id, ['sh', '-c', `timeout 3 wget -q -O - http://${probeIp}:8080/; echo rc=$?`]);
+  assert.not.match(across.out, /probe-ok/);
+  await rt.connect(plan.network, probe);
+  await rt.connect(plan.network, probe); // already connected: not an error
+  const got = await fetchFromProbe(probe, `${plan.alias}:8080`);
+  assert.is(got.out.trim(), 'backend-ok', `stderr: ${got.err} code ${got.code}`);
+});
+
+it('removal is idempotent and takes the network even with the gateway attached', async () => {
+  const [c] = await rt.listContainers(inst.id);
+  await rt.removeContainer(c!.id);
+  await rt.removeContainer(c!.id);
+  await rt.removeNetwork(plan.network);
+  await rt.removeNetwork(plan.network);
+  assert.equal(await rt.listContainers(inst.id), []);
+  assert.equal(await rt.listNetworks(inst.id), []);
+});
+
+it('builds an image from a context and reports build failures with output', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'poseidon-build-'));
+  try {
+    writeFileSync(path.join(dir, 'Dockerfile'), 'FROM busybox:1.35\nCOPY hello /hello\n');
+    writeFileSync(path.join(dir, 'hello'), 'hi\n');
+    const tag = `${mgr}/ok:1`;
+    await rt.buildImage(dir, 'Dockerfile', tag, { 'poseidon.test': mgr });
+    assert.ok(await rt.imageExists(tag));
+    writeFileSync(path.join(dir, 'Dockerfile'), 'FROM busybox:1.35\nRUN exit 3\n');
+    try {
+      await rt.buildImage(dir, 'Dockerfile', `${mgr}/bad:1`, { 'poseidon.test': mgr });
+      assert.unreachable('build should fail');
+    } catch (err) {
+      assert.match((err as Error).message, /exit 3|returned a non-zero code/);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+it('engine events about managed objects reach the watcher', async () => {
+  const seen = new Set<string>();
+  const ac = new AbortController();
+  rt.watchEvents((id) => seen.add(id), ac.signal);
+  await sleep(300);
+  const c = await rt.createContainer(plan);
+  await rt.removeContainer(c.id);
+  for (let i = 0; i < 40 && !seen.has(inst.id); i++) await sleep(50);
+  ac.abort();
+  assert.ok(seen.has(inst.id));
+});
+
+t.run();
