@@ -42,7 +42,7 @@ export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise
   announce(log, config);
   const store = await openStore({ ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}), prefix: config.redisPrefix });
   const runtime = new DockerRuntime(config.managerId, { socketPath: config.dockerSocket });
-  const catalog = new Catalog(runtime, log.child({ component: 'catalog' }));
+  const catalog = new Catalog(runtime, log.child({ component: 'catalog' }), config.managerId);
   await catalog.load(config.challengesDir);
   log.info({ dir: config.challengesDir, valid: catalog.list().length, invalid: catalog.invalid().length }, 'challenges loaded');
 

@@ -1,5 +1,5 @@
 import type { ChallengeSpec, LoadResult, SpecIssue } from '../core/challenge.ts';
-import type { ContainerRuntime } from '../core/runtime.ts';
+import { LABELS, type ContainerRuntime } from '../core/runtime.ts';
 import type { Logger } from '../controller/types.ts';
 import { loadChallengeDir } from '../spec/load.ts';
 import { contextHash, specHash } from './hash.ts';
@@ -30,7 +30,7 @@ export class Catalog {
   private entries = new Map<string, CatalogEntry>();
   private invalidFiles: InvalidChallenge[] = [];
 
-  constructor(private readonly runtime: ContainerRuntime, private readonly log: Logger) {}
+  constructor(private readonly runtime: ContainerRuntime, private readonly log: Logger, private readonly managerId: string) {}
 
   /**
    * Validates `dir` and swaps in the new set of challenges (state `building` until
@@ -77,7 +77,7 @@ export class Catalog {
       if (!(await this.runtime.imageExists(entry.image))) {
         if (spec.build) {
           this.log.info({ challenge: spec.id, image: entry.image }, 'building image');
-          await this.runtime.buildImage(spec.build.context, spec.build.dockerfile, entry.image, { 'poseidon.challenge': spec.id });
+          await this.runtime.buildImage(spec.build.context, spec.build.dockerfile, entry.image, { [LABELS.managedBy]: this.managerId, [LABELS.challenge]: spec.id });
         } else {
           this.log.info({ challenge: spec.id, image: entry.image }, 'pulling image');
           await this.runtime.pullImage(entry.image);

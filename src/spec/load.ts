@@ -28,6 +28,10 @@ interface Loaded {
 }
 
 const FILE_NAMES = ['challenge.yaml', 'challenge.yml'] as const;
+/** Issues kept per file; a hostile 256 KiB file could otherwise yield tens of thousands. */
+export const MAX_ISSUES_PER_FILE = 50;
+/** Raw issues placed in the source at all (placing walks the AST, so bound the work). */
+const PLACED_ISSUES_LIMIT = 4 * MAX_ISSUES_PER_FILE;
 const ID_SHAPE = /^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/;
 
 /**
@@ -103,7 +107,7 @@ async function loadOne(file: string, opts: LoadFileOptions): Promise<Loaded> {
     const read = await readSource(file, abs);
     if (!read.ok) return failed(file, read.issues);
     const parsed = parseDocument(file, read.text);
-    if (!parsed.ok) return failed(file, parsed.issues);
+    if (!parsed.ok) return failed(file, capIssues(parsed.issues));
     return await checkDocument(file, abs, root, parsed);
   } catch (err) {
     // Only an unforeseen filesystem race or a bug lands here; still one file, one result.
@@ -139,8 +143,15 @@ async function checkDocument(file: string, abs: string, root: string, parsed: Pa
     return { result: { ok: true, file, spec: normalizeSpec(data as unknown as RawChallenge, abs) }, idAt: { line, column } };
   }
   const id = typeof data.id === 'string' && ID_SHAPE.test(data.id) ? data.id : undefined;
-  const result: LoadResult = { ok: false, file, ...(id !== undefined && { id }), issues: sortIssues(raw.map(place)) };
+  const result: LoadResult = { ok: false, file, ...(id !== undefined && { id }), issues: capIssues(sortIssues(raw.slice(0, PLACED_ISSUES_LIMIT).map(place))) };
   return { result, idAt: { line, column } };
+}
+
+function capIssues(issues: SpecIssue[]): SpecIssue[] {
+  if (issues.length <= MAX_ISSUES_PER_FILE) return issues;
+  const [first] = issues;
+  const more = { file: first?.file ?? '', line: 0, column: 0, path: '', message: `${issues.length - MAX_ISSUES_PER_FILE} more issues not shown` };
+  return [...issues.slice(0, MAX_ISSUES_PER_FILE), more];
 }
 
 function idOf(result: LoadResult): string | undefined {

@@ -24,21 +24,24 @@ export function positionOf(lineCounter: LineCounter, offset: number): Position {
  * the path does not exist in the AST it falls back to the deepest node that does.
  */
 export function placeIssue(file: string, doc: Document, lineCounter: LineCounter, issue: RawIssue): SpecIssue {
-  const target = issue.anchor === 'parent' ? issue.path.slice(0, -1) : issue.path;
-  const offset = findOffset(doc, target) ?? 0;
+  const offset = issue.anchor === 'parent'
+    ? findOffset(doc, issue.path.slice(0, -1), 'node')
+    : findOffset(doc, issue.path, 'entry');
   return { file, ...positionOf(lineCounter, offset), path: dottedPath(issue.path), message: issue.message };
 }
 
-function findOffset(doc: Document, path: ReadonlyArray<string | number>): number | undefined {
+/** `entry`: the key of the last mapping entry on the path; `node`: the value node itself. */
+function findOffset(doc: Document, path: ReadonlyArray<string | number>, mode: 'entry' | 'node'): number {
   let node: unknown = doc.contents;
-  let offset = rangeStart(node);
+  let offset = rangeStart(node) ?? 0;
   for (const [i, seg] of path.entries()) {
     if (isAlias(node)) node = node.resolve(doc);
     const last = i === path.length - 1;
     if (isMap(node)) {
       const pair = node.items.find((p) => keyText(p) === String(seg));
       if (pair === undefined) return offset;
-      if (last || pair.value === null || pair.value === undefined) return rangeStart(pair.key) ?? offset;
+      const keyOffset = rangeStart(pair.key) ?? offset;
+      if ((last && mode === 'entry') || pair.value === null || pair.value === undefined) return keyOffset;
       node = pair.value;
     } else if (isSeq(node)) {
       node = node.items[Number(seg)];
@@ -49,6 +52,30 @@ function findOffset(doc: Document, path: ReadonlyArray<string | number>): number
     offset = rangeStart(node) ?? offset;
   }
   return offset;
+}
+
+/**
+ * The path of the mapping key that starts at `offset` (where yaml reports a duplicate key), or
+ * undefined when no key starts there. Does not follow aliases.
+ */
+export function keyPathAt(doc: Document, offset: number): string[] | undefined {
+  const search = (node: unknown, path: string[]): string[] | undefined => {
+    if (isMap(node)) {
+      for (const pair of node.items) {
+        const here = [...path, keyText(pair)];
+        if (rangeStart(pair.key) === offset) return here;
+        const found = search(pair.value, here);
+        if (found !== undefined) return found;
+      }
+    } else if (isSeq(node)) {
+      for (const [i, item] of node.items.entries()) {
+        const found = search(item, [...path, String(i)]);
+        if (found !== undefined) return found;
+      }
+    }
+    return undefined;
+  };
+  return search(doc.contents, []);
 }
 
 function keyText(pair: Pair<unknown, unknown>): string {

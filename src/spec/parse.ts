@@ -5,9 +5,9 @@
  */
 import { open } from 'node:fs/promises';
 import { constants } from 'node:fs';
-import { isMap, isSeq, LineCounter, parseAllDocuments, type Document } from 'yaml';
+import { isMap, isSeq, LineCounter, parseAllDocuments, type Document, type YAMLError } from 'yaml';
 import type { SpecIssue } from '../core/challenge.ts';
-import { positionOf } from './locate.ts';
+import { keyPathAt, positionOf } from './locate.ts';
 
 /** Largest challenge file accepted, checked before reading. */
 export const MAX_FILE_BYTES = 256 * 1024;
@@ -68,7 +68,7 @@ export function parseDocument(file: string, text: string): ParsedDocument {
   }
   const doc = docs[0];
   if (doc === undefined) return { ok: false, issues: [at(0, 'file is empty; expected a mapping with id, name, ...')] };
-  const issues = doc.errors.map((e) => at(e.pos[0], syntaxMessage(e.code, e.message, text.slice(e.pos[0], e.pos[1]))));
+  const issues = doc.errors.map((e) => yamlErrorIssue(file, doc, lineCounter, e));
   const second = docs[1];
   if (second !== undefined) issues.push(at(second.range[0], 'a challenge file holds exactly one YAML document; found several'));
   if (issues.length > 0) return { ok: false, issues };
@@ -93,9 +93,13 @@ function toPlain(doc: Document, lineCounter: LineCounter, at: (offset: number, m
   }
 }
 
-function syntaxMessage(code: string, message: string, source: string): string {
-  if (code === 'DUPLICATE_KEY') return `duplicate key ${JSON.stringify(source.slice(0, 60))}`;
-  return `YAML syntax error: ${message}`;
+function yamlErrorIssue(file: string, doc: Document, lineCounter: LineCounter, error: YAMLError): SpecIssue {
+  const where = { file, ...positionOf(lineCounter, error.pos[0]) };
+  const keyPath = error.code === 'DUPLICATE_KEY' ? keyPathAt(doc, error.pos[0]) : undefined;
+  if (keyPath !== undefined) {
+    return { ...where, path: keyPath.join('.'), message: `duplicate key "${keyPath.at(-1) ?? ''}"` };
+  }
+  return { ...where, path: '', message: `YAML syntax error: ${error.message}` };
 }
 
 function kindOf(node: unknown): string {

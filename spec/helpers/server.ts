@@ -1,0 +1,84 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ROOT } from './deps.ts';
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      s.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export interface ServeProcess {
+  url: string;
+  proc: ChildProcess;
+  /** Everything the process printed (stdout and stderr). */
+  logs(): string;
+  /** SIGTERM and wait for exit. */
+  stop(): Promise<void>;
+  /** SIGKILL (kill -9) and wait for exit. */
+  kill(): Promise<void>;
+}
+
+/** Spawns `poseidon serve` as its own process with `env` and waits for /healthz (bounded). */
+export async function startServe(env: Record<string, string>): Promise<ServeProcess> {
+  const port = env.POSEIDON_PORT ? Number(env.POSEIDON_PORT) : await freePort();
+  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), 'serve'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', POSEIDON_HOST: '127.0.0.1', ...env, POSEIDON_PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+  proc.stderr?.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  const url = `http://127.0.0.1:${port}`;
+  const waitExit = async (signal: NodeJS.Signals): Promise<void> => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    await exited;
+  };
+  const handle: ServeProcess = { url, proc, logs: () => out, stop: () => waitExit('SIGTERM'), kill: () => waitExit('SIGKILL') };
+  for (let i = 0; i < 150; i++) {
+    if (proc.exitCode !== null) throw new Error(`serve exited early (${proc.exitCode}):\n${out}`);
+    const ok = await fetch(`${url}/healthz`).then((r) => r.ok, () => false);
+    if (ok) return handle;
+    await sleep(100);
+  }
+  await handle.kill();
+  throw new Error(`serve did not become healthy in 15 s:\n${out}`);
+}
+
+/** A small JSON client for the API. */
+export function apiClient(url: string, key: string) {
+  return async (method: string, p: string, body?: unknown): Promise<{ status: number; body: any; headers: Headers }> => {
+    const res = await fetch(`${url}${p}`, {
+      method,
+      headers: { 'x-api-key': key, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: body === undefined ? null : JSON.stringify(body),
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
+  };
+}
+
+/** Polls `fn` every `everyMs` until it returns a value (not undefined) or `timeoutMs` passes. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
