@@ -14,14 +14,17 @@ export function testManagerId(): string {
  * object carrying the `poseidon.test=<managerId>` label (probe and gateway containers, images).
  */
 export async function cleanupByLabel(managerId: string): Promise<void> {
-  for (const label of [`poseidon.managed-by=${managerId}`, `${TEST_LABEL}=${managerId}`]) {
-    const containers = await docker.listContainers({ all: true, filters: { label: [label] } });
-    // Sequential: the engine serialises these anyway, and parallel removals race network teardown.
-    for (const c of containers) await docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined);
-    const networks = await docker.listNetworks({ filters: { label: [label] } });
-    for (const n of networks) await docker.getNetwork(n.Id).remove().catch(() => undefined);
-    const images = await docker.listImages({ filters: { label: [label] } });
-    for (const i of images) await docker.getImage(i.Id).remove({ force: true }).catch(() => undefined);
+  const labels = [`poseidon.managed-by=${managerId}`, `${TEST_LABEL}=${managerId}`];
+  // Containers first (all of them: a gateway probe attached to a network blocks its removal),
+  // sequentially, since parallel removals race the engine's network teardown.
+  for (const label of labels) {
+    for (const c of await docker.listContainers({ all: true, filters: { label: [label] } })) {
+      await docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined);
+    }
+  }
+  for (const label of labels) {
+    for (const n of await docker.listNetworks({ filters: { label: [label] } })) await docker.getNetwork(n.Id).remove().catch(() => undefined);
+    for (const i of await docker.listImages({ filters: { label: [label] } })) await docker.getImage(i.Id).remove({ force: true }).catch(() => undefined);
   }
 }
 
