@@ -4,13 +4,16 @@ import { runValidate } from './spec/validate-command.ts';
 const USAGE = `usage: poseidon <command>
 
 commands:
-  serve                 run the API, catalog, controller and gateway (config from environment)
+  serve [--dev]         run the API, catalog, controller and gateway (config from environment);
+                        --dev publishes instance ports on 127.0.0.1 for use without Traefik
   validate [dir] [--json]  check challenge definitions (default dir ./challenges)
   help                  this text
 `;
 
-async function serve(): Promise<void> {
-  const server = await startServer();
+async function serve(args: string[]): Promise<void> {
+  const unknown = args.filter((a) => a !== '--dev');
+  if (unknown.length) throw new Error(`serve: unknown option ${unknown.join(' ')}\n${USAGE}`);
+  const server = await startServer({ dev: args.includes('--dev') });
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
@@ -26,10 +29,10 @@ async function main(argv: string[]): Promise<number | undefined> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'serve':
-      await serve();
+      await serve(rest);
       return undefined;
     case 'validate':
-      return runValidate(rest, { stdout: (s) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`), stderr: (s) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`), cwd: process.cwd() });
+      return runValidate(rest, { stdout: (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`), stderr: (s: string) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`), cwd: process.cwd() });
     case 'help': case '--help': case '-h':
       process.stdout.write(USAGE);
       return 0;

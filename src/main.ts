@@ -36,10 +36,11 @@ function announce(log: Logger, config: Config): void {
 }
 
 /** Composition root of `poseidon serve`: config, store, engine, catalog, controller, API. */
-export async function startServer(env: NodeJS.ProcessEnv = process.env): Promise<Server> {
-  const config = loadConfig(env);
+export async function startServer(opts: { env?: NodeJS.ProcessEnv; dev?: boolean } = {}): Promise<Server> {
+  const config = loadConfig(opts.env, undefined, { dev: opts.dev ?? false });
   const log = createLogger(config.logLevel);
   announce(log, config);
+  if (config.publishAddress) log.warn({ address: config.publishAddress }, 'publishing instance ports on a loopback address (development); no-egress networks become routed bridges');
   const store = await openStore({ ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}), prefix: config.redisPrefix });
   const runtime = new DockerRuntime(config.managerId, { socketPath: config.dockerSocket });
   const catalog = new Catalog(runtime, log.child({ component: 'catalog' }), config.managerId);

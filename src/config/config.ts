@@ -67,13 +67,19 @@ function persistedSecret(dataDir: string, file: string): string {
   return secret;
 }
 
+export interface LoadOptions {
+  /** Laptop profile (`npm start`): publish instance ports on 127.0.0.1 unless configured otherwise. */
+  dev?: boolean;
+}
+
 /**
  * Builds the configuration from `env` (default: process.env). Throws PoseidonError
  * E_CONFIG_INVALID naming every bad variable (values of secret variables are never echoed).
  * Missing API key and flag secret are generated once and persisted under the data dir.
  */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd(), opts: LoadOptions = {}): Config {
   const raw = fromEnv(env);
+  if (opts.dev && raw.publishAddress === undefined) raw.publishAddress = '127.0.0.1';
   if (!validate(raw)) {
     const byKey = Object.fromEntries(Object.entries(ENV_NAMES).map(([n, k]) => [k, n]));
     const problems = (validate.errors ?? []).map((e) => {

@@ -143,14 +143,15 @@ async function checkDocument(file: string, abs: string, root: string, parsed: Pa
     return { result: { ok: true, file, spec: normalizeSpec(data as unknown as RawChallenge, abs) }, idAt: { line, column } };
   }
   const id = typeof data.id === 'string' && ID_SHAPE.test(data.id) ? data.id : undefined;
-  const result: LoadResult = { ok: false, file, ...(id !== undefined && { id }), issues: capIssues(sortIssues(raw.slice(0, PLACED_ISSUES_LIMIT).map(place))) };
+  const result: LoadResult = { ok: false, file, ...(id !== undefined && { id }), issues: capIssues(sortIssues(raw.slice(0, PLACED_ISSUES_LIMIT).map(place)), raw.length) };
   return { result, idAt: { line, column } };
 }
 
-function capIssues(issues: SpecIssue[]): SpecIssue[] {
-  if (issues.length <= MAX_ISSUES_PER_FILE) return issues;
+/** Keeps the first `MAX_ISSUES_PER_FILE` issues; `total` counts issues found, placed or not. */
+function capIssues(issues: SpecIssue[], total = issues.length): SpecIssue[] {
+  if (total <= MAX_ISSUES_PER_FILE) return issues;
   const [first] = issues;
-  const more = { file: first?.file ?? '', line: 0, column: 0, path: '', message: `${issues.length - MAX_ISSUES_PER_FILE} more issues not shown` };
+  const more = { file: first?.file ?? '', line: 0, column: 0, path: '', message: `${total - MAX_ISSUES_PER_FILE} more issues not shown` };
   return [...issues.slice(0, MAX_ISSUES_PER_FILE), more];
 }
 

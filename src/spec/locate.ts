@@ -54,28 +54,33 @@ function findOffset(doc: Document, path: ReadonlyArray<string | number>, mode: '
   return offset;
 }
 
+/** A mapping key that repeats an earlier key of the same mapping (as JS sees keys: `1` = `"1"`). */
+export interface DuplicateKey {
+  path: string[];
+  offset: number;
+}
+
 /**
- * The path of the mapping key that starts at `offset` (where yaml reports a duplicate key), or
- * undefined when no key starts there. Does not follow aliases.
+ * Every repeated mapping key in the document, in source order. Linear (yaml's own `uniqueKeys`
+ * check is quadratic in the number of keys, seconds for a 256 KiB file). Does not follow aliases.
  */
-export function keyPathAt(doc: Document, offset: number): string[] | undefined {
-  const search = (node: unknown, path: string[]): string[] | undefined => {
+export function findDuplicateKeys(doc: Document): DuplicateKey[] {
+  const found: DuplicateKey[] = [];
+  const walk = (node: unknown, path: string[]): void => {
     if (isMap(node)) {
+      const seen = new Set<string>();
       for (const pair of node.items) {
-        const here = [...path, keyText(pair)];
-        if (rangeStart(pair.key) === offset) return here;
-        const found = search(pair.value, here);
-        if (found !== undefined) return found;
+        const key = keyText(pair);
+        if (seen.has(key)) found.push({ path: [...path, key], offset: rangeStart(pair.key) ?? 0 });
+        seen.add(key);
+        walk(pair.value, [...path, key]);
       }
     } else if (isSeq(node)) {
-      for (const [i, item] of node.items.entries()) {
-        const found = search(item, [...path, String(i)]);
-        if (found !== undefined) return found;
-      }
+      node.items.forEach((item, i) => walk(item, [...path, String(i)]));
     }
-    return undefined;
   };
-  return search(doc.contents, []);
+  walk(doc.contents, []);
+  return found;
 }
 
 function keyText(pair: Pair<unknown, unknown>): string {

@@ -5,9 +5,9 @@
  */
 import { open } from 'node:fs/promises';
 import { constants } from 'node:fs';
-import { isMap, isSeq, LineCounter, parseAllDocuments, type Document, type YAMLError } from 'yaml';
+import { isMap, isSeq, LineCounter, parseAllDocuments, type Document } from 'yaml';
 import type { SpecIssue } from '../core/challenge.ts';
-import { keyPathAt, positionOf } from './locate.ts';
+import { findDuplicateKeys, positionOf } from './locate.ts';
 
 /** Largest challenge file accepted, checked before reading. */
 export const MAX_FILE_BYTES = 256 * 1024;
@@ -62,13 +62,16 @@ export function parseDocument(file: string, text: string): ParsedDocument {
   const at = (offset: number, message: string): SpecIssue => ({ file, ...positionOf(lineCounter, offset), path: '', message });
   let docs;
   try {
-    docs = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true, logLevel: 'error' });
+    docs = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: false, logLevel: 'error' });
   } catch (err) {
     return { ok: false, issues: [at(0, `YAML could not be parsed: ${String(err)}`)] };
   }
   const doc = docs[0];
   if (doc === undefined) return { ok: false, issues: [at(0, 'file is empty; expected a mapping with id, name, ...')] };
-  const issues = doc.errors.map((e) => yamlErrorIssue(file, doc, lineCounter, e));
+  const issues = doc.errors.map((e) => at(e.pos[0], `YAML syntax error: ${e.message}`));
+  for (const dup of findDuplicateKeys(doc)) {
+    issues.push({ ...at(dup.offset, `duplicate key "${dup.path.at(-1) ?? ''}"`), path: dup.path.join('.') });
+  }
   const second = docs[1];
   if (second !== undefined) issues.push(at(second.range[0], 'a challenge file holds exactly one YAML document; found several'));
   if (issues.length > 0) return { ok: false, issues };
@@ -91,15 +94,6 @@ function toPlain(doc: Document, lineCounter: LineCounter, at: (offset: number, m
     }
     return { ok: false, issues: [at(start, `YAML error: ${err instanceof Error ? err.message : String(err)}`)] };
   }
-}
-
-function yamlErrorIssue(file: string, doc: Document, lineCounter: LineCounter, error: YAMLError): SpecIssue {
-  const where = { file, ...positionOf(lineCounter, error.pos[0]) };
-  const keyPath = error.code === 'DUPLICATE_KEY' ? keyPathAt(doc, error.pos[0]) : undefined;
-  if (keyPath !== undefined) {
-    return { ...where, path: keyPath.join('.'), message: `duplicate key "${keyPath.at(-1) ?? ''}"` };
-  }
-  return { ...where, path: '', message: `YAML syntax error: ${error.message}` };
 }
 
 function kindOf(node: unknown): string {

@@ -1,0 +1,13 @@
+# Poseidon itself. Build: docker build -t poseidon .
+FROM node:20-slim
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY bin ./bin
+COPY src ./src
+COPY schemas ./schemas
+COPY challenges ./challenges
+ENV POSEIDON_HOST=0.0.0.0
+EXPOSE 8080
+ENTRYPOINT ["node", "bin/poseidon.js"]
+CMD ["serve"]
