@@ -34,6 +34,14 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   });
   app.setErrorHandler(errorHandler);
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      done(null, parseJson(body as string));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
   app.setNotFoundHandler((req, reply) => sendProblem(reply, 404, Codes.notFound, `no route ${req.method} ${req.url.split('?')[0]}`));
 
   const keyDigest = digest(deps.apiKey);
@@ -84,6 +92,19 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   }));
 
   return app;
+}
+
+/** JSON.parse that refuses prototype-polluting keys with a message naming them. */
+export function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text, (key, value: unknown) => {
+      if (key === '__proto__') throw new PoseidonError(Codes.badRequest, 'body: forbidden key "__proto__" (prototype pollution)', { kind: 'input' });
+      return value;
+    });
+  } catch (err) {
+    if (err instanceof PoseidonError) throw err;
+    throw new PoseidonError(Codes.badRequest, `body: invalid JSON (${(err as Error).message})`, { kind: 'input', cause: err });
+  }
 }
 
 async function mustGet(store: Store, id: string): Promise<Instance> {

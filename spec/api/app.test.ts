@@ -1,0 +1,123 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { buildApp } from '../../src/api/app.ts';
+import { Catalog } from '../../src/catalog/catalog.ts';
+import { DockerRuntime } from '../../src/runtime/docker.ts';
+import { MemoryStore } from '../../src/store/memory.ts';
+import { memoryLogger } from '../helpers/log.ts';
+
+const t = suite('api (inject)');
+const KEY = 'api-test-key-0123456789';
+const dir = mkdtempSync(path.join(tmpdir(), 'poseidon-api-'));
+const store = new MemoryStore();
+const catalog = new Catalog(new DockerRuntime('poseidon-test-api'), memoryLogger(), 'poseidon-test-api');
+const app = buildApp({ store, catalog, apiKey: KEY, baseDomain: 'ctf.test' });
+const headers = { 'x-api-key': KEY };
+
+t.before(async () => {
+  for (const [id, extra] of [['solo', 'scope: user'], ['web', '']] as const) {
+    mkdirSync(path.join(dir, id));
+    writeFileSync(path.join(dir, id, 'challenge.yaml'), `id: ${id}\nname: ${id}\nimage: busybox:1.35\nexpose: [{ name: web, port: 80 }]\n${extra}\n`);
+  }
+  mkdirSync(path.join(dir, 'broken'));
+  writeFileSync(path.join(dir, 'broken', 'challenge.yaml'), 'id: broken\nname: b\nimage: busybox:1.35\nexpose: []\n');
+  await catalog.load(dir);
+});
+t.after(async () => {
+  await app.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const post = (body: unknown, extra: Record<string, string> = {}) =>
+  app.inject({ method: 'POST', url: '/v1/instances', headers: { ...headers, ...extra }, payload: body as object });
+
+t('healthz needs no key; every /v1 route does, compared exactly', async () => {
+  assert.is((await app.inject('/healthz')).statusCode, 200);
+  for (const key of [undefined, '', 'api-test-key-012345678', `${KEY}x`, KEY.toUpperCase()]) {
+    const res = await app.inject({ url: '/v1/instances', headers: key === undefined ? {} : { 'x-api-key': key } });
+    assert.is(res.statusCode, 401, String(key));
+    assert.is(res.json().code, 'E_UNAUTHORIZED');
+    assert.not.ok(res.body.includes(KEY));
+  }
+});
+
+t('launch returns 202 pending with hostname and expiry from the spec', async () => {
+  const res = await post({ challenge: 'web', team: 'red' });
+  assert.is(res.statusCode, 202);
+  const body = res.json();
+  assert.is(body.status, 'pending');
+  assert.match(body.hostname, /^[0-9a-f]{16}\.web\.ctf\.test$/);
+  const ttl = Date.parse(body.expiresAt) - Date.parse(body.createdAt);
+  assert.is(ttl, 1800 * 1000);
+  assert.is(body.endpoints, undefined, 'no endpoints until running');
+});
+
+t('user-scoped challenges need a user and limit per user', async () => {
+  const noUser = await post({ challenge: 'solo', team: 'red' });
+  assert.is(noUser.statusCode, 400);
+  assert.match(noUser.json().detail, /user/);
+  assert.is((await post({ challenge: 'solo', team: 'red', user: 'alice' })).statusCode, 202);
+  assert.is((await post({ challenge: 'solo', team: 'red', user: 'bob' })).statusCode, 202);
+  assert.is((await post({ challenge: 'solo', team: 'red', user: 'alice' })).statusCode, 409);
+});
+
+t('hostile and malformed bodies are refused with a named field and nothing is stored', async () => {
+  const before = (await store.listIds()).length;
+  const cases: [string, string | object, Record<string, string>, number, RegExp][] = [
+    ['proto', '{"challenge":"web","team":"x","__proto__":{"admin":true}}', { 'content-type': 'application/json' }, 400, /prototype/],
+    ['constructor', { challenge: 'web', team: 'x', constructor: { prototype: {} } }, {}, 400, /prototype|constructor/],
+    ['bad json', '{"challenge":', { 'content-type': 'application/json' }, 400, /./],
+    ['not json', 'challenge=web', { 'content-type': 'application/x-www-form-urlencoded' }, 415, /./],
+    ['oversized', JSON.stringify({ challenge: 'web', team: 'x', pad: 'a'.repeat(70 * 1024) }), { 'content-type': 'application/json' }, 413, /too large/],
+    ['array', '[]', { 'content-type': 'application/json' }, 400, /./],
+    ['number team', { challenge: 'web', team: 5 }, {}, 400, /team/],
+    ['long team', { challenge: 'web', team: 'a'.repeat(65) }, {}, 400, /team/],
+    ['slash team', { challenge: 'web', team: 'a/b' }, {}, 400, /team/],
+    ['newline', { challenge: 'web\n', team: 'a' }, {}, 400, /challenge/],
+    ['invalid challenge', { challenge: 'broken', team: 'a' }, {}, 404, /broken/],
+  ];
+  for (const [name, body, extra, status, detail] of cases) {
+    const res = await app.inject({ method: 'POST', url: '/v1/instances', headers: { ...headers, ...extra }, payload: body });
+    assert.is(res.statusCode, status, `${name}: ${res.body}`);
+    assert.match(res.headers['content-type'] as string, /application\/problem\+json/);
+    assert.match(res.json().detail, detail, name);
+  }
+  assert.is((await store.listIds()).length, before);
+});
+
+t('ids are validated before any lookup', async () => {
+  for (const [id, status] of [['..%2F..', 400], ['ABCDEF0123456789abcdef01', 400], ['%00', 400], ['x'.repeat(300), 414]] as const) {
+    assert.is((await app.inject({ url: `/v1/instances/${id}`, headers })).statusCode, status, id);
+  }
+  const miss = await app.inject({ url: '/v1/instances/ffffffffffffffffffffffff', headers });
+  assert.is(miss.statusCode, 404);
+  assert.is(miss.json().code, 'E_NOT_FOUND');
+});
+
+t('stop is idempotent and frees the slot', async () => {
+  const a = (await post({ challenge: 'web', team: 'stopper' })).json();
+  const s1 = await app.inject({ method: 'DELETE', url: `/v1/instances/${a.id}`, headers });
+  const s2 = await app.inject({ method: 'DELETE', url: `/v1/instances/${a.id}`, headers });
+  assert.equal([s1.statusCode, s2.statusCode], [202, 202]);
+  assert.equal([s1.json().desired, s1.json().status], ['stopped', 'stopping']);
+  assert.is((await post({ challenge: 'web', team: 'stopper' })).statusCode, 202);
+});
+
+t('challenges list shows valid ones and invalid files with file:line errors', async () => {
+  const res = (await app.inject({ url: '/v1/challenges', headers })).json();
+  assert.equal(res.challenges.map((c: { id: string }) => c.id), ['solo', 'web']);
+  assert.is(res.invalid.length, 1);
+  assert.match(res.invalid[0].file, /broken\/challenge\.yaml$/);
+  assert.ok(res.invalid[0].errors[0].line >= 1);
+});
+
+t('unknown routes are problem+json 404s', async () => {
+  const res = await app.inject({ url: '/v1/nope', headers });
+  assert.is(res.statusCode, 404);
+  assert.is(res.json().code, 'E_NOT_FOUND');
+});
+
+t.run();
