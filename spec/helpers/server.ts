@@ -27,9 +27,9 @@ export interface ServeProcess {
 }
 
 /** Spawns `poseidon serve` as its own process with `env` and waits for /healthz (bounded). */
-export async function startServe(env: Record<string, string>): Promise<ServeProcess> {
+export async function startServe(env: Record<string, string>, args: string[] = []): Promise<ServeProcess> {
   const port = env.POSEIDON_PORT ? Number(env.POSEIDON_PORT) : await freePort();
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), 'serve'], {
+  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), 'serve', ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', POSEIDON_HOST: '127.0.0.1', ...env, POSEIDON_PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],

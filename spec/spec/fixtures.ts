@@ -1,5 +1,5 @@
 /** Paths of the challenge fixtures and temp-dir helpers shared by the spec/ tests. */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, realpath, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +11,7 @@ export const INVALID = path.join(FIXTURES, 'invalid');
 
 /** Runs `fn` with a fresh temp directory (real path), removed afterwards even on failure. */
 export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'poseidon-spec-'));
+  const dir = await realpath(await mkdtemp(path.join(os.tmpdir(), 'poseidon-spec-')));
   try {
     return await fn(dir);
   } finally {
