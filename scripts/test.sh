@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
 # The test command (npm test): make sure Docker, Redis and the base image are there, then run
-# the whole uvu suite against them.
+# the whole uvu suite against them and close with a plain "N passed, N failed" line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/dev-env.sh
-exec node --import tsx node_modules/uvu/bin.js spec '\.test\.ts$' "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+node --import tsx node_modules/uvu/bin.js spec '\.test\.ts$' "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+plain=$(sed 's/\x1b\[[0-9;]*m//g' "$log")
+total=$(printf '%s\n' "$plain" | sed -n 's/^ *Total: *\([0-9]*\).*/\1/p' | tail -1)
+passed=$(printf '%s\n' "$plain" | sed -n 's/^ *Passed: *\([0-9]*\).*/\1/p' | tail -1)
+if [ -n "$total" ] && [ -n "$passed" ]; then
+  echo "$passed passed, $((total - passed)) failed"
+fi
+exit "$rc"

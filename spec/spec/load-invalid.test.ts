@@ -24,8 +24,8 @@ const cases: Record<string, Expected[]> = {
   'type-errors.yaml': [
     [2, 1, 'name', 'must be a string, got number 42; put the value in quotes'],
     [5, 18, 'expose.0.port', 'must be an integer, got "8080"'],
-    [7, 3, 'env.PORT', 'must be a string, got number 8080; put the value in quotes'],
-    [8, 3, 'env.DEBUG', 'must be a string, got boolean true; put the value in quotes'],
+    [7, 3, 'env.PORT', 'must be a string, got a number; put the value in quotes'],
+    [8, 3, 'env.DEBUG', 'must be a string, got a boolean; put the value in quotes'],
     [9, 3, 'env.1BAD', 'key "1BAD" must match ^[A-Za-z_][A-Za-z0-9_]*$'],
     [10, 12, 'network.egress', 'must be true or false, got "no"'],
   ],

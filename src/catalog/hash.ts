@@ -9,7 +9,8 @@ export async function contextHash(dir: string): Promise<string> {
   const walk = async (rel: string): Promise<void> => {
     const entries = (await readdir(path.join(dir, rel), { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1));
     for (const e of entries) {
-      if (e.name === '.git') continue;
+      // Symlinks are packed as links, never followed, so they never pull in outside content.
+      if (e.name === '.git' || e.isSymbolicLink()) continue;
       const child = rel ? `${rel}/${e.name}` : e.name;
       if (e.isDirectory()) await walk(child);
       else {

@@ -62,7 +62,9 @@ function toIssue(e: ErrorObject, data: unknown, schema: Json): RawIssue | undefi
     }
   }
   if (e.propertyName !== undefined) return { path: [...at, e.propertyName], message: keyMessage(e) };
-  return { path: at, message: valueMessage(e, valueAt(data, at), schema) };
+  const value = valueAt(data, at);
+  // env values may be secrets: name their type, never their content.
+  return { path: at, message: valueMessage(e, at[0] === 'env' ? new Redacted(value) : value, schema) };
 }
 
 function keyMessage(e: ErrorObject): string {
@@ -109,7 +111,8 @@ function valueMessage(e: ErrorObject, value: unknown, schema: Json): string {
 
 function typeMessage(type: string, value: unknown): string {
   const expected = type.split(',').map((t) => TYPE_NAMES[t] ?? t).join(' or ');
-  const quote = type === 'string' && (typeof value === 'number' || typeof value === 'boolean');
+  const raw = value instanceof Redacted ? value.value : value;
+  const quote = type === 'string' && (typeof raw === 'number' || typeof raw === 'boolean');
   return `must be ${expected}, got ${describe(value)}${quote ? '; put the value in quotes' : ''}`;
 }
 
@@ -125,8 +128,14 @@ function combinatorMessage(node: Json, value: unknown): string {
   return `must be ${what}, got ${describe(value)}`;
 }
 
+/** A value whose content must not appear in messages. */
+class Redacted {
+  constructor(readonly value: unknown) {}
+}
+
 /** A short description of a YAML value for messages (never its full content). */
 function describe(value: unknown): string {
+  if (value instanceof Redacted) return value.value === null ? 'nothing' : `a ${typeof value.value}`;
   if (value === null || value === undefined) return 'nothing';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
@@ -145,12 +154,17 @@ function pruneCombinators(errors: readonly ErrorObject[], data: unknown, schema:
   for (const c of errors.filter((e) => e.keyword === 'oneOf' || e.keyword === 'anyOf')) {
     const branches = schemaAt(schema, c.schemaPath);
     const value = valueAt(data, pointerSegments(c.instancePath));
-    const matching = Array.isArray(branches) ? branches.filter((b) => typeMatches(asJson(b).type, value)) : [];
+    const matching = Array.isArray(branches) ? branches.filter((b) => typeMatches(branchType(b, schema), value)) : [];
     const hasBranchErrors = kept.some((e) => e !== c && e.keyword !== 'type' && isAtOrBelow(e.instancePath, c.instancePath));
     kept = kept.filter((e) => !(e.keyword === 'type' && e.instancePath === c.instancePath));
     if (matching.length === 1 && hasBranchErrors) kept = kept.filter((e) => e !== c);
   }
   return kept;
+}
+
+function branchType(branch: unknown, schema: Json): unknown {
+  const { $ref, type } = asJson(branch);
+  return typeof $ref === 'string' ? asJson(schemaAt(schema, $ref)).type : type;
 }
 
 function isAtOrBelow(path: string, base: string): boolean {

@@ -62,8 +62,9 @@ async function findChallengeFiles(dir: string, cwd: string): Promise<Array<{ fil
   try {
     entries = await readdir(path.resolve(cwd, dir), { withFileTypes: true });
   } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    throw new PoseidonError(Codes.specInvalid, `cannot read challenges directory ${dir}: ${String(code ?? err)}`, {
+    const code = String((err as { code?: unknown }).code ?? err);
+    const why = code === 'ENOENT' ? 'does not exist' : code === 'ENOTDIR' ? 'is not a directory' : `cannot be read (${code})`;
+    throw new PoseidonError(Codes.specInvalid, `challenges directory ${dir} ${why}`, {
       kind: 'terminal', cause: err, detail: { dir },
     });
   }
@@ -143,8 +144,8 @@ async function checkDocument(file: string, abs: string, root: string, parsed: Pa
     return { result: { ok: true, file, spec: normalizeSpec(data as unknown as RawChallenge, abs) }, idAt: { line, column } };
   }
   const id = typeof data.id === 'string' && ID_SHAPE.test(data.id) ? data.id : undefined;
-  const result: LoadResult = { ok: false, file, ...(id !== undefined && { id }), issues: capIssues(sortIssues(raw.slice(0, PLACED_ISSUES_LIMIT).map(place)), raw.length) };
-  return { result, idAt: { line, column } };
+  const issues = capIssues(sortIssues(raw.slice(0, PLACED_ISSUES_LIMIT).map(place)), raw.length);
+  return { result: { ok: false, file, ...(id !== undefined && { id }), issues }, idAt: { line, column } };
 }
 
 /** Keeps the first `MAX_ISSUES_PER_FILE` issues; `total` counts issues found, placed or not. */

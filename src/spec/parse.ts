@@ -35,15 +35,30 @@ export async function readSource(file: string, absPath: string): Promise<{ ok: t
     const stat = await handle.stat();
     if (!stat.isFile()) return fail('not a regular file');
     if (stat.size > MAX_FILE_BYTES) return fail(tooLarge(stat.size));
+    // Read at most one byte past the limit: the file may have grown since fstat.
     const buffer = Buffer.alloc(MAX_FILE_BYTES + 1);
-    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-    if (bytesRead > MAX_FILE_BYTES) return fail(tooLarge(bytesRead));
-    return { ok: true, text: new TextDecoder('utf-8', { fatal: true }).decode(buffer.subarray(0, bytesRead)) };
+    let length = 0;
+    while (length < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    if (length > MAX_FILE_BYTES) return fail(tooLarge(length));
+    const text = decodeUtf8(buffer.subarray(0, length));
+    return text === undefined ? fail('file is not valid UTF-8 text') : { ok: true, text };
   } catch (err) {
-    if (err instanceof TypeError) return fail('file is not valid UTF-8 text');
     return fail(`cannot read file: ${errorCode(err)}`);
   } finally {
     await handle.close();
+  }
+}
+
+/** Strict UTF-8 (a leading BOM is dropped); undefined for invalid byte sequences. */
+function decodeUtf8(bytes: Uint8Array): string | undefined {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return undefined;
   }
 }
 
