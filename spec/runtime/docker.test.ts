@@ -111,6 +111,25 @@ it('builds an image from a context and reports build failures with output', asyn
   }
 });
 
+it('runtime gvisor runs the container under runsc with the same hardening', async () => {
+  const gInst = makeInstance({ id: `${mgr.slice(-8)}1111111111111111` });
+  const gSpec = makeSpec({ runtime: 'gvisor', command: ['sh', '-c', 'cat /proc/version; exec sleep 600'] });
+  const net = await rt.ensureNetwork(planNetwork(gInst, gSpec, mgr, false));
+  const gPlan = { ...planContainer(gInst, gSpec, { managerId: mgr, image: 'busybox:1.35', flag: 'f', publishAddress: '' }), network: net };
+  const c = await rt.createContainer(gPlan);
+  await rt.startContainer(c.id);
+  const info = await docker.getContainer(c.id).inspect();
+  assert.is(info.HostConfig.Runtime, 'runsc');
+  assert.ok(info.State.Running);
+  assert.equal(info.HostConfig.CapDrop, ['ALL']);
+  assert.ok(info.HostConfig.ReadonlyRootfs);
+  // gVisor reports its own kernel, not the host's.
+  const version = await exec(c.id, ['cat', '/proc/version']);
+  assert.match(version.out, /Linux version 4\.4\.0/, `${version.out} ${version.err}`);
+  await rt.removeContainer(c.id);
+  await rt.removeNetwork(net);
+});
+
 it('engine events about managed objects reach the watcher', async () => {
   const seen = new Set<string>();
   const ac = new AbortController();

@@ -21,7 +21,9 @@ export function toCreateOptions(plan: ContainerPlan): Docker.ContainerCreateOpti
       NetworkMode: plan.network,
       CapDrop: ['ALL'],
       SecurityOpt: ['no-new-privileges'],
-      PidsLimit: plan.pids,
+      // Debian's runsc (2022) fails to start a sandbox given a pids cgroup limit; gVisor's own
+      // kernel isolates the processes, so under runsc the pids limit is left to the sandbox.
+      ...(plan.runtime === 'runsc' ? {} : { PidsLimit: plan.pids }),
       Memory: plan.memoryBytes,
       MemorySwap: plan.memoryBytes,
       NanoCpus: Math.round(plan.cpu * 1e9),
