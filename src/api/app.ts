@@ -1,18 +1,18 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Catalog } from '../catalog/catalog.ts';
 import { Codes, PoseidonError } from '../core/errors.ts';
-import type { Instance } from '../core/instance.ts';
-import { newInstanceId, ownerKey, portHostname } from '../core/naming.ts';
 import type { Store } from '../core/store.ts';
+import { keyDigest, registerAuth, type ApiKey } from './auth.ts';
+import { instanceRoutes } from './instance-routes.ts';
 import { errorHandler, sendProblem } from './problem.ts';
-import { idParams, launchBody, listQuery } from './schemas.ts';
-import { instanceView } from './views.ts';
 
 export interface AppDeps {
   store: Store;
   catalog: Catalog;
+  /** The admin key from POSEIDON_API_KEY (always valid as admin). */
   apiKey: string;
+  /** Further keys (by digest) with roles. */
+  apiKeys?: readonly ApiKey[];
   baseDomain: string;
   now?: () => number;
   /** Process logger (pino); silent when absent. */
@@ -21,13 +21,11 @@ export interface AppDeps {
 
 const BODY_LIMIT = 64 * 1024;
 
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
-}
-
-/** Builds the HTTP API without listening (tests use `inject`). Every `/v1` route needs `x-api-key`. */
+/**
+ * Builds the HTTP API without listening (tests use `inject`). Every `/v1` route needs
+ * `x-api-key` unless it opts out; errors are problem+json with stable codes.
+ */
 export function buildApp(deps: AppDeps): FastifyInstance {
-  const now = deps.now ?? Date.now;
   const app = Fastify({
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
     bodyLimit: BODY_LIMIT,
@@ -43,46 +41,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     }
   });
   app.setNotFoundHandler((req, reply) => sendProblem(reply, 404, Codes.notFound, `no route ${req.method} ${req.url.split('?')[0]}`));
+  registerAuth(app, [{ name: 'POSEIDON_API_KEY', role: 'admin', digest: keyDigest(deps.apiKey) }, ...(deps.apiKeys ?? [])]);
 
-  const keyDigest = digest(deps.apiKey);
-  app.addHook('onRequest', async (req, reply) => {
-    if (!req.url.startsWith('/v1/')) return;
-    const given = req.headers['x-api-key'];
-    // Compare fixed-length digests in constant time, so neither length nor content leaks.
-    if (typeof given !== 'string' || !timingSafeEqual(digest(given), keyDigest)) {
-      return sendProblem(reply, 401, Codes.unauthorized, 'missing or invalid x-api-key');
-    }
-  });
-
-  app.get('/healthz', async () => ({ ok: true }));
-
-  app.post<{ Body: { challenge: string; team: string; user?: string } }>('/v1/instances', { schema: { body: launchBody } }, async (req, reply) => {
-    const inst = newInstance(deps, req.body, now());
-    const result = await deps.store.createInstance(inst, inst.createdAt);
-    if (!result.created) {
-      return sendProblem(reply, 409, Codes.ownerLimit, `owner already has a live instance of ${inst.challenge}`, { instance: instanceView(result.existing) });
-    }
-    req.log.info({ instance: inst.id, challenge: inst.challenge, team: inst.team }, 'instance requested');
-    return reply.code(202).send(instanceView(result.instance));
-  });
-
-  app.get<{ Params: { id: string } }>('/v1/instances/:id', { schema: { params: idParams } }, async (req) => {
-    return instanceView(await mustGet(deps.store, req.params.id));
-  });
-
-  app.get<{ Querystring: { team?: string; challenge?: string } }>('/v1/instances', { schema: { querystring: listQuery } }, async (req) => {
-    const list = await deps.store.listInstances(req.query);
-    return { instances: list.map(instanceView) };
-  });
-
-  app.delete<{ Params: { id: string } }>('/v1/instances/:id', { schema: { params: idParams } }, async (req, reply) => {
-    const inst = await mustGet(deps.store, req.params.id);
-    const final = inst.status === 'stopped' || inst.status === 'failed';
-    const updated = final ? inst : await deps.store.updateInstance(inst.id, { desired: 'stopped', status: 'stopping' }, now());
-    req.log.info({ instance: inst.id }, 'instance stop requested');
-    return reply.code(202).send(instanceView(updated ?? inst));
-  });
-
+  app.get('/healthz', { config: { auth: 'none' } }, async () => ({ ok: true }));
+  instanceRoutes(app, deps);
   app.get('/v1/challenges', async () => ({
     challenges: deps.catalog.list().map((e) => ({
       id: e.spec.id, name: e.spec.name, valid: true, state: e.state, scope: e.spec.scope,
@@ -90,7 +52,6 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     })),
     invalid: deps.catalog.invalid().map((b) => ({ file: b.file, ...(b.id ? { id: b.id } : {}), valid: false, errors: b.issues })),
   }));
-
   return app;
 }
 
@@ -105,26 +66,4 @@ export function parseJson(text: string): unknown {
     if (err instanceof PoseidonError) throw err;
     throw new PoseidonError(Codes.badRequest, `body: invalid JSON (${(err as Error).message})`, { kind: 'input', cause: err });
   }
-}
-
-async function mustGet(store: Store, id: string): Promise<Instance> {
-  const inst = await store.getInstance(id);
-  if (!inst) throw new PoseidonError(Codes.notFound, `instance ${id} not found`, { kind: 'input' });
-  return inst;
-}
-
-function newInstance(deps: AppDeps, body: { challenge: string; team: string; user?: string }, at: number): Instance {
-  const entry = deps.catalog.get(body.challenge);
-  if (!entry) throw new PoseidonError(Codes.challengeNotFound, `challenge ${body.challenge} not found`, { kind: 'input' });
-  const { spec } = entry;
-  if (spec.scope === 'user' && !body.user) throw new PoseidonError(Codes.badRequest, `body user: required, challenge ${spec.id} is user-scoped`, { kind: 'input' });
-  const id = newInstanceId();
-  const inst: Instance = {
-    id, challenge: spec.id, team: body.team, owner: ownerKey(spec, body.team, body.user),
-    generation: 1, desired: 'running', status: 'pending', hostname: portHostname(id, spec, 0, deps.baseDomain),
-    endpoints: [], specHash: entry.hash, createdAt: at, updatedAt: at, renewals: 0,
-    expiresAt: at + spec.ttl.defaultSeconds * 1000, maxExpiresAt: at + spec.ttl.maxSeconds * 1000,
-  };
-  if (body.user) inst.user = body.user;
-  return inst;
 }

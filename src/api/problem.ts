@@ -6,6 +6,7 @@ const STATUS: Record<string, number> = {
   [Codes.badRequest]: 400,
   [Codes.specInvalid]: 400,
   [Codes.unauthorized]: 401,
+  [Codes.forbidden]: 403,
   [Codes.notFound]: 404,
   [Codes.challengeNotFound]: 404,
   [Codes.ownerLimit]: 409,

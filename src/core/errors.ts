@@ -33,6 +33,7 @@ export const Codes = {
   configInvalid: 'E_CONFIG_INVALID',
   badRequest: 'E_BAD_REQUEST',
   unauthorized: 'E_UNAUTHORIZED',
+  forbidden: 'E_FORBIDDEN',
   notFound: 'E_NOT_FOUND',
   challengeNotFound: 'E_CHALLENGE_NOT_FOUND',
   ownerLimit: 'E_OWNER_LIMIT',
