@@ -7,6 +7,7 @@ import * as assert from 'uvu/assert';
 import { isPoseidonError } from '../../src/core/errors.ts';
 import type { Instance } from '../../src/core/instance.ts';
 import type { Store } from '../../src/core/store.ts';
+import { registerLifecycle } from './contract-lifecycle.ts';
 import { count, listenSettled, makeFullInstance, makeInstance, NOW, waitFor } from './helpers.ts';
 
 /** What an adapter's factory returns: an empty store and a function removing all it wrote. */
@@ -39,6 +40,7 @@ export function storeContract(name: string, make: () => Promise<StoreFixture>): 
   registerUpdates(test, s);
   registerListing(test, s);
   registerEvents(test, s);
+  registerLifecycle(test, s);
   test.run();
 }
 

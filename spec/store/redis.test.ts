@@ -126,7 +126,7 @@ function redisOnly(): void {
     const admin = new Redis(REDIS_URL);
     try {
       const keys = (await admin.keys(`${ctx.prefix}*`)).map((k) => k.slice(ctx.prefix.length)).sort();
-      assert.equal(keys, ['challenge:web', 'ids', `inst:${inst.id}`, 'slot:team%3Aa%3Ab%25:web', 'team:a%3Ab%25']);
+      assert.equal(keys, ['admitted', 'challenge:web', 'ids', `inst:${inst.id}`, 'slot:team%3Aa%3Ab%25:web', 'team:a%3Ab%25']);
       const hash = await admin.hgetall(`${ctx.prefix}inst:${inst.id}`);
       assert.is(hash.endpoints, '[]');
       assert.is(hash.createdAt, String(NOW));

@@ -3,7 +3,7 @@
  * observed (status). The API writes the desired fields, the controller writes the observed ones;
  * the store updates fields individually so neither side overwrites the other's.
  */
-export type InstanceStatus = 'pending' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+export type InstanceStatus = 'queued' | 'pending' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
 export type DesiredState = 'running' | 'stopped';
 
 export interface Endpoint {
@@ -63,14 +63,18 @@ export type InstanceIntent = Partial<
 export const FINAL_STATUSES: ReadonlySet<InstanceStatus> = new Set(['stopped', 'failed']);
 
 /**
- * Whether the instance should have a container now: asked to run, not failed, not expired.
- * Expiry is level-based: an expired instance is simply not desired.
+ * Whether the instance should have a container now: asked to run, admitted (not queued), not
+ * failed, not expired. Expiry is level-based: an expired instance is simply not desired.
  */
 export function wantsRunning(inst: Instance, now: number): boolean {
-  return inst.desired === 'running' && inst.status !== 'failed' && now < inst.expiresAt;
+  return inst.desired === 'running' && inst.status !== 'failed' && inst.status !== 'queued' && now < inst.expiresAt;
 }
 
-/** Whether the instance still holds its owner's slot for its challenge. */
+/**
+ * Whether the instance still counts against its owner's and team's limits: asked to run, not
+ * failed, and either waiting in the admission queue or not yet expired. The Redis scripts
+ * mirror this test; the store contract suite holds both to it.
+ */
 export function isLive(inst: Instance, now: number): boolean {
-  return wantsRunning(inst, now);
+  return inst.desired === 'running' && inst.status !== 'failed' && (inst.status === 'queued' || now < inst.expiresAt);
 }

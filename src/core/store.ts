@@ -1,9 +1,55 @@
 import type { Instance, InstanceIntent, InstanceObservation } from './instance.ts';
 
-/** Result of an atomic create: either the new instance, or the live one that holds the slot. */
+/**
+ * Result of an atomic create. `created: true` carries the stored instance (status `pending`, or
+ * `queued` when the capacity was full). Otherwise `reason` says why and `existing` is the
+ * instance that explains it: the owner's live instance (`owner`), the instance an earlier
+ * request with the same idempotency key created (`replay`, or `key-reused` when the body
+ * differed), or the first of the team's live instances (`team-limit`, all of them in `holders`).
+ */
 export type CreateResult =
   | { created: true; instance: Instance }
-  | { created: false; existing: Instance };
+  | { created: false; reason: 'owner' | 'replay' | 'key-reused'; existing: Instance }
+  | { created: false; reason: 'team-limit'; existing: Instance; holders: Instance[] };
+
+export interface CreateOptions {
+  /** Most live instances one team may hold across challenges; 0 or absent: no limit. */
+  teamLimit?: number;
+  /** Most admitted live instances overall; beyond it the instance is created `queued`. 0: no limit. */
+  capacity?: number;
+  /** Replay protection: the same key returns the first instance for `ttlMs`. */
+  idempotency?: { key: string; fingerprint: string; ttlMs: number };
+}
+
+/** Outcome of trying to admit a queued instance. */
+export type AdmitResult = 'admitted' | 'full' | 'gone';
+
+/** A conditional update lost to a concurrent one. */
+export const CONFLICT = 'conflict' as const;
+
+/** Who a flag was issued to; kept (by the flag's SHA-256) after the instance is gone. */
+export interface FlagRecord {
+  team: string;
+  user?: string;
+  challenge: string;
+  instance: string;
+  issuedAt: number;
+}
+
+/** A flag submitted by a team that was issued to another. */
+export interface FlagIncident {
+  at: number;
+  challenge: string;
+  submittedBy: string;
+  owner: string;
+  instance: string;
+}
+
+export interface RateResult {
+  allowed: boolean;
+  /** When not allowed: how long until the window resets. */
+  retryAfterMs: number;
+}
 
 export interface InstanceFilter {
   team?: string;
@@ -23,7 +69,37 @@ export interface Store {
    * `isLive`) of the same challenge; `now` is the clock used for that liveness check.
    * Concurrent calls for the same owner and challenge yield exactly one `created: true`.
    */
-  createInstance(instance: Instance, now: number): Promise<CreateResult>;
+  createInstance(instance: Instance, now: number, opts?: CreateOptions): Promise<CreateResult>;
+  /**
+   * Writes `fields` only if every field in `expect` still has the given value; returns the
+   * updated instance, `CONFLICT` when an expectation failed, undefined when there is no such id.
+   */
+  compareAndUpdate(
+    id: string,
+    expect: Partial<Pick<Instance, 'generation' | 'renewals' | 'expiresAt' | 'status' | 'desired'>>,
+    fields: InstanceObservation | InstanceIntent,
+    now: number,
+  ): Promise<Instance | typeof CONFLICT | undefined>;
+  /** Ids waiting for admission, oldest first. */
+  queuedIds(): Promise<string[]>;
+  /** 1-based position of `id` in the admission queue, or undefined when not queued. */
+  queuePosition(id: string): Promise<number | undefined>;
+  /**
+   * Admits `id` if it is the oldest live queued instance and fewer than `capacity` admitted
+   * instances are live: it becomes `pending` with the given times. `gone` when it is no longer
+   * waiting (cancelled, failed) and was dropped from the queue.
+   */
+  admit(id: string, now: number, capacity: number, times: { expiresAt: number; maxExpiresAt: number }): Promise<AdmitResult>;
+  /** Number of admitted instances that are live at `now`. */
+  countAdmitted(now: number): Promise<number>;
+  /** Counts one hit on `key` in a fixed window; refuses beyond `limit` hits per window. */
+  hitRate(key: string, limit: number, windowMs: number, now: number): Promise<RateResult>;
+  /** Remembers who `digest` (SHA-256 hex of a flag) was issued to, for `ttlMs`. */
+  recordFlag(digest: string, record: FlagRecord, ttlMs: number): Promise<void>;
+  findFlag(digest: string): Promise<FlagRecord | undefined>;
+  addIncident(incident: FlagIncident): Promise<void>;
+  /** Most recent first, at most `limit`. */
+  listIncidents(limit: number): Promise<FlagIncident[]>;
   /** The instance, or undefined when there is no such id. */
   getInstance(id: string): Promise<Instance | undefined>;
   /** All instances matching every given filter field, oldest first. */

@@ -5,7 +5,8 @@
 import { PoseidonError } from '../core/errors.ts';
 import { isLive } from '../core/instance.ts';
 import type { Instance, InstanceIntent, InstanceObservation } from '../core/instance.ts';
-import type { CreateResult, InstanceFilter, Store } from '../core/store.ts';
+import { CONFLICT } from '../core/store.ts';
+import type { AdmitResult, CreateOptions, CreateResult, FlagIncident, FlagRecord, InstanceFilter, RateResult, Store } from '../core/store.ts';
 import { compareInstances, normalizeInstance, splitPatch } from './codec.ts';
 
 /** Map key of an owner's slot for a challenge; JSON keeps any pair of strings distinct. */
@@ -23,23 +24,156 @@ export class MemoryStore implements Store {
   /** owner+challenge -> id of the instance that last took the slot. */
   readonly #slots = new Map<string, string>();
   readonly #listeners = new Set<(id: string) => void>();
+  readonly #admitted = new Set<string>();
+  /** Admission queue, oldest first. */
+  #queue: string[] = [];
+  readonly #idempotency = new Map<string, { id: string; fingerprint: string; until: number }>();
+  readonly #rates = new Map<string, { count: number; resetAt: number }>();
+  readonly #flags = new Map<string, { record: FlagRecord; until: number }>();
+  #incidents: FlagIncident[] = [];
   #closed = false;
 
   /** See `Store.createInstance`; an existing id (not the live slot holder) throws `E_STORE` terminal. */
-  async createInstance(instance: Instance, now: number): Promise<CreateResult> {
+  async createInstance(instance: Instance, now: number, opts: CreateOptions = {}): Promise<CreateResult> {
     this.#open();
     const stored = normalizeInstance(instance);
-    const key = slotKey(instance.owner, instance.challenge);
-    const heldBy = this.#slots.get(key);
-    const holder = heldBy === undefined ? undefined : this.#instances.get(heldBy);
-    if (holder && isLive(holder, now)) return { created: false, existing: structuredClone(holder) };
+    const refused = this.#refusal(instance, now, opts);
+    if (refused) return refused;
     if (this.#instances.has(instance.id)) {
       throw new PoseidonError('E_STORE', 'instance id collision', { kind: 'terminal' });
     }
+    const cap = opts.capacity ?? 0;
+    if (cap > 0 && (this.#liveAdmitted(now) >= cap || this.#liveQueue(now).length > 0)) {
+      stored.status = 'queued';
+      this.#queue.push(stored.id);
+    } else {
+      this.#admitted.add(stored.id);
+    }
     this.#instances.set(instance.id, stored);
-    this.#slots.set(key, instance.id);
+    this.#slots.set(slotKey(instance.owner, instance.challenge), instance.id);
+    const idem = opts.idempotency;
+    if (idem) this.#idempotency.set(idem.key, { id: stored.id, fingerprint: idem.fingerprint, until: now + idem.ttlMs });
     this.#notify(instance.id);
     return { created: true, instance: structuredClone(stored) };
+  }
+
+  /** Why a create is refused (replay, owner slot, team limit), in that order; undefined when it may go ahead. */
+  #refusal(instance: Instance, now: number, opts: CreateOptions): CreateResult | undefined {
+    const idem = opts.idempotency && this.#idempotency.get(opts.idempotency.key);
+    const first = idem && idem.until > now ? this.#instances.get(idem.id) : undefined;
+    if (first) {
+      const reason = idem?.fingerprint === opts.idempotency?.fingerprint ? 'replay' : 'key-reused';
+      return { created: false, reason, existing: structuredClone(first) };
+    }
+    const heldBy = this.#slots.get(slotKey(instance.owner, instance.challenge));
+    const holder = heldBy === undefined ? undefined : this.#instances.get(heldBy);
+    if (holder && isLive(holder, now)) return { created: false, reason: 'owner', existing: structuredClone(holder) };
+    const limit = opts.teamLimit ?? 0;
+    if (limit <= 0) return undefined;
+    const holders = [...this.#instances.values()].filter((i) => i.team === instance.team && isLive(i, now)).sort(compareInstances);
+    const [firstHolder] = holders;
+    if (holders.length < limit || !firstHolder) return undefined;
+    return { created: false, reason: 'team-limit', existing: structuredClone(firstHolder), holders: holders.map((h) => structuredClone(h)) };
+  }
+
+  /** See `Store.compareAndUpdate`. */
+  async compareAndUpdate(id: string, expect: Partial<Instance>, fields: InstanceObservation | InstanceIntent, now: number): Promise<Instance | typeof CONFLICT | undefined> {
+    this.#open();
+    const inst = this.#instances.get(id);
+    if (!inst) return undefined;
+    for (const [key, value] of Object.entries(expect)) {
+      if (inst[key as keyof Instance] !== value) return CONFLICT;
+    }
+    return this.updateInstance(id, fields, now);
+  }
+
+  /** See `Store.queuedIds`. */
+  async queuedIds(): Promise<string[]> {
+    this.#open();
+    return this.#liveQueue(Date.now());
+  }
+
+  /** See `Store.queuePosition`. */
+  async queuePosition(id: string): Promise<number | undefined> {
+    this.#open();
+    const i = this.#liveQueue(Date.now()).indexOf(id);
+    return i < 0 ? undefined : i + 1;
+  }
+
+  /** See `Store.admit`. */
+  async admit(id: string, now: number, capacity: number, times: { expiresAt: number; maxExpiresAt: number }): Promise<AdmitResult> {
+    this.#open();
+    const queue = this.#liveQueue(now);
+    if (queue[0] !== id) return queue.includes(id) ? 'full' : 'gone';
+    if (capacity > 0 && this.#liveAdmitted(now) >= capacity) return 'full';
+    const inst = this.#instances.get(id);
+    if (!inst) return 'gone';
+    this.#instances.set(id, { ...inst, status: 'pending', expiresAt: times.expiresAt, maxExpiresAt: times.maxExpiresAt, updatedAt: now });
+    this.#queue = this.#queue.filter((q) => q !== id);
+    this.#admitted.add(id);
+    this.#notify(id);
+    return 'admitted';
+  }
+
+  /** See `Store.countAdmitted`. */
+  async countAdmitted(now: number): Promise<number> {
+    this.#open();
+    return this.#liveAdmitted(now);
+  }
+
+  /** See `Store.hitRate`. */
+  async hitRate(key: string, limit: number, windowMs: number, now: number): Promise<RateResult> {
+    this.#open();
+    let w = this.#rates.get(key);
+    if (!w || w.resetAt <= now) {
+      w = { count: 0, resetAt: now + windowMs };
+      this.#rates.set(key, w);
+    }
+    w.count++;
+    return w.count > limit ? { allowed: false, retryAfterMs: w.resetAt - now } : { allowed: true, retryAfterMs: 0 };
+  }
+
+  /** See `Store.recordFlag`. */
+  async recordFlag(digest: string, record: FlagRecord, ttlMs: number): Promise<void> {
+    this.#open();
+    this.#flags.set(digest, { record: structuredClone(record), until: Date.now() + ttlMs });
+  }
+
+  /** See `Store.findFlag`. */
+  async findFlag(digest: string): Promise<FlagRecord | undefined> {
+    this.#open();
+    const f = this.#flags.get(digest);
+    return f && f.until > Date.now() ? structuredClone(f.record) : undefined;
+  }
+
+  /** See `Store.addIncident`; keeps the latest 10,000. */
+  async addIncident(incident: FlagIncident): Promise<void> {
+    this.#open();
+    this.#incidents = [structuredClone(incident), ...this.#incidents].slice(0, 10_000);
+  }
+
+  /** See `Store.listIncidents`. */
+  async listIncidents(limit: number): Promise<FlagIncident[]> {
+    this.#open();
+    return this.#incidents.slice(0, limit).map((i) => structuredClone(i));
+  }
+
+  /** Drops admitted ids that are no longer live; returns how many remain. */
+  #liveAdmitted(now: number): number {
+    for (const id of this.#admitted) {
+      const inst = this.#instances.get(id);
+      if (!inst || !isLive(inst, now) || inst.status === 'queued') this.#admitted.delete(id);
+    }
+    return this.#admitted.size;
+  }
+
+  /** Drops queue entries that stopped waiting; returns the rest, oldest first. */
+  #liveQueue(now: number): string[] {
+    this.#queue = this.#queue.filter((id) => {
+      const inst = this.#instances.get(id);
+      return inst !== undefined && inst.status === 'queued' && isLive(inst, now);
+    });
+    return [...this.#queue];
   }
 
   /** See `Store.getInstance`. */

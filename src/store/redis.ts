@@ -6,7 +6,8 @@ import { Redis } from 'ioredis';
 import type { RedisOptions } from 'ioredis';
 import { isPoseidonError, PoseidonError } from '../core/errors.ts';
 import type { Instance, InstanceIntent, InstanceObservation } from '../core/instance.ts';
-import type { CreateResult, InstanceFilter, Store } from '../core/store.ts';
+import { CONFLICT } from '../core/store.ts';
+import type { AdmitResult, CreateOptions, CreateResult, FlagIncident, FlagRecord, InstanceFilter, RateResult, Store } from '../core/store.ts';
 import { compareInstances, decodeInstance, encodeInstance, encodeValue, normalizeInstance, pairsToMap, splitPatch } from './codec.ts';
 import { redisKeys, withScripts } from './redis-scripts.ts';
 import type { RedisKeys, StoreScripts } from './redis-scripts.ts';
@@ -72,23 +73,85 @@ export class RedisStore implements Store {
   }
 
   /** See `Store.createInstance`; an existing id (not the live slot holder) throws `E_STORE` terminal. */
-  async createInstance(instance: Instance, now: number): Promise<CreateResult> {
+  async createInstance(instance: Instance, now: number, opts: CreateOptions = {}): Promise<CreateResult> {
     const k = this.#keys;
     const stored = normalizeInstance(instance); // validates before anything is written
     const fields = Object.entries(encodeInstance(stored)).flat();
+    const idem = opts.idempotency;
     const reply = await this.#run(() =>
       this.#client.poseidonCreate(
         k.inst(instance.id), k.slot(instance.owner, instance.challenge), k.ids,
-        k.team(instance.team), k.challenge(instance.challenge),
-        now, instance.id, k.instPrefix, k.changes, ...fields,
+        k.team(instance.team), k.challenge(instance.challenge), k.admitted, k.queue, k.queueSeq, k.idem(idem?.key ?? '-'),
+        now, instance.id, k.instPrefix, k.changes, opts.teamLimit ?? 0, opts.capacity ?? 0,
+        idem ? '1' : '0', idem?.fingerprint ?? '', idem?.ttlMs ?? 0, ...fields,
       ),
     );
-    const [outcome, pairs] = reply as [string, string[] | undefined];
-    if (outcome === 'existing') return { created: false, existing: decodeInstance(pairsToMap(pairs ?? [])) };
-    if (outcome === 'collision') {
-      throw new PoseidonError('E_STORE', 'instance id collision', { kind: 'terminal' });
-    }
-    return { created: true, instance: stored };
+    return createResult(reply as [string, unknown], stored);
+  }
+
+  /** See `Store.compareAndUpdate`. */
+  async compareAndUpdate(id: string, expect: Partial<Instance>, fields: InstanceObservation | InstanceIntent, now: number): Promise<Instance | typeof CONFLICT | undefined> {
+    const { set, unset } = splitPatch(fields);
+    const expected = Object.entries(expect).flatMap(([key, value]) => [key, encodeValue(key, value)]);
+    const pairs = Object.entries({ ...set, updatedAt: now }).flatMap(([key, value]) => [key, encodeValue(key, value)]);
+    const reply = await this.#run(() =>
+      this.#client.poseidonCas(this.#keys.inst(id), this.#keys.changes, id, expected.length, ...expected, pairs.length, ...pairs, ...unset),
+    );
+    if (reply === null) return undefined;
+    if (reply === CONFLICT) return CONFLICT;
+    return decodeInstance(pairsToMap(reply as string[]));
+  }
+
+  /** See `Store.queuedIds`. */
+  async queuedIds(): Promise<string[]> {
+    return (await this.#run(() => this.#client.poseidonQueue(this.#keys.queue, Date.now(), this.#keys.instPrefix))) as string[];
+  }
+
+  /** See `Store.queuePosition`. */
+  async queuePosition(id: string): Promise<number | undefined> {
+    const i = (await this.queuedIds()).indexOf(id);
+    return i < 0 ? undefined : i + 1;
+  }
+
+  /** See `Store.admit`. */
+  async admit(id: string, now: number, capacity: number, times: { expiresAt: number; maxExpiresAt: number }): Promise<AdmitResult> {
+    const k = this.#keys;
+    return (await this.#run(() =>
+      this.#client.poseidonAdmit(k.inst(id), k.admitted, k.queue, now, id, k.instPrefix, k.changes, capacity, times.expiresAt, times.maxExpiresAt),
+    )) as AdmitResult;
+  }
+
+  /** See `Store.countAdmitted`. */
+  async countAdmitted(now: number): Promise<number> {
+    return Number(await this.#run(() => this.#client.poseidonCountAdmitted(this.#keys.admitted, now, this.#keys.instPrefix)));
+  }
+
+  /** See `Store.hitRate`; `now` is unused: Redis keeps the window's clock. */
+  async hitRate(key: string, limit: number, windowMs: number, _now: number): Promise<RateResult> {
+    const [allowed, ttl] = (await this.#run(() => this.#client.poseidonRate(this.#keys.rate(key), limit, windowMs))) as [number, number];
+    return { allowed: allowed === 1, retryAfterMs: Math.max(0, ttl) };
+  }
+
+  /** See `Store.recordFlag`. */
+  async recordFlag(digest: string, record: FlagRecord, ttlMs: number): Promise<void> {
+    await this.#run(() => this.#client.set(this.#keys.flag(digest), JSON.stringify(record), 'PX', ttlMs));
+  }
+
+  /** See `Store.findFlag`. */
+  async findFlag(digest: string): Promise<FlagRecord | undefined> {
+    const raw = await this.#run(() => this.#client.get(this.#keys.flag(digest)));
+    return raw === null ? undefined : (JSON.parse(raw) as FlagRecord);
+  }
+
+  /** See `Store.addIncident`; keeps the latest 10,000. */
+  async addIncident(incident: FlagIncident): Promise<void> {
+    await this.#run(() => this.#client.multi().lpush(this.#keys.incidents, JSON.stringify(incident)).ltrim(this.#keys.incidents, 0, 9999).exec());
+  }
+
+  /** See `Store.listIncidents`. */
+  async listIncidents(limit: number): Promise<FlagIncident[]> {
+    const rows = await this.#run(() => this.#client.lrange(this.#keys.incidents, 0, Math.max(0, limit - 1)));
+    return rows.map((r) => JSON.parse(r) as FlagIncident);
   }
 
   /** See `Store.getInstance`. */
@@ -143,7 +206,7 @@ export class RedisStore implements Store {
     if (team == null || challenge == null || owner == null) return;
     await this.#run(() =>
       this.#client.poseidonDelete(
-        k.inst(id), k.ids, k.team(team), k.challenge(challenge), k.slot(owner, challenge), id, k.changes,
+        k.inst(id), k.ids, k.team(team), k.challenge(challenge), k.slot(owner, challenge), k.admitted, k.queue, id, k.changes,
       ),
     );
   }
@@ -220,6 +283,23 @@ export class RedisStore implements Store {
       code: (err as { code?: unknown } | null)?.code,
     });
     return new PoseidonError('E_STORE', `store unavailable: ${message}`, { kind: 'transient', cause });
+  }
+}
+
+/** Decodes a create script reply (see CREATE in redis-scripts.ts). */
+function createResult([outcome, payload]: [string, unknown], stored: Instance): CreateResult {
+  const decode = (pairs: unknown): Instance => decodeInstance(pairsToMap((pairs ?? []) as string[]));
+  switch (outcome) {
+    case 'created':
+      return { created: true, instance: { ...stored, status: payload === 'queued' ? 'queued' : stored.status } };
+    case 'owner': case 'replay': case 'key-reused':
+      return { created: false, reason: outcome, existing: decode(payload) };
+    case 'team-limit': {
+      const holders = (payload as unknown[]).map(decode).sort(compareInstances);
+      return { created: false, reason: 'team-limit', existing: holders[0] as Instance, holders };
+    }
+    default:
+      throw new PoseidonError('E_STORE', 'instance id collision', { kind: 'terminal' });
   }
 }
 
