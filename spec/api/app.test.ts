@@ -4,17 +4,20 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { buildApp } from '../../src/api/app.ts';
-import { Catalog } from '../../src/catalog/catalog.ts';
-import { DockerRuntime } from '../../src/runtime/docker.ts';
+import type { Catalog } from '../../src/catalog/catalog.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
-import { memoryLogger } from '../helpers/log.ts';
+import { loadTestCatalog } from '../helpers/catalog.ts';
 
 const t = suite('api (inject)');
 const KEY = 'api-test-key-0123456789';
 const dir = mkdtempSync(path.join(tmpdir(), 'poseidon-api-'));
 const store = new MemoryStore();
-const catalog = new Catalog(new DockerRuntime('poseidon-test-api'), memoryLogger(), 'poseidon-test-api');
-const app = buildApp({ store, catalog, apiKey: KEY, baseDomain: 'ctf.test' });
+let catalog: Catalog;
+const lifecycle = {
+  teamLimit: 0, capacity: 0, rateLimits: new Map(), renewMaxLoad: 1, idempotencyTtlMs: 60_000,
+  flagSecret: 'api-test-flag-secret', flagRetentionMs: 60_000,
+};
+let app: ReturnType<typeof buildApp>;
 const headers = { 'x-api-key': KEY };
 
 t.before(async () => {
@@ -24,7 +27,8 @@ t.before(async () => {
   }
   mkdirSync(path.join(dir, 'broken'));
   writeFileSync(path.join(dir, 'broken', 'challenge.yaml'), 'id: broken\nname: b\nimage: busybox:1.35\nexpose: []\n');
-  await catalog.load(dir);
+  catalog = await loadTestCatalog(dir);
+  app = buildApp({ store, catalog, apiKey: KEY, baseDomain: 'ctf.test', lifecycle });
 });
 t.after(async () => {
   await app.close();

@@ -8,9 +8,11 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Catalog } from '../../src/catalog/catalog.ts';
+import type { Catalog } from '../../src/catalog/catalog.ts';
+import { loadTestCatalog } from '../helpers/catalog.ts';
 import { FlagFiles } from '../../src/controller/flag-files.ts';
 import { instanceReconciler } from '../../src/controller/instance-reconciler.ts';
+import { Semaphore } from '../../src/controller/semaphore.ts';
 import type { Instance } from '../../src/core/instance.ts';
 import { newInstanceId, ownerKey, portHostname } from '../../src/core/naming.ts';
 import { DockerRuntime } from '../../src/runtime/docker.ts';
@@ -25,14 +27,15 @@ const mgr = testManagerId();
 const dir = mkdtempSync(path.join(tmpdir(), 'poseidon-rec-'));
 const runtime = new DockerRuntime(mgr);
 const store = new MemoryStore();
-const catalog = new Catalog(runtime, memoryLogger(), mgr);
+let catalog: Catalog;
 let routeChanges = 0;
 let clock = Date.now();
-const reconcile = instanceReconciler({
+const reconcile = (c: ReturnType<typeof ctx>, id: string) => instanceReconciler({
   store, runtime, catalog, flagFiles: new FlagFiles(path.join(dir, 'data')), log: memoryLogger(),
   settings: { managerId: mgr, flagSecret: 'x'.repeat(20), baseDomain: 'localhost', publishAddress: '', retentionMs: 60_000 },
   onRoutesChanged: () => { routeChanges++; },
-});
+  launches: new Semaphore(2),
+})(c, id);
 const ctx = () => ({ signal: new AbortController().signal, now: () => new Date(clock) });
 
 function challenge(id: string, lines: string[]): void {
@@ -48,8 +51,7 @@ t.before(async () => {
   challenge('sick', ['image: busybox:1.35', 'command: [sleep, "600"]', WEB, 'healthcheck: { type: command, command: ["false"], timeout: 1s }']);
   challenge('crashy', ['image: busybox:1.35', 'command: [sh, -c, "exit 3"]', WEB]);
   challenge('noimage', ['image: 127.0.0.1:1/poseidon-test/none:1', WEB]);
-  await catalog.load(path.join(dir, 'challenges'));
-  await catalog.prepareImages();
+  catalog = await loadTestCatalog(path.join(dir, 'challenges'), { prepareOn: { worker: Object.assign(runtime, { id: 'local' }), managerId: mgr } });
 });
 t.after(async () => {
   if (enabled) await cleanupByLabel(mgr);

@@ -46,6 +46,8 @@ t.before(async () => {
     POSEIDON_API_KEY: KEY, POSEIDON_FLAG_SECRET: SECRET, REDIS_URL, POSEIDON_REDIS_PREFIX: `${mgr}:`,
     POSEIDON_MANAGER_ID: mgr, POSEIDON_CHALLENGES_DIR: challengesDir, POSEIDON_TRAEFIK_DIR: traefikDir,
     POSEIDON_DATA_DIR: path.join(work, 'data'), POSEIDON_GATEWAY_CONTAINER: `${mgr}-gw`, POSEIDON_RESYNC_SECONDS: '2',
+    // This file checks the one-per-owner rule alone; team limits and rate limits have their own tests.
+    POSEIDON_TEAM_LIMIT: '0', POSEIDON_RATE_LIMITS: 'launch=100000/60,stop=100000/60',
   });
   api = apiClient(server.url, KEY);
 });

@@ -1,9 +1,15 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Catalog } from '../catalog/catalog.ts';
 import { Codes, PoseidonError } from '../core/errors.ts';
+import type { Instance } from '../core/instance.ts';
 import type { Store } from '../core/store.ts';
 import { keyDigest, registerAuth, type ApiKey } from './auth.ts';
+import type { RateLimits } from './guards.ts';
+import type { EventHub } from '../events/hub.ts';
+import { eventRoutes } from './event-routes.ts';
+import { flagRoutes } from './flag-routes.ts';
 import { instanceRoutes } from './instance-routes.ts';
+import { registerOpenApi } from './openapi.ts';
 import { errorHandler, sendProblem } from './problem.ts';
 
 export interface AppDeps {
@@ -14,9 +20,28 @@ export interface AppDeps {
   /** Further keys (by digest) with roles. */
   apiKeys?: readonly ApiKey[];
   baseDomain: string;
+  lifecycle: LifecycleSettings;
+  /**
+   * Which catalog version (spec hash) an instance should run after a renew or restart, per
+   * the challenge's update policy; undefined keeps the instance's own. Provided by the catalog.
+   */
+  catalogVersion?: (inst: Instance, reason: 'renew' | 'restart') => string | undefined;
+  /** Lifecycle events for the SSE routes; they are not registered without it. */
+  events?: EventHub;
   now?: () => number;
   /** Process logger (pino); silent when absent. */
   logger?: FastifyBaseLogger;
+}
+
+/** Limits and lifetimes the instance routes enforce (from config). */
+export interface LifecycleSettings {
+  teamLimit: number;
+  capacity: number;
+  rateLimits: RateLimits;
+  renewMaxLoad: number;
+  idempotencyTtlMs: number;
+  flagSecret: string;
+  flagRetentionMs: number;
 }
 
 const BODY_LIMIT = 64 * 1024;
@@ -29,6 +54,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   const app = Fastify({
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
     bodyLimit: BODY_LIMIT,
+    // SSE streams are long-lived: close them with the server instead of waiting for clients.
+    forceCloseConnections: true,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   });
   app.setErrorHandler(errorHandler);
@@ -43,9 +70,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.setNotFoundHandler((req, reply) => sendProblem(reply, 404, Codes.notFound, `no route ${req.method} ${req.url.split('?')[0]}`));
   registerAuth(app, [{ name: 'POSEIDON_API_KEY', role: 'admin', digest: keyDigest(deps.apiKey) }, ...(deps.apiKeys ?? [])]);
 
-  app.get('/healthz', { config: { auth: 'none' } }, async () => ({ ok: true }));
+  registerOpenApi(app, { title: 'Poseidon', version: '1' });
+  app.get('/healthz', { config: { auth: 'none' }, schema: { summary: 'Liveness' } }, async () => ({ ok: true }));
   instanceRoutes(app, deps);
-  app.get('/v1/challenges', async () => ({
+  flagRoutes(app, deps);
+  if (deps.events) eventRoutes(app, deps, deps.events);
+  app.get('/v1/challenges', { schema: { summary: 'Loaded challenges and invalid files' } }, async () => ({
     challenges: deps.catalog.list().map((e) => ({
       id: e.spec.id, name: e.spec.name, valid: true, state: e.state, scope: e.spec.scope,
       expose: e.spec.expose, ttl: e.spec.ttl, ...(e.error ? { error: e.error } : {}),

@@ -37,6 +37,17 @@ export function keyDigest(key: string): Buffer {
   return createHash('sha256').update(key).digest();
 }
 
+/** Parses configured keys `name:role[:team]:sha256hex` (format validated by the config schema). */
+export function parseApiKeys(entries: readonly string[]): ApiKey[] {
+  return entries.map((e) => {
+    const parts = e.split(':');
+    const [name = '', role = 'platform'] = parts;
+    const hex = parts[parts.length - 1] ?? '';
+    const team = parts.length === 4 ? parts[2] : undefined;
+    return { name, role: role as Role, ...(team ? { team } : {}), digest: Buffer.from(hex, 'hex') };
+  });
+}
+
 /** Finds the key in constant time per configured key (every digest is compared, no early exit). */
 function match(keys: readonly ApiKey[], given: string): ApiKey | undefined {
   const d = keyDigest(given);

@@ -1,42 +1,92 @@
+import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { Codes, PoseidonError } from '../core/errors.ts';
+import { deriveFlag } from '../core/flag.ts';
 import type { Instance } from '../core/instance.ts';
+import { renewFields, restartFields } from '../core/lifecycle.ts';
 import { newInstanceId, ownerKey, portHostname } from '../core/naming.ts';
-import type { Store } from '../core/store.ts';
+import { CONFLICT, type CreateResult, type Store } from '../core/store.ts';
 import type { AppDeps } from './app.ts';
+import { assertTeam, rateLimit, scopedTeam } from './guards.ts';
 import { sendProblem } from './problem.ts';
-import { idParams, launchBody, listQuery } from './schemas.ts';
-import { instanceView } from './views.ts';
+import { idempotencyHeaders, idParams, instanceSchema, launchBody, listQuery, problems } from './schemas.ts';
+import { instanceView, type InstanceView } from './views.ts';
 
-/** `/v1/instances`: launch, read, list, stop. */
+type LaunchBody = { challenge: string; team: string; user?: string };
+const one = { 200: instanceSchema, 202: instanceSchema };
+
+/** `/v1/instances`: launch, read, list, stop, renew, restart. */
 export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
   const now = deps.now ?? Date.now;
+  const { lifecycle: lc } = deps;
 
-  app.post<{ Body: { challenge: string; team: string; user?: string } }>('/v1/instances', { schema: { body: launchBody } }, async (req, reply) => {
-    const inst = newInstance(deps, req.body, now());
-    const result = await deps.store.createInstance(inst, inst.createdAt);
-    if (!result.created) {
-      return sendProblem(reply, 409, Codes.ownerLimit, `owner already has a live instance of ${inst.challenge}`, { instance: instanceView(result.existing) });
+  app.post<{ Body: LaunchBody; Headers: { 'idempotency-key'?: string } }>('/v1/instances', {
+    schema: { summary: 'Launch an instance', body: launchBody, headers: idempotencyHeaders, response: { ...one, ...problems(403, 404, 409, 413, 422, 429) } },
+  }, async (req, reply) => {
+    assertTeam(req, req.body.team);
+    const at = now();
+    const inst = newInstance(deps, req.body, at);
+    const key = req.headers['idempotency-key'];
+    if (!key) await rateLimit(deps.store, lc.rateLimits, 'launch', inst.team, reply, at);
+    const idempotency = key ? { key: `${req.principal?.key ?? ''}:${key}`, fingerprint: fingerprint(req.body), ttlMs: lc.idempotencyTtlMs } : undefined;
+    const result = await deps.store.createInstance(inst, at, { teamLimit: lc.teamLimit, capacity: lc.capacity, ...(idempotency ? { idempotency } : {}) });
+    if (result.created) {
+      await recordFlag(deps, result.instance, at);
+      req.log.info({ instance: inst.id, challenge: inst.challenge, team: inst.team, status: result.instance.status }, 'instance requested');
+      return reply.code(202).send(await view(deps, result.instance));
     }
-    req.log.info({ instance: inst.id, challenge: inst.challenge, team: inst.team }, 'instance requested');
-    return reply.code(202).send(instanceView(result.instance));
+    return refused(deps, result, reply);
   });
 
-  app.get<{ Params: { id: string } }>('/v1/instances/:id', { schema: { params: idParams } }, async (req) => {
-    return instanceView(await mustGet(deps.store, req.params.id));
-  });
-
-  app.get<{ Querystring: { team?: string; challenge?: string } }>('/v1/instances', { schema: { querystring: listQuery } }, async (req) => {
-    const list = await deps.store.listInstances(req.query);
-    return { instances: list.map(instanceView) };
-  });
-
-  app.delete<{ Params: { id: string } }>('/v1/instances/:id', { schema: { params: idParams } }, async (req, reply) => {
+  app.get<{ Params: { id: string } }>('/v1/instances/:id', { schema: { summary: 'Read an instance', params: idParams, response: { 200: instanceSchema, ...problems(403, 404) } } }, async (req) => {
     const inst = await mustGet(deps.store, req.params.id);
+    assertTeam(req, inst.team);
+    return view(deps, inst);
+  });
+
+  app.get<{ Querystring: { team?: string; challenge?: string } }>('/v1/instances', {
+    schema: { summary: 'List instances', querystring: listQuery, response: { 200: { type: 'object', required: ['instances'], properties: { instances: { type: 'array', items: instanceSchema } } }, ...problems(403) } },
+  }, async (req) => {
+    const team = scopedTeam(req);
+    if (team !== undefined && req.query.team !== undefined) assertTeam(req, req.query.team);
+    const list = await deps.store.listInstances({ ...req.query, ...(team !== undefined ? { team } : {}) });
+    return { instances: list.map((i) => instanceView(i)) };
+  });
+
+  app.delete<{ Params: { id: string } }>('/v1/instances/:id', { schema: { summary: 'Stop an instance (or cancel a queued one)', params: idParams, response: { ...one, ...problems(403, 404, 429) } } }, async (req, reply) => {
+    const inst = await mustGet(deps.store, req.params.id);
+    assertTeam(req, inst.team);
     const final = inst.status === 'stopped' || inst.status === 'failed';
+    if (!final) await rateLimit(deps.store, lc.rateLimits, 'stop', inst.team, reply, now());
     const updated = final ? inst : await deps.store.updateInstance(inst.id, { desired: 'stopped', status: 'stopping' }, now());
     req.log.info({ instance: inst.id }, 'instance stop requested');
     return reply.code(202).send(instanceView(updated ?? inst));
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/instances/:id/renew', { schema: { summary: 'Extend the lifetime', params: idParams, response: { ...one, ...problems(403, 404, 409, 429) } } }, async (req, reply) => {
+    const at = now();
+    const inst = await mustGet(deps.store, req.params.id);
+    assertTeam(req, inst.team);
+    await rateLimit(deps.store, lc.rateLimits, 'renew', inst.team, reply, at);
+    const spec = specOf(deps, inst);
+    const load = { admitted: await deps.store.countAdmitted(at), capacity: lc.capacity, maxLoad: lc.renewMaxLoad };
+    const fields = renewFields(inst, spec, at, load);
+    const policy = deps.catalogVersion?.(inst, 'renew');
+    const updated = await conditional(deps.store, inst, { renewals: inst.renewals, expiresAt: inst.expiresAt }, { ...fields, ...(policy ? { specHash: policy } : {}) }, at);
+    req.log.info({ instance: inst.id, renewals: updated.renewals }, 'instance renewed');
+    return reply.code(200).send(instanceView(updated));
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/instances/:id/restart', { schema: { summary: 'Replace the container with a fresh one', params: idParams, response: { ...one, ...problems(403, 404, 409, 429) } } }, async (req, reply) => {
+    const at = now();
+    const inst = await mustGet(deps.store, req.params.id);
+    assertTeam(req, inst.team);
+    await rateLimit(deps.store, lc.rateLimits, 'restart', inst.team, reply, at);
+    const spec = specOf(deps, inst);
+    const hash = deps.catalogVersion?.(inst, 'restart') ?? deps.catalog.get(inst.challenge)?.hash ?? inst.specHash;
+    const updated = await conditional(deps.store, inst, { generation: inst.generation }, restartFields(inst, spec, hash, at), at);
+    req.log.info({ instance: inst.id, generation: updated.generation }, 'instance restart requested');
+    return reply.code(202).send(instanceView(updated));
   });
 }
 
@@ -47,7 +97,59 @@ export async function mustGet(store: Store, id: string): Promise<Instance> {
   return inst;
 }
 
-function newInstance(deps: AppDeps, body: { challenge: string; team: string; user?: string }, at: number): Instance {
+function specOf(deps: AppDeps, inst: Instance) {
+  const entry = deps.catalog.get(inst.challenge);
+  if (!entry) throw new PoseidonError(Codes.notRunning, `challenge ${inst.challenge} is no longer in the catalog`, { kind: 'input' });
+  return entry.spec;
+}
+
+async function conditional(store: Store, inst: Instance, expect: Partial<Instance>, fields: Parameters<Store['updateInstance']>[1], at: number): Promise<Instance> {
+  const r = await store.compareAndUpdate(inst.id, expect, fields, at);
+  if (r === CONFLICT) throw new PoseidonError(Codes.conflict, `instance ${inst.id} changed concurrently; retry`, { kind: 'input' });
+  if (!r) throw new PoseidonError(Codes.notFound, `instance ${inst.id} not found`, { kind: 'input' });
+  return r;
+}
+
+/** Same body, same fingerprint: key order does not matter. */
+function fingerprint(body: LaunchBody): string {
+  return createHash('sha256').update(JSON.stringify([body.challenge, body.team, body.user ?? null])).digest('hex');
+}
+
+async function refused(deps: AppDeps, result: Exclude<CreateResult, { created: true }>, reply: Parameters<typeof sendProblem>[0]) {
+  switch (result.reason) {
+    case 'replay':
+      return reply.code(202).send(await view(deps, result.existing));
+    case 'key-reused':
+      return sendProblem(reply, 422, Codes.idempotencyMismatch, 'Idempotency-Key was already used with a different body', { instance: instanceView(result.existing) });
+    case 'team-limit':
+      return sendProblem(reply, 409, Codes.teamLimit, `team ${result.existing.team} already has ${result.holders.length} live instances, the limit`, { instances: result.holders.map((h) => instanceView(h)) });
+    default:
+      return sendProblem(reply, 409, Codes.ownerLimit, `owner already has a live instance of ${result.existing.challenge}`, { instance: instanceView(result.existing) });
+  }
+}
+
+/** The view, with queue position and an estimated start while queued. */
+async function view(deps: AppDeps, inst: Instance): Promise<InstanceView> {
+  if (inst.status !== 'queued') return instanceView(inst);
+  const position = await deps.store.queuePosition(inst.id);
+  if (position === undefined) return instanceView(inst);
+  const at = (deps.now ?? Date.now)();
+  // The k-th place to free up is the k-th earliest expiry among admitted live instances.
+  const expiries = (await deps.store.listInstances()).filter((i) => i.status !== 'queued' && i.desired === 'running' && i.expiresAt > at).map((i) => i.expiresAt).sort((a, b) => a - b);
+  const eta = expiries[position - 1];
+  return instanceView(inst, { position, ...(eta ? { estimatedStartAt: new Date(eta).toISOString() } : {}) });
+}
+
+/** Remembers who the instance's flag belongs to, so it stays verifiable after the instance is gone. */
+async function recordFlag(deps: AppDeps, inst: Instance, at: number): Promise<void> {
+  const spec = deps.catalog.get(inst.challenge)?.spec;
+  if (!spec) return;
+  const flag = deriveFlag(deps.lifecycle.flagSecret, { team: inst.team, challenge: inst.challenge, instance: inst.id }, spec.flag.format);
+  const digest = createHash('sha256').update(flag).digest('hex');
+  await deps.store.recordFlag(digest, { team: inst.team, ...(inst.user ? { user: inst.user } : {}), challenge: inst.challenge, instance: inst.id, issuedAt: at }, deps.lifecycle.flagRetentionMs);
+}
+
+function newInstance(deps: AppDeps, body: LaunchBody, at: number): Instance {
   const entry = deps.catalog.get(body.challenge);
   if (!entry) throw new PoseidonError(Codes.challengeNotFound, `challenge ${body.challenge} not found`, { kind: 'input' });
   const { spec } = entry;
@@ -62,3 +164,4 @@ function newInstance(deps: AppDeps, body: { challenge: string; team: string; use
   if (body.user) inst.user = body.user;
   return inst;
 }
+

@@ -16,9 +16,11 @@ export interface InstanceView {
   createdAt: string;
   expiresAt: string;
   maxExpiresAt: string;
+  /** While queued: 1-based position and an estimate of when a place frees up. */
+  queue?: { position: number; estimatedStartAt?: string };
 }
 
-export function instanceView(i: Instance): InstanceView {
+export function instanceView(i: Instance, queue?: InstanceView['queue']): InstanceView {
   const v: InstanceView = {
     id: i.id,
     challenge: i.challenge,
@@ -34,6 +36,7 @@ export function instanceView(i: Instance): InstanceView {
   };
   if (i.user !== undefined) v.user = i.user;
   if (i.reason !== undefined) v.reason = i.reason;
+  if (queue) v.queue = queue;
   if (i.status === 'running') v.endpoints = i.endpoints.map(({ backend: _b, ...e }) => e);
   return v;
 }

@@ -26,6 +26,20 @@ export interface Config {
   readonly retentionSeconds: number;
   readonly orphanBreakerRatio: number;
   readonly logLevel: string;
+  /** Extra API keys, `name:role[:team]:sha256hex`. */
+  readonly apiKeys: readonly string[];
+  readonly teamLimit: number;
+  readonly capacity: number;
+  readonly queueMaxWaitSeconds: number;
+  readonly launchConcurrency: number;
+  /** `action=count/seconds`. */
+  readonly rateLimits: readonly string[];
+  readonly renewMaxLoad: number;
+  readonly idempotencyTtlSeconds: number;
+  readonly flagRetentionDays: number;
+  readonly expiringSoonSeconds: number;
+  readonly eventsWebhookUrl?: string;
+  readonly eventsWebhookSecret?: string;
   /** Which secrets were generated (and persisted in dataDir) because the environment lacked them. */
   readonly generated: readonly ('apiKey' | 'flagSecret')[];
 }
@@ -40,8 +54,16 @@ const ENV_NAMES: Record<string, string> = {
   POSEIDON_GATEWAY_CONTAINER: 'gatewayContainer', POSEIDON_PUBLISH_ADDRESS: 'publishAddress',
   POSEIDON_RESYNC_SECONDS: 'resyncSeconds', POSEIDON_RETENTION_SECONDS: 'retentionSeconds',
   POSEIDON_ORPHAN_BREAKER_RATIO: 'orphanBreakerRatio', POSEIDON_LOG_LEVEL: 'logLevel',
+  POSEIDON_API_KEYS: 'apiKeys', POSEIDON_TEAM_LIMIT: 'teamLimit', POSEIDON_CAPACITY: 'capacity',
+  POSEIDON_QUEUE_MAX_WAIT_SECONDS: 'queueMaxWaitSeconds', POSEIDON_LAUNCH_CONCURRENCY: 'launchConcurrency',
+  POSEIDON_RATE_LIMITS: 'rateLimits', POSEIDON_RENEW_MAX_LOAD: 'renewMaxLoad',
+  POSEIDON_IDEMPOTENCY_TTL_SECONDS: 'idempotencyTtlSeconds', POSEIDON_FLAG_RETENTION_DAYS: 'flagRetentionDays',
+  POSEIDON_EXPIRING_SOON_SECONDS: 'expiringSoonSeconds', POSEIDON_EVENTS_WEBHOOK_URL: 'eventsWebhookUrl',
+  POSEIDON_EVENTS_WEBHOOK_SECRET: 'eventsWebhookSecret',
 };
-const SECRET_KEYS = new Set(['apiKey', 'flagSecret', 'redisUrl']);
+const SECRET_KEYS = new Set(['apiKey', 'flagSecret', 'redisUrl', 'apiKeys', 'eventsWebhookSecret']);
+/** Variables holding comma-separated lists. */
+const LIST_KEYS = new Set(['traefikEntryPoints', 'apiKeys', 'rateLimits']);
 const schemaPath = new URL('../../schemas/config.schema.json', import.meta.url);
 const schema = JSON.parse(readFileSync(schemaPath, 'utf8')) as object;
 const validate = new Ajv({ useDefaults: true, coerceTypes: true, allErrors: true }).compile(schema);
@@ -52,7 +74,7 @@ function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   for (const [name, key] of Object.entries(ENV_NAMES)) {
     const value = env[name];
     if (value === undefined || (value === '' && key !== 'publishAddress')) continue;
-    raw[key] = key === 'traefikEntryPoints' ? value.split(',').map((s) => s.trim()) : value;
+    raw[key] = LIST_KEYS.has(key) ? value.split(',').map((s) => s.trim()).filter((s) => s !== '') : value;
   }
   return raw;
 }
@@ -88,6 +110,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       return `${byKey[key] ?? key}: ${e.message ?? 'invalid'}${shown}`;
     });
     throw new PoseidonError(Codes.configInvalid, `invalid configuration: ${problems.join('; ')}`, { kind: 'input' });
+  }
+  if (raw.eventsWebhookUrl !== undefined && raw.eventsWebhookSecret === undefined) {
+    throw new PoseidonError(Codes.configInvalid, 'invalid configuration: POSEIDON_EVENTS_WEBHOOK_SECRET is required with POSEIDON_EVENTS_WEBHOOK_URL', { kind: 'input' });
   }
   const dataDir = path.resolve(cwd, raw.dataDir as string);
   const generated: ('apiKey' | 'flagSecret')[] = [];

@@ -5,6 +5,7 @@ import type { Logger, ReconcileContext, ReconcileResult } from './types.ts';
 import { WorkQueue } from './work-queue.ts';
 
 export const GATEWAY_KEY = 'gateway';
+export const ADMISSION_KEY = 'admission';
 
 export interface ControllerDeps {
   store: Store;
@@ -12,6 +13,8 @@ export interface ControllerDeps {
   log: Logger;
   reconcileInstance(ctx: ReconcileContext, id: string): Promise<ReconcileResult>;
   reconcileGateway(ctx: ReconcileContext): Promise<ReconcileResult>;
+  /** The admission pass; absent when there is no capacity limit. */
+  reconcileAdmission?(ctx: ReconcileContext): Promise<ReconcileResult>;
   resyncMs: number;
   /** Largest share of managed containers one resync may find orphaned and remove. */
   orphanBreakerRatio: number;
@@ -46,7 +49,11 @@ export class Controller {
 
   /** Subscribes to changes and events, runs a first resync (the start-up orphan sweep), then keeps resyncing. */
   async start(): Promise<void> {
-    this.unsubscribe = this.deps.store.onChange((id) => this.queue.add(id));
+    this.unsubscribe = this.deps.store.onChange((id) => {
+      this.queue.add(id);
+      // Any change may free a place or add a waiter.
+      if (this.deps.reconcileAdmission) this.queue.add(ADMISSION_KEY);
+    });
     this.deps.runtime.watchEvents((id) => this.queue.add(id), this.abort.signal);
     await this.resync();
     this.scheduleResync();
@@ -77,6 +84,7 @@ export class Controller {
     }
     for (const id of desired) this.queue.add(id);
     this.queue.add(GATEWAY_KEY);
+    if (this.deps.reconcileAdmission) this.queue.add(ADMISSION_KEY);
   }
 
   async stop(): Promise<void> {
@@ -98,6 +106,7 @@ export class Controller {
 
   private dispatch(ctx: ReconcileContext, key: string): Promise<ReconcileResult> {
     if (key === GATEWAY_KEY) return this.deps.reconcileGateway(ctx);
+    if (key === ADMISSION_KEY && this.deps.reconcileAdmission) return this.deps.reconcileAdmission(ctx);
     if (INSTANCE_ID_PATTERN.test(key)) return this.deps.reconcileInstance(ctx, key);
     // A managed object with a malformed instance label: nothing can desire it; the reconciler removes it.
     this.deps.log.warn({ key }, 'unexpected key');

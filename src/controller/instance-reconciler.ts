@@ -7,6 +7,7 @@ import { plannedEndpoints } from '../core/naming.ts';
 import type { ContainerRuntime, ObservedContainer, ObservedNetwork } from '../core/runtime.ts';
 import type { Store } from '../core/store.ts';
 import type { FlagFiles } from './flag-files.ts';
+import type { Semaphore } from './semaphore.ts';
 import type { Logger, ReconcileContext, ReconcileResult } from './types.ts';
 
 export interface InstanceReconcilerDeps {
@@ -25,6 +26,8 @@ export interface InstanceReconcilerDeps {
   };
   /** Called when an instance enters or leaves `running` (the gateway must re-render). */
   onRoutesChanged(): void;
+  /** Bounds concurrent container creations on this engine, so a burst never thrashes it. */
+  launches: Semaphore;
 }
 
 const POLL_STARTING_MS = 500;
@@ -44,6 +47,11 @@ export function instanceReconciler(deps: InstanceReconcilerDeps) {
     const now = ctx.now().getTime();
     const inst = await deps.store.getInstance(id);
     const observed: Observed = { containers: await deps.runtime.listContainers(id), networks: await deps.runtime.listNetworks(id) };
+    if (inst?.status === 'queued' && inst.desired === 'running') {
+      // Waiting for admission: nothing may run yet; the admission pass decides when.
+      await removeAll(deps, id, observed);
+      return {};
+    }
     if (!inst || !wantsRunning(inst, now)) return teardown(deps, id, inst, observed, now);
     return converge(deps, inst, observed, now);
   };
@@ -90,7 +98,7 @@ async function converge(deps: InstanceReconcilerDeps, inst: Instance, observed: 
     await deps.runtime.removeContainer(stale.id);
   }
   let current = observed.containers.find((c) => c.generation === inst.generation);
-  if (!current) current = await launch(deps, inst, entry);
+  if (!current) current = await deps.launches.run(() => launch(deps, inst, entry));
   if (current.state === 'created') await deps.runtime.startContainer(current.id);
   if (current.state === 'exited' || current.state === 'dead') return crashed(deps, inst, current, now);
   if (current.health === 'unhealthy') return fail(deps, inst, `health check failed for ${entry.spec.healthcheck?.timeoutSeconds ?? 0}s`, now);

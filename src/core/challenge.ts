@@ -37,6 +37,8 @@ export interface TtlSpec {
   maxSeconds: number;
   /** Maximum number of renewals. Default 3. */
   renewals: number;
+  /** When set, a renew is accepted only with at most this many seconds left. */
+  renewWindowSeconds?: number;
 }
 
 export interface FlagSpec {
@@ -67,6 +69,10 @@ export interface ChallengeSpec {
   flag: FlagSpec;
   scope: Scope;
   runtime: RuntimeName;
+  /** How running instances follow a change (`core/rollout.ts`); absent means `keep`. */
+  update?: 'recreate' | 'on-renew' | 'keep';
+  /** When workers pull `image` (`always`: again for each new revision); absent means `if-not-present`. */
+  pull?: 'if-not-present' | 'always';
   network: { egress: boolean };
   /** Read-only root with a tmpfs at /tmp (default), unless the spec opts out. */
   filesystem: { readOnly: boolean; tmpfsBytes: number };

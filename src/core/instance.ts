@@ -57,7 +57,7 @@ export type InstanceObservation = Partial<
 
 /** Fields the API writes (desired side). */
 export type InstanceIntent = Partial<
-  Pick<Instance, 'desired' | 'expiresAt' | 'generation' | 'renewals' | 'status' | 'reason'>
+  Pick<Instance, 'desired' | 'expiresAt' | 'generation' | 'renewals' | 'status' | 'reason' | 'specHash' | 'endpoints'>
 >;
 
 export const FINAL_STATUSES: ReadonlySet<InstanceStatus> = new Set(['stopped', 'failed']);

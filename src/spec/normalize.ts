@@ -19,11 +19,13 @@ export interface RawChallenge {
   command?: string[];
   expose: Array<{ name: string; port: number; protocol?: Protocol }>;
   resources?: { cpu?: number; memory?: string; pids?: number };
-  ttl?: { default?: Duration; max?: Duration; renewals?: number };
+  ttl?: { default?: Duration; max?: Duration; renewals?: number; renewWindow?: Duration };
   env?: Record<string, string>;
   flag?: { env?: string; file?: string; format?: string };
   scope?: Scope;
   runtime?: RuntimeName;
+  update?: ChallengeSpec['update'];
+  pull?: ChallengeSpec['pull'];
   network?: { egress?: boolean };
   filesystem?: { readOnly?: boolean; tmpfs?: string };
   healthcheck?: { type: HealthCheck['kind']; port?: string; path?: string; timeout?: Duration; command?: string[] };
@@ -59,11 +61,14 @@ export function normalizeSpec(raw: RawChallenge, source: string): ChallengeSpec 
       defaultSeconds: seconds(raw.ttl?.default ?? DEFAULT_TTL_SECONDS),
       maxSeconds: seconds(raw.ttl?.max ?? DEFAULT_MAX_TTL_SECONDS),
       renewals: raw.ttl?.renewals ?? DEFAULT_RENEWALS,
+      ...(raw.ttl?.renewWindow !== undefined ? { renewWindowSeconds: seconds(raw.ttl.renewWindow) } : {}),
     },
     env: { ...raw.env },
     flag: flagSpec(raw.flag),
     scope: raw.scope ?? 'team',
     runtime: raw.runtime ?? 'runc',
+    ...(raw.update !== undefined && { update: raw.update }),
+    ...(raw.pull !== undefined && { pull: raw.pull }),
     network: { egress: raw.network?.egress ?? false },
     filesystem: {
       readOnly: raw.filesystem?.readOnly ?? true,

@@ -41,6 +41,7 @@ function boundsRules(doc: Doc): RawIssue[] {
   return [
     ...inBounds(['ttl', 'default'], durationSeconds(at(doc, ['ttl', 'default'])), TTL_BOUNDS, formatDuration),
     ...inBounds(['ttl', 'max'], durationSeconds(at(doc, ['ttl', 'max'])), TTL_BOUNDS, formatDuration),
+    ...inBounds(['ttl', 'renewWindow'], durationSeconds(at(doc, ['ttl', 'renewWindow'])), TTL_BOUNDS, formatDuration),
     ...inBounds(['healthcheck', 'timeout'], durationSeconds(at(doc, ['healthcheck', 'timeout'])), TIMEOUT_BOUNDS, formatDuration),
     ...inBounds(['resources', 'memory'], sizeBytes(at(doc, ['resources', 'memory'])), MEMORY_BOUNDS, formatSize),
     ...inBounds(['filesystem', 'tmpfs'], sizeBytes(at(doc, ['filesystem', 'tmpfs'])), TMPFS_BOUNDS, formatSize),

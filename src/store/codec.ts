@@ -21,6 +21,7 @@ const PATCHABLE: ReadonlyMap<string, 'optional' | 'required'> = new Map([
   ['generation', 'required'],
   ['renewals', 'required'],
   ['endpoints', 'required'],
+  ['specHash', 'required'],
   ['reason', 'optional'],
   ['finishedAt', 'optional'],
 ]);

@@ -1,0 +1,50 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { EventFilter, EventHub, LifecycleEvent } from '../events/hub.ts';
+import type { AppDeps } from './app.ts';
+import { assertTeam, scopedTeam } from './guards.ts';
+import { mustGet } from './instance-routes.ts';
+import { idParams, PRINCIPAL, problems } from './schemas.ts';
+
+const KEEPALIVE_MS = 15_000;
+const sseResponse = { 200: { description: 'text/event-stream of lifecycle events', type: 'string' }, ...problems(403, 404) };
+
+function frame(ev: LifecycleEvent): string {
+  return `id: ${ev.seq}\nevent: ${ev.type}\ndata: ${JSON.stringify(ev)}\n\n`;
+}
+
+/** Opens an SSE stream: snapshot events first, then live ones, with keep-alive comments. */
+function stream(req: FastifyRequest, reply: FastifyReply, hub: EventHub, filter: EventFilter, snapshot: LifecycleEvent[]): void {
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  res.write(': poseidon events\n\n');
+  for (const ev of snapshot) res.write(frame(ev));
+  const unsubscribe = hub.subscribe(filter, (ev) => res.write(frame(ev)));
+  const keepalive = setInterval(() => res.write(': keep-alive\n\n'), KEEPALIVE_MS);
+  req.raw.on('close', () => {
+    clearInterval(keepalive);
+    unsubscribe();
+  });
+}
+
+/**
+ * Server-Sent Events: `GET /v1/instances/:id/events` for one instance, `GET /v1/events?team=`
+ * for a team (admin and unscoped platform keys may omit the team to see every event).
+ */
+export function eventRoutes(app: FastifyInstance, deps: AppDeps, hub: EventHub): void {
+  app.get<{ Params: { id: string } }>('/v1/instances/:id/events', { schema: { summary: 'Lifecycle events of one instance (SSE)', params: idParams, response: sseResponse } }, async (req, reply) => {
+    const inst = await mustGet(deps.store, req.params.id);
+    assertTeam(req, inst.team);
+    const position = inst.status === 'queued' ? await deps.store.queuePosition(inst.id) : undefined;
+    stream(req, reply, hub, { instance: inst.id }, [hub.event(inst.status === 'failed' ? 'failed' : 'status', inst, position)]);
+  });
+
+  app.get<{ Querystring: { team?: string } }>('/v1/events', {
+    schema: { summary: 'Lifecycle events of a team (SSE)', querystring: { type: 'object', additionalProperties: false, properties: { team: { type: 'string', pattern: PRINCIPAL } } }, response: sseResponse },
+  }, async (req, reply) => {
+    const team = req.query.team ?? scopedTeam(req);
+    if (team !== undefined) assertTeam(req, team);
+    const snapshot = team === undefined ? [] : (await deps.store.listInstances({ team })).filter((i) => i.status !== 'stopped').map((i) => hub.event('status', i));
+    stream(req, reply, hub, team === undefined ? {} : { team }, snapshot);
+  });
+}

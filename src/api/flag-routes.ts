@@ -1,0 +1,66 @@
+import { createHash } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import type { Store } from '../core/store.ts';
+import type { AppDeps } from './app.ts';
+import { assertTeam } from './guards.ts';
+import { flagVerifyBody, problems } from './schemas.ts';
+
+const verifyResponse = {
+  type: 'object',
+  required: ['correct'],
+  properties: {
+    correct: { type: 'boolean' },
+    owner: { type: 'object', required: ['team', 'instance'], properties: { team: { type: 'string' }, user: { type: 'string' }, instance: { type: 'string' } } },
+  },
+} as const;
+
+const incidentsResponse = {
+  type: 'object',
+  required: ['incidents'],
+  properties: {
+    incidents: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: { at: { type: 'string' }, challenge: { type: 'string' }, submittedBy: { type: 'string' }, owner: { type: 'string' }, instance: { type: 'string' } },
+      },
+    },
+  },
+} as const;
+
+/**
+ * Flag service. `POST /v1/flags/verify` answers whether `flag` is `team`'s flag for `challenge`,
+ * from issued-flag records (by SHA-256), so it works after the instance is gone. Another team's
+ * flag is incorrect, names its owner, and is recorded as a flag-sharing incident
+ * (`GET /v1/flags/incidents`, admin). Flags themselves are never stored or logged.
+ */
+export function flagRoutes(app: FastifyInstance, deps: Pick<AppDeps, 'store' | 'now'>): void {
+  const now = deps.now ?? Date.now;
+  app.post<{ Body: { challenge: string; team: string; flag: string } }>('/v1/flags/verify', {
+    schema: { summary: 'Verify a submitted flag', body: flagVerifyBody, response: { 200: verifyResponse, ...problems(403) } },
+  }, async (req) => {
+    assertTeam(req, req.body.team);
+    return verify(deps.store, req.body, now(), (obj, msg) => req.log.warn(obj, msg));
+  });
+
+  app.get<{ Querystring: { limit?: number } }>('/v1/flags/incidents', {
+    config: { auth: 'admin' },
+    schema: {
+      summary: 'Flag-sharing incidents, newest first',
+      querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: 1000 } } },
+      response: { 200: incidentsResponse, ...problems(403) },
+    },
+  }, async (req) => {
+    const list = await deps.store.listIncidents(req.query.limit ?? 100);
+    return { incidents: list.map((i) => ({ ...i, at: new Date(i.at).toISOString() })) };
+  });
+}
+
+async function verify(store: Store, body: { challenge: string; team: string; flag: string }, at: number, warn: (obj: object, msg: string) => void) {
+  const rec = await store.findFlag(createHash('sha256').update(body.flag).digest('hex'));
+  if (!rec || rec.challenge !== body.challenge) return { correct: false };
+  if (rec.team === body.team) return { correct: true };
+  await store.addIncident({ at, challenge: body.challenge, submittedBy: body.team, owner: rec.team, instance: rec.instance });
+  warn({ challenge: body.challenge, submittedBy: body.team, owner: rec.team, instance: rec.instance }, 'flag sharing detected');
+  return { correct: false, owner: { team: rec.team, ...(rec.user ? { user: rec.user } : {}), instance: rec.instance } };
+}

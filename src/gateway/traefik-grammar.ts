@@ -1,0 +1,105 @@
+/**
+ * The grammar every value must match before the Traefik renderer puts it into a rule or the
+ * file: DNS labels and hostnames in `[a-z0-9.-]`, `host:port` backends, entry point, middleware
+ * and resolver names, absolute certificate paths. A bad value throws naming it rather than being
+ * rendered (architecture: "Only Poseidon-generated labels reach a rule").
+ */
+import { Codes, PoseidonError } from '../core/errors.ts';
+import { INSTANCE_ID_PATTERN } from '../core/naming.ts';
+import { parseInstanceHost } from './host.ts';
+import type { GatewayOptions, GatewayRoute } from './traefik.ts';
+
+const LABEL = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
+const HOSTNAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
+const BACKEND = /^[a-z0-9.-]+:[0-9]{1,5}$/;
+// Entry point, middleware and resolver names never reach a rule, but still go into the file
+// verbatim; `@provider` lets a middleware live in another provider (e.g. `auth@docker`).
+const ENTRY_POINT = /^[A-Za-z0-9_-]+$/;
+const MIDDLEWARE = /^[A-Za-z0-9_-]+(@[a-z0-9-]+)?$/;
+const FILE_PATH = /^\/[A-Za-z0-9_./@+-]*$/;
+
+/** The error every grammar check throws: `E_INTERNAL`, terminal, naming the value. */
+export function invalid(what: string, value: unknown): PoseidonError {
+  return new PoseidonError(Codes.internal, `gateway: refusing to render invalid ${what} ${JSON.stringify(value)}`, {
+    kind: 'terminal',
+    detail: { what, value },
+  });
+}
+
+function checkLabel(what: string, value: string): void {
+  if (typeof value !== 'string' || value.length > 63 || !LABEL.test(value)) throw invalid(what, value);
+}
+
+/** Throws unless `value` is a lower-case DNS hostname of at most 253 characters. */
+export function checkHostname(what: string, value: string): void {
+  const ok =
+    typeof value === 'string' &&
+    value.length <= 253 &&
+    HOSTNAME.test(value) &&
+    value.split('.').every((l) => l.length <= 63);
+  if (!ok) throw invalid(what, value);
+}
+
+function checkBackend(value: string): void {
+  if (typeof value !== 'string' || !BACKEND.test(value)) throw invalid('backend', value);
+  const port = Number(value.slice(value.lastIndexOf(':') + 1));
+  if (port < 1 || port > 65535) throw invalid('backend', value);
+}
+
+function checkNames(what: string, values: readonly string[] | undefined, pattern: RegExp): void {
+  for (const v of values ?? []) if (typeof v !== 'string' || !pattern.test(v)) throw invalid(what, v);
+}
+
+function checkPoseidonUrl(value: string): void {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch (err) {
+    throw new PoseidonError(Codes.configInvalid, `gateway: poseidonUrl ${JSON.stringify(value)} is not a URL`, { kind: 'terminal', cause: err });
+  }
+  const bad = (url.protocol !== 'http:' && url.protocol !== 'https:') || url.username || url.password ||
+    url.search || url.hash || /\s/.test(value);
+  if (bad) throw invalid('poseidonUrl', value);
+}
+
+/** Checks deployment-wide options; throws (see {@link invalid}) on the first bad one. */
+export function checkOptions(opts: GatewayOptions): void {
+  checkHostname('baseDomain', opts.baseDomain);
+  if (opts.entryPoints.length === 0) throw invalid('entryPoints', opts.entryPoints);
+  checkNames('entryPoint', opts.entryPoints, ENTRY_POINT);
+  checkNames('middleware', opts.middlewares, MIDDLEWARE);
+  checkPoseidonUrl(opts.poseidonUrl);
+  const tls = opts.tls;
+  if (!tls) return;
+  if (tls.entryPoints.length === 0) throw invalid('tls entryPoints', tls.entryPoints);
+  checkNames('tls entryPoint', tls.entryPoints, ENTRY_POINT);
+  if (tls.certResolver !== undefined) checkNames('certResolver', [tls.certResolver], ENTRY_POINT);
+  if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) throw invalid('certFile/keyFile pair', [tls.certFile, tls.keyFile]);
+  if (tls.certFile !== undefined && tls.certResolver !== undefined) throw invalid('certResolver with certFile', tls.certResolver);
+  checkNames('certificate path', [tls.certFile ?? '/', tls.keyFile ?? '/'], FILE_PATH);
+}
+
+/**
+ * Checks one route against the grammar the renderer requires: instance id, DNS-label challenge
+ * and port name, a hostname under `.<challenge>.<baseDomain>`, a `host:port` backend.
+ * Throws a `PoseidonError` (`E_INTERNAL`, terminal) naming the bad value. Exported so a caller
+ * can drop a single bad route instead of failing the whole render.
+ */
+export function assertValidRoute(route: GatewayRoute, baseDomain: string): void {
+  if (typeof route.instance !== 'string' || !INSTANCE_ID_PATTERN.test(route.instance)) throw invalid('instance', route.instance);
+  checkLabel('challenge', route.challenge);
+  checkLabel('port name', route.name);
+  if (route.protocol !== 'http' && route.protocol !== 'tcp') throw invalid('protocol', route.protocol);
+  checkHostname('hostname', route.hostname);
+  // An instance may only claim a host of its own challenge: never poseidon.<base> or another domain.
+  if (!route.hostname.endsWith(`.${route.challenge}.${baseDomain}`)) throw invalid('hostname', route.hostname);
+  // ... and only in the shape forward-auth and the catch-all recognise (`<16 hex>[-<port>].`).
+  const parsed = parseInstanceHost(route.hostname, baseDomain);
+  if (!parsed.ok || parsed.value.challenge !== route.challenge) throw invalid('hostname', route.hostname);
+  checkBackend(route.backend);
+}
+
+/** `baseDomain` as a Go regular expression literal (dots escaped; the grammar allows nothing else special). */
+export function regexDomain(baseDomain: string): string {
+  return baseDomain.replaceAll('.', '\\.');
+}
