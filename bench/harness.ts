@@ -21,13 +21,24 @@ export interface LoadStats {
   non2xx: number;
 }
 
-/** Runs autocannon against 127.0.0.1 for a bounded time (default 5 s) and summarises. */
-export async function load(opts: { url: string; method?: string; headers?: Record<string, string>; body?: string; seconds?: number; connections?: number }): Promise<LoadStats> {
+/** Runs autocannon (in a worker thread) against 127.0.0.1 for a bounded time (default 5 s) and summarises. */
+export async function load(opts: {
+  url: string; method?: string; headers?: Record<string, string>; body?: string; seconds?: number; connections?: number;
+  /** Absolute path of a CommonJS module exporting autocannon's `setupRequest` (varies each request). */
+  setupRequestFile?: string;
+  /** Seconds of unmeasured warm-up first (JIT, lazy module loading). Default 1. */
+  warmupSeconds?: number;
+}): Promise<LoadStats> {
+  const warmup = opts.warmupSeconds ?? 1;
+  if (warmup > 0) await load({ ...opts, seconds: warmup, warmupSeconds: 0 });
   const result = await autocannon({
     url: opts.url,
     method: (opts.method ?? 'GET') as 'GET',
     headers: opts.headers ?? {},
     ...(opts.body ? { body: opts.body } : {}),
+    ...(opts.setupRequestFile ? { requests: [{ setupRequest: opts.setupRequestFile as never }] } : {}),
+    // The load generator runs in its own thread, so it does not share the servers' event loop.
+    workers: 1,
     duration: opts.seconds ?? 5,
     connections: opts.connections ?? 10,
   });

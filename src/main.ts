@@ -3,7 +3,9 @@ import type { Logger } from 'pino';
 import { buildApp, type LifecycleSettings } from './api/app.ts';
 import { parseApiKeys } from './api/auth.ts';
 import { parseRateLimits } from './core/lifecycle.ts';
-import { Catalog } from './catalog/catalog.ts';
+import type { Catalog } from './catalog/catalog.ts';
+import { createGitOps } from './catalog/gitops.ts';
+import { engineWorker } from './catalog/images.ts';
 import { loadConfig, type Config } from './config/config.ts';
 import { Controller } from './controller/controller.ts';
 import { admissionReconciler } from './controller/admission.ts';
@@ -12,6 +14,7 @@ import { Semaphore } from './controller/semaphore.ts';
 import { gatewayReconciler } from './controller/gateway-reconciler.ts';
 import { instanceReconciler } from './controller/instance-reconciler.ts';
 import type { Store } from './core/store.ts';
+import { composeAccess } from './gateway/compose.ts';
 import { TraefikFileWriter } from './gateway/file-writer.ts';
 import { EventHub } from './events/hub.ts';
 import { WebhookSender } from './events/webhook.ts';
@@ -35,9 +38,10 @@ function announce(log: Logger, config: Config): void {
   } else {
     log.info({ redis: redactUrl(config.redisUrl) }, 'using Redis store');
   }
+  const names = { apiKey: ['api-key', 'POSEIDON_API_KEY'], flagSecret: ['flag-secret', 'POSEIDON_FLAG_SECRET'], accessSecret: ['access-secret', 'POSEIDON_ACCESS_SECRET'] } as const;
   for (const what of config.generated) {
-    const file = what === 'apiKey' ? 'api-key' : 'flag-secret';
-    log.warn({ file: `${config.dataDir}/${file}` }, `${what === 'apiKey' ? 'POSEIDON_API_KEY' : 'POSEIDON_FLAG_SECRET'} not set: using the generated one stored in this file`);
+    const [file, variable] = names[what];
+    log.warn({ file: `${config.dataDir}/${file}` }, `${variable} not set: using the generated one stored in this file`);
   }
 }
 
@@ -58,9 +62,11 @@ export async function startServer(opts: { env?: NodeJS.ProcessEnv; dev?: boolean
   if (config.publishAddress) log.warn({ address: config.publishAddress }, 'publishing instance ports on a loopback address (development); no-egress networks become routed bridges');
   const store = await openStore({ ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}), prefix: config.redisPrefix });
   const runtime = new DockerRuntime(config.managerId, { socketPath: config.dockerSocket });
-  const catalog = new Catalog(runtime, log.child({ component: 'catalog' }), config.managerId);
-  await catalog.load(config.challengesDir);
-  log.info({ dir: config.challengesDir, valid: catalog.list().length, invalid: catalog.invalid().length }, 'challenges loaded');
+  const access = composeAccess(config, store, log.child({ component: 'access' }));
+  // The catalog follows its source (git or the challenges directory); see src/catalog/gitops.ts.
+  const gitops = createGitOps({ config, store, workers: [engineWorker('local', runtime)], log: log.child({ component: 'catalog' }) });
+  const { catalog } = gitops;
+  await gitops.start();
 
   const controllerLog = log.child({ component: 'controller' });
   let controller: Controller | undefined;
@@ -73,6 +79,7 @@ export async function startServer(opts: { env?: NodeJS.ProcessEnv; dev?: boolean
     },
     onRoutesChanged: () => controller?.routesChanged(),
     launches: new Semaphore(config.launchConcurrency),
+    exposure: access.exposure,
   });
   const reconcileAdmission = config.capacity > 0 ? admissionReconciler({
     store, catalog, log: controllerLog, capacity: config.capacity, queueMaxWaitMs: config.queueMaxWaitSeconds * 1000,
@@ -80,16 +87,17 @@ export async function startServer(opts: { env?: NodeJS.ProcessEnv; dev?: boolean
   }) : undefined;
   const reconcileGateway = gatewayReconciler({
     store, runtime, writer: new TraefikFileWriter(config.traefikDir), log: controllerLog,
-    options: { baseDomain: config.baseDomain, entryPoints: [...config.traefikEntryPoints], poseidonUrl: config.poseidonUrl },
+    options: access.gateway, onRendered: (cfg) => access.snapshot.set(cfg), sweepLeases: (list, at) => access.exposure.sweep(list, at),
   });
   controller = new Controller({
     store, runtime, log: controllerLog, reconcileInstance, reconcileGateway: (ctx) => reconcileGateway(ctx),
     resyncMs: config.resyncSeconds * 1000, orphanBreakerRatio: config.orphanBreakerRatio,
     ...(reconcileAdmission ? { reconcileAdmission } : {}),
   });
+  await access.start();
   await controller.start();
   // Images build in the background; instances of a challenge wait (pending) until it is ready.
-  void catalog.prepareImages().then(() => log.info({ ready: catalog.list().filter((e) => e.state === 'ready').length }, 'challenge images prepared'));
+  gitops.attach((id) => controller?.queue.add(id));
 
   const events = new EventHub(store, config.expiringSoonSeconds * 1000);
   events.start();
@@ -100,6 +108,8 @@ export async function startServer(opts: { env?: NodeJS.ProcessEnv; dev?: boolean
   const app = buildApp({
     store, catalog, apiKey: config.apiKey, apiKeys: parseApiKeys(config.apiKeys), baseDomain: config.baseDomain,
     lifecycle: lifecycleSettings(config), events, logger: log.child({ component: 'api' }),
+    gitops: gitops.api, catalogVersion: (inst, reason) => catalog.versionHashFor(inst, reason),
+    access: { context: access.context, snapshot: access.snapshot, linkSeconds: config.accessLinkSeconds },
   });
   await app.listen({ port: config.port, host: config.host });
   const ctl = controller;
@@ -109,7 +119,9 @@ export async function startServer(opts: { env?: NodeJS.ProcessEnv; dev?: boolean
       webhook?.stop();
       events.stop();
       await app.close();
+      await gitops.stop();
       await ctl.stop();
+      await access.stop();
       await store.close();
     },
   };

@@ -6,7 +6,12 @@ import type { Store } from '../core/store.ts';
 import { keyDigest, registerAuth, type ApiKey } from './auth.ts';
 import type { RateLimits } from './guards.ts';
 import type { EventHub } from '../events/hub.ts';
+import type { AccessContext } from '../gateway/authz.ts';
+import type { GatewaySnapshot } from '../gateway/snapshot.ts';
+import { accessRoutes } from './access-routes.ts';
+import { catalogRoutes, type GitOpsApi } from './catalog-routes.ts';
 import { eventRoutes } from './event-routes.ts';
+import { gatewayRoutes } from './gateway-routes.ts';
 import { flagRoutes } from './flag-routes.ts';
 import { instanceRoutes } from './instance-routes.ts';
 import { registerOpenApi } from './openapi.ts';
@@ -26,11 +31,15 @@ export interface AppDeps {
    * the challenge's update policy; undefined keeps the instance's own. Provided by the catalog.
    */
   catalogVersion?: (inst: Instance, reason: 'renew' | 'restart') => string | undefined;
+  /** The catalog sync loop (`/v1/catalog/plan`, `/v1/sync`, `/v1/hooks/git`); those answer 503 without it. */
+  gitops?: GitOpsApi;
   /** Lifecycle events for the SSE routes; they are not registered without it. */
   events?: EventHub;
   now?: () => number;
   /** Process logger (pino); silent when absent. */
   logger?: FastifyBaseLogger;
+  /** Player access (forward-auth, links, catch-all page, HTTP provider); not registered without it. */
+  access?: { context: AccessContext; snapshot: GatewaySnapshot; linkSeconds: number };
 }
 
 /** Limits and lifetimes the instance routes enforce (from config). */
@@ -75,13 +84,11 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   instanceRoutes(app, deps);
   flagRoutes(app, deps);
   if (deps.events) eventRoutes(app, deps, deps.events);
-  app.get('/v1/challenges', { schema: { summary: 'Loaded challenges and invalid files' } }, async () => ({
-    challenges: deps.catalog.list().map((e) => ({
-      id: e.spec.id, name: e.spec.name, valid: true, state: e.state, scope: e.spec.scope,
-      expose: e.spec.expose, ttl: e.spec.ttl, ...(e.error ? { error: e.error } : {}),
-    })),
-    invalid: deps.catalog.invalid().map((b) => ({ file: b.file, ...(b.id ? { id: b.id } : {}), valid: false, errors: b.issues })),
-  }));
+  if (deps.access) {
+    gatewayRoutes(app, { access: deps.access.context, snapshot: deps.access.snapshot, ...(deps.now ? { now: deps.now } : {}) });
+    accessRoutes(app, { access: deps.access.context, store: deps.store, catalog: deps.catalog, linkSeconds: deps.access.linkSeconds, ...(deps.now ? { now: deps.now } : {}) });
+  }
+  catalogRoutes(app, deps);
   return app;
 }
 

@@ -29,9 +29,13 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
     const key = req.headers['idempotency-key'];
     if (!key) await rateLimit(deps.store, lc.rateLimits, 'launch', inst.team, reply, at);
     const idempotency = key ? { key: `${req.principal?.key ?? ''}:${key}`, fingerprint: fingerprint(req.body), ttlMs: lc.idempotencyTtlMs } : undefined;
-    const result = await deps.store.createInstance(inst, at, { teamLimit: lc.teamLimit, capacity: lc.capacity, ...(idempotency ? { idempotency } : {}) });
+    // The flag record goes in parallel with the create (one round trip, not two); a record
+    // for an id that was never created is harmless: nobody can hold that flag.
+    const [result] = await Promise.all([
+      deps.store.createInstance(inst, at, { teamLimit: lc.teamLimit, capacity: lc.capacity, ...(idempotency ? { idempotency } : {}) }),
+      recordFlag(deps, inst, at),
+    ]);
     if (result.created) {
-      await recordFlag(deps, result.instance, at);
       req.log.info({ instance: inst.id, challenge: inst.challenge, team: inst.team, status: result.instance.status }, 'instance requested');
       return reply.code(202).send(await view(deps, result.instance));
     }

@@ -23,6 +23,7 @@ const STATUS: Record<string, number> = {
   [Codes.store]: 503,
   [Codes.runtime]: 503,
   [Codes.noPort]: 503,
+  [Codes.notReady]: 503,
   [Codes.webhookSignature]: 401,
   [Codes.challengeRemoved]: 409,
   [Codes.sourceEmpty]: 409,
@@ -33,6 +34,11 @@ const STATUS: Record<string, number> = {
   [Codes.gitCorrupt]: 502,
   [Codes.sourceUnreadable]: 502,
 };
+
+/** The HTTP status of a stable error code, or `fallback` for codes without one. */
+export function statusOf(code: string, fallback: number): number {
+  return STATUS[code] ?? fallback;
+}
 
 /** Sends an RFC 9457 problem+json body with the stable `code`. */
 export function sendProblem(reply: FastifyReply, status: number, code: string, detail: string, extra: Record<string, unknown> = {}): FastifyReply {

@@ -71,7 +71,7 @@ export interface CatalogHead {
   orphans: InvalidFile[];
 }
 
-/** Files of a revision that cannot be attributed to any challenge id (never had a valid version). */
+/** An invalid challenge file (kept for `/v1/challenges`). */
 export type InvalidChallenge = InvalidFile;
 
 /** How long past their last possible use superseded versions and removed records are kept. */
@@ -113,6 +113,11 @@ export class Catalog {
     const attributed = [...this.records.values()].filter((r) => r.issues && r.removedAt === undefined)
       .map((r) => ({ file: r.file ?? '', id: r.id, issues: r.issues ?? [] }));
     return [...attributed, ...this.orphans].sort((a, b) => (a.file < b.file ? -1 : 1));
+  }
+
+  /** Invalid files not attributed to any challenge (no readable id, never valid before). */
+  unattributed(): InvalidFile[] {
+    return [...this.orphans];
   }
 
   /** The version with this hash, current or not. */

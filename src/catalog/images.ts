@@ -20,6 +20,17 @@ export interface ImageWorker {
   buildImage(context: string, dockerfile: string, tag: string, labels: Record<string, string>): Promise<void>;
 }
 
+/** An `ImageWorker` named `id` over an engine adapter (the local `DockerRuntime` today). */
+export function engineWorker(id: string, engine: Pick<ImageWorker, 'imageExists' | 'pullImage' | 'buildImage'>, runtimes?: readonly RuntimeName[]): ImageWorker {
+  return {
+    id,
+    ...(runtimes ? { runtimes } : {}),
+    imageExists: (ref) => engine.imageExists(ref),
+    pullImage: (ref) => engine.pullImage(ref),
+    buildImage: (context, dockerfile, tag, labels) => engine.buildImage(context, dockerfile, tag, labels),
+  };
+}
+
 /** Where `ImagePreparer` reports a version's image outcome (the catalog's `markImage`). */
 export type ImageOutcome = (hash: string, state: ChallengeState, workers: Record<string, WorkerImage>, error?: string) => void;
 

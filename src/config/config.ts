@@ -3,9 +3,11 @@ import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv } from 'ajv';
 import { Codes, PoseidonError } from '../core/errors.ts';
+import { ACCESS_ENV_NAMES, checkAccess, type AccessConfig } from './access.ts';
+import { GITOPS_ENV_NAMES, GITOPS_SECRET_KEYS, gitProcessEnv, secretsFromFiles, type GitOpsConfig } from './gitops-config.ts';
 
 /** Validated, defaulted, frozen server configuration. The only place that reads the environment. */
-export interface Config {
+export interface Config extends AccessConfig, GitOpsConfig {
   readonly port: number;
   readonly host: string;
   readonly apiKey: string;
@@ -41,7 +43,7 @@ export interface Config {
   readonly eventsWebhookUrl?: string;
   readonly eventsWebhookSecret?: string;
   /** Which secrets were generated (and persisted in dataDir) because the environment lacked them. */
-  readonly generated: readonly ('apiKey' | 'flagSecret')[];
+  readonly generated: readonly ('apiKey' | 'flagSecret' | 'accessSecret')[];
 }
 
 const ENV_NAMES: Record<string, string> = {
@@ -60,10 +62,12 @@ const ENV_NAMES: Record<string, string> = {
   POSEIDON_IDEMPOTENCY_TTL_SECONDS: 'idempotencyTtlSeconds', POSEIDON_FLAG_RETENTION_DAYS: 'flagRetentionDays',
   POSEIDON_EXPIRING_SOON_SECONDS: 'expiringSoonSeconds', POSEIDON_EVENTS_WEBHOOK_URL: 'eventsWebhookUrl',
   POSEIDON_EVENTS_WEBHOOK_SECRET: 'eventsWebhookSecret',
+  ...ACCESS_ENV_NAMES,
+  ...GITOPS_ENV_NAMES,
 };
-const SECRET_KEYS = new Set(['apiKey', 'flagSecret', 'redisUrl', 'apiKeys', 'eventsWebhookSecret']);
+const SECRET_KEYS = new Set(['apiKey', 'flagSecret', 'redisUrl', 'apiKeys', 'eventsWebhookSecret', 'accessSecret', ...GITOPS_SECRET_KEYS]);
 /** Variables holding comma-separated lists. */
-const LIST_KEYS = new Set(['traefikEntryPoints', 'apiKeys', 'rateLimits']);
+const LIST_KEYS = new Set(['traefikEntryPoints', 'apiKeys', 'rateLimits', 'tlsEntryPoints']);
 const schemaPath = new URL('../../schemas/config.schema.json', import.meta.url);
 const schema = JSON.parse(readFileSync(schemaPath, 'utf8')) as object;
 const validate = new Ajv({ useDefaults: true, coerceTypes: true, allErrors: true }).compile(schema);
@@ -100,8 +104,9 @@ export interface LoadOptions {
  * Missing API key and flag secret are generated once and persisted under the data dir.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd(), opts: LoadOptions = {}): Config {
-  const raw = fromEnv(env);
+  const raw = { ...fromEnv(env), ...secretsFromFiles(env, cwd) };
   if (opts.dev && raw.publishAddress === undefined) raw.publishAddress = '127.0.0.1';
+  if (opts.dev && raw.leaseAddress === undefined) raw.leaseAddress = '127.0.0.1';
   if (!validate(raw)) {
     const byKey = Object.fromEntries(Object.entries(ENV_NAMES).map(([n, k]) => [k, n]));
     const problems = (validate.errors ?? []).map((e) => {
@@ -114,16 +119,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   if (raw.eventsWebhookUrl !== undefined && raw.eventsWebhookSecret === undefined) {
     throw new PoseidonError(Codes.configInvalid, 'invalid configuration: POSEIDON_EVENTS_WEBHOOK_SECRET is required with POSEIDON_EVENTS_WEBHOOK_URL', { kind: 'input' });
   }
+  checkAccess(raw);
   const dataDir = path.resolve(cwd, raw.dataDir as string);
-  const generated: ('apiKey' | 'flagSecret')[] = [];
+  const generated: ('apiKey' | 'flagSecret' | 'accessSecret')[] = [];
   if (raw.apiKey === undefined) { raw.apiKey = persistedSecret(dataDir, 'api-key'); generated.push('apiKey'); }
   if (raw.flagSecret === undefined) { raw.flagSecret = persistedSecret(dataDir, 'flag-secret'); generated.push('flagSecret'); }
+  if (raw.accessSecret === undefined) { raw.accessSecret = persistedSecret(dataDir, 'access-secret'); generated.push('accessSecret'); }
   const config = {
     ...raw,
     dataDir,
     challengesDir: path.resolve(cwd, raw.challengesDir as string),
     traefikDir: path.resolve(cwd, raw.traefikDir as string),
     generated,
+    gitEnv: gitProcessEnv(env),
   } as unknown as Config;
   return Object.freeze(config);
 }

@@ -1,7 +1,7 @@
 import { wantsRunning, type Instance } from '../core/instance.ts';
 import type { ContainerRuntime } from '../core/runtime.ts';
 import type { Store } from '../core/store.ts';
-import { assertValidRoute, renderTraefikConfig, serializeTraefikConfig, type GatewayOptions, type GatewayRoute } from '../gateway/traefik.ts';
+import { assertValidRoute, renderTraefikConfig, serializeTraefikConfig, type GatewayOptions, type GatewayRoute, type TraefikDynamicConfig } from '../gateway/traefik.ts';
 import type { TraefikFileWriter } from '../gateway/file-writer.ts';
 import type { Logger, ReconcileContext, ReconcileResult } from './types.ts';
 
@@ -11,6 +11,10 @@ export interface GatewayReconcilerDeps {
   writer: TraefikFileWriter;
   options: GatewayOptions;
   log: Logger;
+  /** Receives every rendered configuration (the HTTP provider endpoint serves the last one). */
+  onRendered?(cfg: TraefikDynamicConfig): void;
+  /** Frees port leases of instances in `instances` (read at `listedAt`) that no longer run. */
+  sweepLeases?(instances: Instance[], listedAt: number): Promise<unknown>;
 }
 
 /** Routes for instances that are running by both accounts: status in the store and a running container. */
@@ -31,8 +35,11 @@ export function gatewayReconciler(deps: GatewayReconcilerDeps) {
     const instances = await deps.store.listInstances();
     const running = new Set((await deps.runtime.listContainers()).filter((c) => c.state === 'running').map((c) => c.instance));
     const routes = routesFor(instances, running, now).filter((r) => valid(deps, r));
-    const wrote = await deps.writer.write(serializeTraefikConfig(renderTraefikConfig(routes, deps.options)));
+    const cfg = renderTraefikConfig(routes, deps.options);
+    deps.onRendered?.(cfg);
+    const wrote = await deps.writer.write(serializeTraefikConfig(cfg));
     if (wrote) deps.log.info({ routes: routes.length }, 'gateway configuration written');
+    await deps.sweepLeases?.(instances, now).catch((err: unknown) => deps.log.warn({ err: (err as Error).message }, 'lease sweep failed'));
     const routed = new Set(routes.map((r) => r.instance));
     const next = Math.min(...instances.filter((i) => routed.has(i.id)).map((i) => i.expiresAt));
     return Number.isFinite(next) ? { requeueAfterMs: Math.max(0, next - now) } : {};

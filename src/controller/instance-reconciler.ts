@@ -7,6 +7,7 @@ import { plannedEndpoints } from '../core/naming.ts';
 import type { ContainerRuntime, ObservedContainer, ObservedNetwork } from '../core/runtime.ts';
 import type { Store } from '../core/store.ts';
 import type { FlagFiles } from './flag-files.ts';
+import type { Exposure } from '../gateway/exposure.ts';
 import type { Semaphore } from './semaphore.ts';
 import type { Logger, ReconcileContext, ReconcileResult } from './types.ts';
 
@@ -28,6 +29,8 @@ export interface InstanceReconcilerDeps {
   onRoutesChanged(): void;
   /** Bounds concurrent container creations on this engine, so a burst never thrashes it. */
   launches: Semaphore;
+  /** Port leases and player-facing endpoint URLs (gateway); without it, no leases and plain URLs. */
+  exposure?: Exposure;
 }
 
 const POLL_STARTING_MS = 500;
@@ -61,6 +64,7 @@ async function removeAll(deps: InstanceReconcilerDeps, id: string, observed: Obs
   for (const c of observed.containers) await deps.runtime.removeContainer(c.id);
   for (const n of observed.networks) await deps.runtime.removeNetwork(n.id);
   await deps.flagFiles.remove(id);
+  await deps.exposure?.release(id);
 }
 
 async function teardown(deps: InstanceReconcilerDeps, id: string, inst: Instance | undefined, observed: Observed, now: number): Promise<ReconcileResult> {
@@ -106,7 +110,7 @@ async function converge(deps: InstanceReconcilerDeps, inst: Instance, observed: 
     await write(deps, inst, { status: 'starting', reason: undefined }, now);
     return { requeueAfterMs: POLL_STARTING_MS };
   }
-  const endpoints = withPublished(plannedEndpoints(inst.id, entry.spec, deps.settings.baseDomain), current);
+  const endpoints = deps.exposure?.endpoints(inst, entry.spec, current) ?? withPublished(plannedEndpoints(inst.id, entry.spec, deps.settings.baseDomain), current);
   await write(deps, inst, { status: 'running', reason: undefined, endpoints }, now);
   return { requeueAfterMs: Math.max(0, inst.expiresAt - now) };
 }
@@ -117,7 +121,8 @@ async function launch(deps: InstanceReconcilerDeps, inst: Instance, entry: Catal
   if (settings.gatewayContainer) await deps.runtime.connect(network, settings.gatewayContainer);
   const flag = deriveFlag(settings.flagSecret, { team: inst.team, challenge: inst.challenge, instance: inst.id }, entry.spec.flag.format);
   const flagFileHostPath = entry.spec.flag.file ? await deps.flagFiles.write(inst.id, flag) : undefined;
-  const plan = planContainer(inst, entry.spec, { managerId: settings.managerId, image: entry.image, flag, publishAddress: settings.publishAddress, ...(flagFileHostPath ? { flagFileHostPath } : {}) });
+  const leased = await deps.exposure?.leasesFor(inst, entry.spec);
+  const plan = planContainer(inst, entry.spec, { managerId: settings.managerId, image: entry.image, flag, publishAddress: settings.publishAddress, ...(flagFileHostPath ? { flagFileHostPath } : {}), ...(leased ? { leased } : {}) });
   const created = await deps.runtime.createContainer({ ...plan, network });
   deps.log.info({ instance: inst.id, challenge: inst.challenge, generation: inst.generation }, 'container created');
   return created;

@@ -12,6 +12,11 @@ export interface ExposedPort {
   /** Container port, 1..65535. */
   port: number;
   protocol: Protocol;
+  /**
+   * TCP only: also reachable on a plain port leased from the configured range (for `nc` and
+   * SSH without TLS). Present only when true, so existing specs keep their hash.
+   */
+  lease?: true;
 }
 
 export interface BuildSpec {

@@ -10,6 +10,8 @@ export interface PlanOptions {
   /** Host path of the instance's flag file, when the spec delivers the flag as a file. */
   flagFileHostPath?: string;
   publishAddress: string;
+  /** Container port -> fixed host binding of its port lease. */
+  leased?: Record<number, { address: string; hostPort: number }>;
 }
 
 /** Labels shared by an instance's container and network: the observed-state record. */
@@ -25,10 +27,17 @@ export function instanceLabels(inst: Instance, managerId: string): Record<string
   };
 }
 
-/** The per-instance network; internal (no route out) unless the spec opts into egress. */
+/**
+ * The per-instance network; internal (no route out) unless the spec opts into egress. Docker
+ * publishes no ports from internal networks, so local publishing and leased ports need a bridge:
+ * without egress it gets no NAT (masquerade off), so nothing in it reaches the Internet.
+ */
 export function planNetwork(inst: Instance, spec: ChallengeSpec, managerId: string, publishing: boolean): NetworkPlan {
-  // Docker publishes no ports from internal networks; local publishing needs a routed bridge.
-  return { name: containerName(inst.id), labels: instanceLabels(inst, managerId), internal: !spec.network.egress && !publishing };
+  const bridged = publishing || spec.expose.some((p) => p.lease === true);
+  const internal = !spec.network.egress && !bridged;
+  const plan: NetworkPlan = { name: containerName(inst.id), labels: instanceLabels(inst, managerId), internal };
+  if (!internal && !spec.network.egress) plan.masquerade = false;
+  return plan;
 }
 
 /** Docker health check test for a spec health check (run inside the container). */
@@ -63,6 +72,7 @@ export function planContainer(inst: Instance, spec: ChallengeSpec, opts: PlanOpt
   };
   if (spec.command) plan.command = spec.command;
   if (opts.publishAddress) plan.publishAddress = opts.publishAddress;
+  if (opts.leased && Object.keys(opts.leased).length > 0) plan.leased = { ...opts.leased };
   if (hc) {
     const intervalMs = 500;
     plan.healthcheck = { test: healthTest(spec, hc), intervalMs, timeoutMs: 2000, retries: Math.max(1, Math.ceil((hc.timeoutSeconds * 1000) / intervalMs)) };

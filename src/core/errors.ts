@@ -53,6 +53,7 @@ export const Codes = {
   unhealthy: 'E_UNHEALTHY',
   internal: 'E_INTERNAL',
   noPort: 'E_NO_PORT',
+  notReady: 'E_NOT_READY',
   gitUnreachable: 'E_GIT_UNREACHABLE',
   gitBranchMissing: 'E_GIT_BRANCH_MISSING',
   gitPathMissing: 'E_GIT_PATH_MISSING',

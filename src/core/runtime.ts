@@ -57,6 +57,8 @@ export interface ContainerPlan {
   ports: number[];
   /** When set, each port is published on this loopback address (random host port). */
   publishAddress?: string;
+  /** Container port -> fixed host binding from a port lease (takes precedence over publishAddress). */
+  leased?: Record<number, { address: string; hostPort: number }>;
   healthcheck?: { test: string[]; intervalMs: number; timeoutMs: number; retries: number };
   /** Bind-mounted read-only at `containerPath`. */
   files: { hostPath: string; containerPath: string }[];
@@ -67,6 +69,8 @@ export interface NetworkPlan {
   labels: Record<string, string>;
   /** Internal networks have no route out (no egress). */
   internal: boolean;
+  /** false: a routed bridge without NAT (published ports work, nothing reaches the Internet). Default: Docker's (NAT on). */
+  masquerade?: boolean;
 }
 
 export interface ContainerRuntime {

@@ -9,7 +9,9 @@ export function toCreateOptions(plan: ContainerPlan): Docker.ContainerCreateOpti
   const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
   for (const port of plan.ports) {
     exposed[`${port}/tcp`] = {};
-    if (plan.publishAddress) bindings[`${port}/tcp`] = [{ HostIp: plan.publishAddress, HostPort: '' }];
+    const lease = plan.leased?.[port];
+    if (lease) bindings[`${port}/tcp`] = [{ HostIp: lease.address, HostPort: String(lease.hostPort) }];
+    else if (plan.publishAddress) bindings[`${port}/tcp`] = [{ HostIp: plan.publishAddress, HostPort: '' }];
   }
   const opts: Docker.ContainerCreateOptions = {
     name: plan.name,

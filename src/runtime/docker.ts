@@ -117,7 +117,10 @@ export class DockerRuntime implements ContainerRuntime {
     let nets = (await this.listNetworks(instance)).filter((n) => n.name === plan.name);
     if (nets.length === 0) {
       await tolerate('create network', [409], () =>
-        this.docker.createNetwork({ Name: plan.name, Driver: 'bridge', Internal: plan.internal, Labels: plan.labels, CheckDuplicate: true }),
+        this.docker.createNetwork({
+          Name: plan.name, Driver: 'bridge', Internal: plan.internal, Labels: plan.labels, CheckDuplicate: true,
+          ...(plan.masquerade === false ? { Options: { 'com.docker.network.bridge.enable_ip_masquerade': 'false' } } : {}),
+        }),
       );
       nets = (await this.listNetworks(instance)).filter((n) => n.name === plan.name);
     }

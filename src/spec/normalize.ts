@@ -17,7 +17,7 @@ export interface RawChallenge {
   image?: string;
   build?: string | { context: string; dockerfile?: string };
   command?: string[];
-  expose: Array<{ name: string; port: number; protocol?: Protocol }>;
+  expose: Array<{ name: string; port: number; protocol?: Protocol; lease?: boolean }>;
   resources?: { cpu?: number; memory?: string; pids?: number };
   ttl?: { default?: Duration; max?: Duration; renewals?: number; renewWindow?: Duration };
   env?: Record<string, string>;
@@ -51,7 +51,7 @@ export function normalizeSpec(raw: RawChallenge, source: string): ChallengeSpec 
     ...(raw.image !== undefined && { image: raw.image }),
     ...(raw.build !== undefined && { build: buildSpec(raw.build, path.dirname(source)) }),
     ...(raw.command !== undefined && { command: [...raw.command] }),
-    expose: raw.expose.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol ?? 'http' })),
+    expose: raw.expose.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol ?? 'http', ...(p.lease === true && { lease: true as const }) })),
     resources: {
       cpu: raw.resources?.cpu ?? DEFAULT_CPU,
       memoryBytes: bytes(raw.resources?.memory ?? DEFAULT_MEMORY),

@@ -25,6 +25,7 @@ export function checkRules(doc: Doc): RawIssue[] {
     ...ttlOrderRule(doc),
     ...uniqueExposeRule(doc),
     ...healthcheckPortRule(doc),
+    ...leaseRule(doc),
     ...flagRules(doc),
   ];
 }
@@ -91,6 +92,14 @@ function duplicateOf(seen: Map<unknown, number>, value: unknown, path: Path, wha
     return [];
   }
   return [{ path, message: `duplicate ${what} ${JSON.stringify(value)} (also expose.${first}.${String(path[2])})` }];
+}
+
+/** A lease publishes a plain TCP port: meaningless for HTTP, which is always routed by hostname. */
+function leaseRule(doc: Doc): RawIssue[] {
+  if (!Array.isArray(doc.expose)) return [];
+  return doc.expose.flatMap((p, i) => (isDoc(p) && p.lease === true && p.protocol !== 'tcp'
+    ? [{ path: ['expose', i, 'lease'], message: 'only a tcp port can be leased (set protocol: tcp)' }]
+    : []));
 }
 
 function healthcheckPortRule(doc: Doc): RawIssue[] {

@@ -1,0 +1,95 @@
+/**
+ * How an instance's ports reach players, for the instance reconciler: port leases for
+ * `lease: true` TCP ports (taken before the container is created, released when it goes, and
+ * swept by the gateway pass as a safety net) and the player-facing endpoint URLs (`https://`
+ * with TLS, `tls://host:port` for TCP over SNI, `tcp://<lease host>:<port>` for leased ports).
+ */
+import type { Logger } from '../controller/types.ts';
+import type { ChallengeSpec } from '../core/challenge.ts';
+import { Codes, PoseidonError } from '../core/errors.ts';
+import { wantsRunning, type Endpoint, type Instance } from '../core/instance.ts';
+import type { LeaseStore, PortRange } from '../core/leases.ts';
+import { plannedEndpoints } from '../core/naming.ts';
+import type { ObservedContainer } from '../core/runtime.ts';
+
+export interface ExposureOptions {
+  baseDomain: string;
+  /** Whether Traefik terminates TLS (URLs say https, TCP over SNI on 443). */
+  tls: boolean;
+  leases: LeaseStore;
+  /** Configured lease range; undefined when leases are not enabled. */
+  range?: PortRange;
+  /** Host address leased ports are published on (Docker HostIp). */
+  leaseAddress: string;
+  /** Host name players use for leased ports. */
+  leaseHost: string;
+  log: Logger;
+  now?: () => number;
+}
+
+/** A leased port as the container plan needs it: container port -> host binding. */
+export type LeasedBindings = Record<number, { address: string; hostPort: number }>;
+
+/** Port exposure for the instance reconciler; see the module comment. */
+export class Exposure {
+  readonly #opts: ExposureOptions;
+  readonly #now: () => number;
+
+  constructor(opts: ExposureOptions) {
+    this.#opts = opts;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  /**
+   * Leases one host port per `lease: true` port of `spec` for `inst` (idempotent) and returns the
+   * bindings. Throws `E_NO_PORT` terminal when leases are not configured, `E_NO_PORT` waiting
+   * when the range is full, `E_STORE` when the store fails.
+   */
+  async leasesFor(inst: Instance, spec: ChallengeSpec): Promise<LeasedBindings> {
+    const leased = spec.expose.filter((p) => p.lease === true);
+    if (leased.length === 0) return {};
+    const { range, leases, leaseAddress } = this.#opts;
+    if (!range) {
+      throw new PoseidonError(Codes.noPort, `challenge ${spec.id} leases ports but POSEIDON_LEASE_PORTS is not set`, { kind: 'terminal' });
+    }
+    const ports = await leases.acquire(inst.id, leased.map((p) => p.name), range, this.#now());
+    this.#opts.log.info({ instance: inst.id, ports: Object.values(ports) }, 'ports leased');
+    return Object.fromEntries(leased.map((p) => [p.port, { address: leaseAddress, hostPort: ports[p.name] as number }]));
+  }
+
+  /** The endpoints of `inst` as players reach them, given its observed (running) container. */
+  endpoints(inst: Instance, spec: ChallengeSpec, container: ObservedContainer): Endpoint[] {
+    const { tls, leaseHost, baseDomain } = this.#opts;
+    return plannedEndpoints(inst.id, spec, baseDomain).map((e) => {
+      const leased = spec.expose.find((p) => p.name === e.name)?.lease === true;
+      const published = container.published[e.port];
+      const url = e.protocol === 'http' ? `${tls ? 'https' : 'http'}://${e.hostname}/`
+        : leased && published ? `tcp://${leaseHost}:${published.port}`
+          : `tls://${e.hostname}:${tls ? 443 : 80}`;
+      return published ? { ...e, url, published } : { ...e, url };
+    });
+  }
+
+  /** Frees the leases of instance `id` (idempotent). */
+  async release(id: string): Promise<void> {
+    const freed = await this.#opts.leases.release(id);
+    if (freed > 0) this.#opts.log.info({ instance: id, ports: freed }, 'port leases released');
+  }
+
+  /**
+   * Frees leases whose instance is unknown or no longer wants to run, among leases taken before
+   * `listedAt` (when `instances` was read): a lease taken after that may belong to an instance
+   * the listing has not seen. Returns how many instances lost their leases.
+   */
+  async sweep(instances: readonly Instance[], listedAt: number): Promise<number> {
+    const now = this.#now();
+    const byId = new Map(instances.map((i) => [i.id, i]));
+    const stale = new Set<string>();
+    for (const lease of await this.#opts.leases.list()) {
+      const inst = byId.get(lease.instance);
+      if (lease.acquiredAt < listedAt && (!inst || !wantsRunning(inst, now))) stale.add(lease.instance);
+    }
+    for (const id of stale) await this.release(id);
+    return stale.size;
+  }
+}
