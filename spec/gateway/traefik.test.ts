@@ -50,6 +50,10 @@ test('oracle: empty and golden configs validate against the Traefik v3 file-prov
     ['empty', [], OPTS],
     ['golden', GOLDEN_ROUTES, OPTS],
     ['middlewares + two entry points', GOLDEN_ROUTES, { ...OPTS, entryPoints: ['web', 'websecure'], middlewares: ['auth@file'] }],
+    ['tls with resolver', GOLDEN_ROUTES, { ...OPTS, tls: { entryPoints: ['websecure'], certResolver: 'le' } }],
+    ['tls with resolver, per host', GOLDEN_ROUTES, { ...OPTS, tls: { entryPoints: ['websecure'], certResolver: 'le', domains: 'host' } }],
+    ['tls with certificate file', GOLDEN_ROUTES, { ...OPTS, tls: { entryPoints: ['websecure', 'alt'], certFile: '/c/a.crt', keyFile: '/c/a.key' } }],
+    ['tls with the default certificate', GOLDEN_ROUTES, { ...OPTS, tls: { entryPoints: ['websecure'] } }],
   ];
   for (const [label, routes, opts] of cases) {
     const json = JSON.parse(JSON.stringify(parse(render(routes, opts)))) as unknown;
@@ -72,9 +76,10 @@ test('determinism: shuffled input gives identical bytes', () => {
   for (let seed = 1; seed <= 25; seed++) assert.is(render(shuffled(GOLDEN_ROUTES, seed)), expected, `seed ${seed}`);
 });
 
-test('never empty: no routes still yields the fixed poseidon router and service', () => {
+test('never empty: no routes still yields the fixed routers, service and middlewares', () => {
   const cfg = renderTraefikConfig([], OPTS);
-  assert.equal(Object.keys(cfg.http.routers), ['poseidon']);
+  assert.equal(Object.keys(cfg.http.routers), ['poseidon', 'poseidon-catchall']);
+  assert.equal(Object.keys(cfg.http.middlewares), ['poseidon-authz', 'poseidon-page', 'poseidon-strip']);
   assert.equal(cfg.http.routers['poseidon'], {
     entryPoints: ['web'],
     rule: 'Host(`poseidon.localhost`)',
@@ -83,21 +88,104 @@ test('never empty: no routes still yields the fixed poseidon router and service'
   assert.equal(cfg.http.services['poseidon'], {
     loadBalancer: { servers: [{ url: 'http://poseidon:8080' }], passHostHeader: true },
   });
+  assert.is(cfg.tcp, undefined);
+  assert.is(cfg.tls, undefined);
 });
 
-test('tcp routes are skipped (no router, no service)', () => {
-  const tcp = GOLDEN_ROUTES.filter((r) => r.protocol === 'tcp');
-  assert.equal(tcp.length, 1);
-  assert.equal(Object.keys(renderTraefikConfig(tcp, OPTS).http.routers), ['poseidon']);
+test('forwardAuth: Poseidon /v1/authz, client X-Forwarded-* never trusted, only identifying headers passed', () => {
+  const cfg = renderTraefikConfig([], { ...OPTS, poseidonUrl: 'http://poseidon:8080/' });
+  assert.equal(cfg.http.middlewares['poseidon-authz'], {
+    forwardAuth: {
+      address: 'http://poseidon:8080/v1/authz',
+      trustForwardHeader: false,
+      authRequestHeaders: ['Accept', 'Authorization', 'Cookie', 'X-Poseidon-Access'],
+    },
+  });
+  // The header token is removed before the request reaches the backend (empty value = remove).
+  assert.equal(cfg.http.middlewares['poseidon-strip'], { headers: { customRequestHeaders: { 'X-Poseidon-Access': '' } } });
 });
 
-test('middlewares attach to every instance router, never to the poseidon router', () => {
+test('every instance router runs forward-auth then the strip, then extra middlewares; fixed routers do not', () => {
   const cfg = renderTraefikConfig(GOLDEN_ROUTES, { ...OPTS, middlewares: ['auth@file', 'ratelimit'] });
   for (const [name, router] of Object.entries(cfg.http.routers)) {
-    assert.equal(router.middlewares, name === 'poseidon' ? undefined : ['auth@file', 'ratelimit'], name);
+    const expected = name === 'poseidon' ? undefined : name === 'poseidon-catchall' ? ['poseidon-page']
+      : ['poseidon-authz', 'poseidon-strip', 'auth@file', 'ratelimit'];
+    assert.equal(router.middlewares, expected, name);
   }
   // An empty list is the same as none.
   assert.is(render(GOLDEN_ROUTES, { ...OPTS, middlewares: [] }), render(GOLDEN_ROUTES));
+});
+
+/** The catch-all HostRegexp as a JavaScript RegExp (Go's `(?i)` becomes the i flag). */
+function catchAll(opts: GatewayOptions): RegExp {
+  const rule = renderTraefikConfig([], opts).http.routers['poseidon-catchall']!.rule;
+  const m = /^HostRegexp\(`\^\(\?i\)(.*)`\)$/.exec(rule);
+  assert.ok(m, rule);
+  return new RegExp(`^${m![1]}`, 'i');
+}
+
+test('catch-all: lowest priority, to the page, matching instance hostnames only', () => {
+  const cfg = renderTraefikConfig(GOLDEN_ROUTES, OPTS);
+  const router = cfg.http.routers['poseidon-catchall']!;
+  assert.is(router.priority, 1);
+  assert.is(router.service, 'poseidon');
+  assert.equal(cfg.http.middlewares['poseidon-page'], { replacePath: { path: '/v1/gateway/page' } });
+  for (const r of Object.values(cfg.http.routers)) if (r !== router) assert.ok(r.priority === undefined || r.priority >= 1);
+  const re = catchAll({ ...OPTS, baseDomain: 'ctf.example.org' });
+  for (const host of ['8865fea8edb69716.web.ctf.example.org', '8865fea8edb69716-admin.two-ports.ctf.example.org', '8865FEA8EDB69716.WEB.CTF.EXAMPLE.ORG']) {
+    assert.ok(re.test(host), host);
+  }
+  for (const host of ['poseidon.ctf.example.org', 'ctf.example.org', '8865fea8edb69716.web.ctfXexample.org', 'x.8865fea8edb69716.web.ctf.example.org.evil', '8865fea8edb6971.web.ctf.example.org']) {
+    assert.not.ok(re.test(host), host);
+  }
+});
+
+test('TCP routes become HostSNI routers over TLS to the backend', () => {
+  const tcp = GOLDEN_ROUTES.filter((r) => r.protocol === 'tcp');
+  assert.equal(tcp.length, 1);
+  const cfg = renderTraefikConfig(tcp, OPTS);
+  assert.equal(Object.keys(cfg.http.routers), ['poseidon', 'poseidon-catchall'], 'no HTTP router for a TCP port');
+  assert.equal(cfg.tcp, {
+    routers: { 'i-fedcba9876543210fedcba98-nc': { entryPoints: ['web'], rule: 'HostSNI(`e48413078d794d23-nc.sqli-lab.localhost`)', service: 'i-fedcba9876543210fedcba98-nc', tls: {} } },
+    services: { 'i-fedcba9876543210fedcba98-nc': { loadBalancer: { servers: [{ address: 'poseidon-fedcba9876543210fedcba98:31337' }] } } },
+  });
+});
+
+const TLS_RESOLVER: GatewayOptions = { ...OPTS, tls: { entryPoints: ['websecure'], certResolver: 'le' } };
+const TLS_FILE: GatewayOptions = { ...OPTS, tls: { entryPoints: ['websecure'], certFile: '/certs/wild.crt', keyFile: '/certs/wild.key' } };
+
+test('TLS: every router on the TLS entry points with tls, plain HTTP redirected to https', () => {
+  for (const opts of [TLS_RESOLVER, TLS_FILE]) {
+    const cfg = renderTraefikConfig(GOLDEN_ROUTES, opts);
+    for (const [name, r] of Object.entries(cfg.http.routers)) {
+      if (name === 'poseidon-redirect') continue;
+      assert.equal(r.entryPoints, ['websecure'], name);
+      assert.ok(r.tls, `${name} has tls`);
+    }
+    const redirect = cfg.http.routers['poseidon-redirect']!;
+    assert.equal(redirect.entryPoints, ['web']);
+    assert.equal(redirect.middlewares, ['poseidon-https']);
+    assert.is(redirect.priority, 1);
+    assert.equal(cfg.http.middlewares['poseidon-https'], { redirectScheme: { scheme: 'https', permanent: true } });
+    for (const r of Object.values(cfg.tcp!.routers)) assert.equal(r.entryPoints, ['websecure']);
+  }
+});
+
+test('TLS with a resolver: one wildcard certificate per challenge by default, or per host', () => {
+  const cfg = renderTraefikConfig(GOLDEN_ROUTES, TLS_RESOLVER);
+  assert.equal(cfg.http.routers['i-0123456789abcdef01234567-admin']!.tls, { certResolver: 'le', domains: [{ main: 'web-hello.localhost', sans: ['*.web-hello.localhost'] }] });
+  assert.equal(cfg.tcp!.routers['i-fedcba9876543210fedcba98-nc']!.tls, { certResolver: 'le', domains: [{ main: 'sqli-lab.localhost', sans: ['*.sqli-lab.localhost'] }] });
+  assert.equal(cfg.http.routers['poseidon']!.tls, { certResolver: 'le', domains: [{ main: 'poseidon.localhost' }] });
+  assert.equal(cfg.http.routers['poseidon-catchall']!.tls, {}, 'no certificate request from a regexp');
+  const perHost = renderTraefikConfig(GOLDEN_ROUTES, { ...TLS_RESOLVER, tls: { ...TLS_RESOLVER.tls!, domains: 'host' } });
+  assert.equal(perHost.http.routers['i-0123456789abcdef01234567-admin']!.tls, { certResolver: 'le', domains: [{ main: '8865fea8edb69716-admin.web-hello.localhost' }] });
+  assert.is(cfg.tls, undefined);
+});
+
+test('TLS with a certificate file: listed once, routers use the store', () => {
+  const cfg = renderTraefikConfig(GOLDEN_ROUTES, TLS_FILE);
+  assert.equal(cfg.tls, { certificates: [{ certFile: '/certs/wild.crt', keyFile: '/certs/wild.key' }] });
+  for (const r of Object.values(cfg.http.routers)) if (r.tls) assert.equal(r.tls, {});
 });
 
 type Bad = [label: string, patch: Partial<GatewayRoute>];
@@ -113,6 +201,8 @@ const INJECTIONS: Bad[] = [
   ['hostname outside its challenge', { hostname: 'a.other.localhost' }],
   ['hostname stealing poseidon', { hostname: 'poseidon.localhost' }],
   ['hostname under a foreign domain', { hostname: 'a.web-hello.localhost.evil.com' }],
+  ['hostname not in the instance shape', { hostname: 'not-hex-prefix.web-hello.localhost' }],
+  ['hostname with an extra label', { hostname: 'a.8865fea8edb69716.web-hello.localhost' }],
   ['backend with /', { backend: 'poseidon-x:8080/admin' }],
   ['backend with scheme', { backend: 'http://poseidon-x:8080' }],
   ['backend without port', { backend: 'poseidon-x' }],
@@ -153,6 +243,14 @@ test('bad options throw: baseDomain, entry point, middleware, poseidonUrl', () =
     { poseidonUrl: 'not a url' },
     { poseidonUrl: 'ftp://poseidon' },
     { poseidonUrl: 'http://user:pw@poseidon:8080' },
+    { poseidonUrl: 'http://poseidon:8080/?x=1' },
+    { entryPoints: [] },
+    { tls: { entryPoints: [] } },
+    { tls: { entryPoints: ['websecure'], certResolver: 'le"' } },
+    { tls: { entryPoints: ['websecure'], certFile: '/a.crt' } },
+    { tls: { entryPoints: ['websecure'], certFile: '/a.crt', keyFile: '/a.key', certResolver: 'le' } },
+    { tls: { entryPoints: ['websecure'], certFile: 'relative.crt', keyFile: '/a.key' } },
+    { tls: { entryPoints: ['websecure'], certFile: '/a.crt\n', keyFile: '/a.key' } },
   ];
   for (const patch of bad) assert.throws(() => renderTraefikConfig([], { ...OPTS, ...patch }), JSON.stringify(patch));
 });

@@ -6,6 +6,7 @@ import { FINAL_STATUSES, wantsRunning, type Endpoint, type Instance, type Instan
 import { plannedEndpoints } from '../core/naming.ts';
 import type { ContainerRuntime, ObservedContainer, ObservedNetwork } from '../core/runtime.ts';
 import type { Store } from '../core/store.ts';
+import { versionToRun } from '../catalog/rollout-hook.ts';
 import type { FlagFiles } from './flag-files.ts';
 import type { Exposure } from '../gateway/exposure.ts';
 import type { Semaphore } from './semaphore.ts';
@@ -91,17 +92,18 @@ async function teardown(deps: InstanceReconcilerDeps, id: string, inst: Instance
 }
 
 async function converge(deps: InstanceReconcilerDeps, inst: Instance, observed: Observed, now: number): Promise<ReconcileResult> {
-  const entry = deps.catalog.get(inst.challenge);
-  if (!entry) return fail(deps, inst, `challenge ${inst.challenge} is not in the catalog`, now);
-  if (entry.state !== 'ready') {
-    if (entry.state === 'image-missing') return fail(deps, inst, `image ${entry.image} is not available: ${entry.error ?? ''}`.trim(), now);
-    await write(deps, inst, { status: 'pending', reason: 'waiting for the challenge image' }, now);
+  // The update policy picks the version (src/catalog/rollout-hook.ts); a container of another one is stale.
+  const target = await versionToRun(deps.catalog, deps.store, inst, now, deps.log);
+  if (target.kind === 'stop') return fail(deps, inst, target.reason, now);
+  if (target.kind === 'wait') {
+    if (inst.status !== 'running') await write(deps, inst, { status: 'pending', reason: target.reason }, now);
     return { requeueAfterMs: 1000 };
   }
-  for (const stale of observed.containers.filter((c) => c.generation !== inst.generation)) {
+  const { entry } = target;
+  for (const stale of observed.containers.filter((c) => c.generation !== inst.generation || c.specHash !== inst.specHash)) {
     await deps.runtime.removeContainer(stale.id);
   }
-  let current = observed.containers.find((c) => c.generation === inst.generation);
+  let current = observed.containers.find((c) => c.generation === inst.generation && c.specHash === inst.specHash);
   if (!current) current = await deps.launches.run(() => launch(deps, inst, entry));
   if (current.state === 'created') await deps.runtime.startContainer(current.id);
   if (current.state === 'exited' || current.state === 'dead') return crashed(deps, inst, current, now);

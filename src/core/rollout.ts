@@ -61,7 +61,7 @@ export function wantsCurrent(policy: UpdatePolicy, reason: RolloutReason): boole
 export function decideVersion(input: RolloutInput): RolloutDecision {
   const { running, current, launched } = input;
   if (wantsCurrent(input.policy, input.reason)) {
-    if (!current) return { action: 'stop', why: `the challenge was removed from the catalog (update policy ${input.policy}, ${input.reason})` };
+    if (!current) return { action: 'stop', why: `the challenge is not in the catalog any more (update policy ${input.policy}, ${input.reason})` };
     if (current.state !== 'ready' && running?.state === 'ready') {
       return run(running, launched, `new version ${current.hash} is ${current.state}; staying on ${running.hash}`);
     }
@@ -69,7 +69,7 @@ export function decideVersion(input: RolloutInput): RolloutDecision {
   }
   if (running) return choose(running, launched, current && current.hash !== running.hash ? `keeping ${running.hash} (policy ${input.policy})` : 'current version');
   if (current) return choose(current, launched, `version ${launched} is no longer available; using ${current.hash}`);
-  return { action: 'stop', why: `version ${launched} is no longer available and the challenge was removed from the catalog` };
+  return { action: 'stop', why: `version ${launched} is no longer available and the challenge is not in the catalog` };
 }
 
 function choose(v: VersionRef, launched: string, why: string): RolloutDecision {

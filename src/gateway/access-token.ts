@@ -43,7 +43,6 @@ export type AccessClaims = PlayerClaims | BypassClaims;
 
 const KINDS: Record<string, TokenKind> = { l: 'link', s: 'session', b: 'bypass' };
 const CODE: Record<TokenKind, string> = { link: 'l', session: 's', bypass: 'b' };
-const MAC_BYTES = 32;
 /** Longest token accepted; anything longer is refused before any work. */
 export const MAX_TOKEN_LENGTH = 1024;
 
@@ -126,8 +125,11 @@ export class AccessTokens {
     const last = token.lastIndexOf('.');
     if (!KINDS[code] || last <= 2) return undefined;
     const signed = token.slice(0, last);
-    const given = Buffer.from(token.slice(last + 1), 'base64url');
-    if (given.length !== MAC_BYTES || !timingSafeEqual(given, this.#mac(code, signed))) return undefined;
+    // Compare the encoded MAC, not decoded bytes: base64url has spare bits, so two strings can
+    // decode to the same bytes, and a token must have exactly one spelling.
+    const given = Buffer.from(token.slice(last + 1), 'latin1');
+    const expected = Buffer.from(b64(this.#mac(code, signed)), 'latin1');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
     let w: Wire;
     try {
       w = JSON.parse(Buffer.from(signed.slice(2), 'base64url').toString('utf8')) as Wire;
