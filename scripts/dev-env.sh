@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what Poseidon's tests and the dev server need, idempotently:
 # a Docker engine (with gVisor registered), a Redis server on 127.0.0.1:${POSEIDON_TEST_REDIS_PORT:-6390},
-# and the local base image busybox:1.35 (no registry is needed).
+# the local base image busybox:1.35 (no registry is needed) and Chromium for page tests.
 # Safe to run again: every step checks first and skips what is already there.
 set -euo pipefail
 
@@ -14,6 +14,8 @@ docker info >/dev/null 2>&1 || command -v dockerd >/dev/null 2>&1 || need_pkgs+=
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 [ -x /bin/busybox ] || need_pkgs+=(busybox-static)
 command -v runsc >/dev/null 2>&1 || need_pkgs+=(runsc)
+# Real headless Chromium for the player-page tests (playwright-core drives /usr/bin/chromium).
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   log "installing ${need_pkgs[*]}"
   $SUDO apt-get update -qq

@@ -1,5 +1,6 @@
 import { startServer } from './main.ts';
 import { runValidate } from './spec/validate-command.ts';
+import { runPlan } from './catalog/plan-command.ts';
 
 const USAGE = `usage: poseidon <command>
 
@@ -7,6 +8,7 @@ commands:
   serve [--dev]         run the API, catalog, controller and gateway (config from environment);
                         --dev publishes instance ports on 127.0.0.1 for use without Traefik
   validate [dir] [--json]  check challenge definitions (default dir ./challenges)
+  plan [--server URL] [--json]  what syncing the source's newest revision would change (asks the server)
   help                  this text
 `;
 
@@ -33,6 +35,8 @@ async function main(argv: string[]): Promise<number | undefined> {
       return undefined;
     case 'validate':
       return runValidate(rest, { stdout: (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`), stderr: (s: string) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`), cwd: process.cwd() });
+    case 'plan':
+      return runPlan(rest, { stdout: (s: string) => process.stdout.write(`${s}\n`), stderr: (s: string) => process.stderr.write(`${s}\n`), cwd: process.cwd() });
     case 'help': case '--help': case '-h':
       process.stdout.write(USAGE);
       return 0;

@@ -37,6 +37,11 @@ test('golden: the fixed route set renders to exactly two-instances.yml', () => {
   assert.is(render(GOLDEN_ROUTES), readFileSync(GOLDEN, 'utf8'));
 });
 
+test('golden: with TLS and a resolver, exactly two-instances-tls.yml', () => {
+  const tls: GatewayOptions = { ...OPTS, tls: { entryPoints: ['websecure'], certResolver: 'le' } };
+  assert.is(render(GOLDEN_ROUTES, tls), readFileSync(GOLDEN.replace('.yml', '-tls.yml'), 'utf8'));
+});
+
 test('golden: YAML round-trips to the rendered object', () => {
   const cfg = renderTraefikConfig(GOLDEN_ROUTES, OPTS);
   assert.equal(parse(serializeTraefikConfig(cfg)), cfg);

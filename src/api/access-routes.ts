@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Catalog } from '../catalog/catalog.ts';
 import { Codes, PoseidonError } from '../core/errors.ts';
-import { wantsRunning, type Instance } from '../core/instance.ts';
+import { isLive, type Instance } from '../core/instance.ts';
 import { portHostname } from '../core/naming.ts';
 import type { Store } from '../core/store.ts';
 import { LINK_PARAM, type AccessContext } from '../gateway/authz.ts';
@@ -79,7 +79,7 @@ export function accessRoutes(app: FastifyInstance, deps: AccessRouteDeps): void 
     const inst = await mustGet(deps.store, req.params.id);
     assertTeam(req, inst.team);
     const at = now();
-    if (!wantsRunning(inst, at)) throw new PoseidonError(Codes.notRunning, `instance ${inst.id} is ${inst.status}; launch a new one`, { kind: 'input' });
+    if (!isLive(inst, at)) throw new PoseidonError(Codes.notRunning, `instance ${inst.id} is ${inst.status}; launch a new one`, { kind: 'input' });
     const endpoints = httpEndpoints(deps, inst, access.baseDomain);
     const wanted = req.body?.endpoint;
     const target = wanted === undefined ? endpoints[0] : endpoints.find((e) => e.name === wanted);

@@ -56,7 +56,7 @@ export function catalogRoutes(app: FastifyInstance, deps: { catalog: Catalog; gi
     if (!deps.gitops) return noSource(reply);
     return deps.gitops.plan();
   });
-  app.post<{ Body: { force?: boolean; wait?: boolean } | undefined }>('/v1/sync', { config: { auth: 'admin' }, schema: { summary: 'Sync the catalog now', body: syncBody } }, async (req, reply) => {
+  app.post<{ Body: { force?: boolean; wait?: boolean } | undefined }>('/v1/sync', { config: { auth: 'admin' }, schema: { summary: 'Sync the catalog now', body: syncBody }, preValidation: async (req) => { req.body ??= {}; } }, async (req, reply) => {
     if (!deps.gitops) return noSource(reply);
     return syncNow(deps.gitops, req.body ?? {}, reply);
   });

@@ -67,7 +67,7 @@ export function gatewayRoutes(app: FastifyInstance, deps: GatewayRouteDeps): voi
       // A starting instance already gets its cookie here, so the page's reload lands signed in.
       const exchanged = await exchangeLink(deps.access, host, link.token, at);
       if (exchanged.ok) return reply.code(302).headers({ 'cache-control': 'no-store', 'referrer-policy': 'no-referrer', location: link.clean, 'set-cookie': exchanged.setCookie }).send();
-      if (kind === 'starting') kind = 'link-expired';
+      if (kind === 'starting' || kind === 'queued') kind = 'link-expired';
     }
     return sendPage(reply, kind, req.headers.accept);
   });

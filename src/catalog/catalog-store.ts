@@ -66,7 +66,9 @@ export class RedisCatalogStore implements CatalogStore {
     const changed = state.versions.map((v) => [v.hash, persisted(v)] as const).filter(([h, json]) => this.written.get(h) !== json);
     if (changed.length) multi.hset(this.key('versions'), Object.fromEntries(changed));
     if (forgotten.length) multi.hdel(this.key('versions'), ...forgotten);
-    await multi.exec();
+    const replies = await multi.exec();
+    const failed = replies?.find(([err]) => err)?.[0];
+    if (!replies || failed) throw failed ?? new Error('catalog save transaction was aborted');
     for (const [h, json] of changed) this.written.set(h, json);
     for (const h of forgotten) this.written.delete(h);
   }

@@ -1,4 +1,5 @@
 import type { ChallengeSpec, SpecIssue } from '../core/challenge.ts';
+import { Codes, PoseidonError } from '../core/errors.ts';
 import type { Instance } from '../core/instance.ts';
 import { decideVersion, DEFAULT_UPDATE_POLICY, type RolloutDecision, type RolloutReason, type UpdatePolicy, type VersionRef, type VersionState } from '../core/rollout.ts';
 import type { Candidate, InvalidFile, LoadedSnapshot } from './load-snapshot.ts';
@@ -71,9 +72,6 @@ export interface CatalogHead {
   orphans: InvalidFile[];
 }
 
-/** An invalid challenge file (kept for `/v1/challenges`). */
-export type InvalidChallenge = InvalidFile;
-
 /** How long past their last possible use superseded versions and removed records are kept. */
 const RETENTION_MARGIN_MS = 10 * 60_000;
 
@@ -101,6 +99,18 @@ export class Catalog {
   get(id: string): CatalogEntry | undefined {
     const rec = this.records.get(id);
     return rec && rec.removedAt === undefined && rec.current ? this.versions.get(rec.current) : undefined;
+  }
+
+  /**
+   * The version a new launch of `id` gets. Throws E_CHALLENGE_NOT_FOUND (unknown, removed or
+   * never valid) or E_IMAGE_NOT_READY (its image failed; the error says why). A `building`
+   * version is returned: the launch waits, pending, until the image is present.
+   */
+  launchable(id: string): CatalogEntry {
+    const entry = this.get(id);
+    if (!entry) throw new PoseidonError(Codes.challengeNotFound, `challenge ${id} not found`, { kind: 'input' });
+    if (entry.state === 'image-missing') throw new PoseidonError(Codes.imageNotReady, `challenge ${id} cannot be launched: its image is not available (${(entry.error ?? '').split('\n')[0]})`, { kind: 'input' });
+    return entry;
   }
 
   /** Current versions of every challenge that takes launches, sorted by id. */
@@ -230,7 +240,7 @@ export class Catalog {
   }
 
   private markSuperseded(now: number): void {
-    const current = new Set([...this.records.values()].map((r) => r.current));
+    const current = new Set([...this.records.values()].filter((r) => r.removedAt === undefined).map((r) => r.current));
     for (const v of this.versions.values()) {
       if (current.has(v.hash)) delete v.supersededAt;
       else v.supersededAt ??= now;

@@ -6,14 +6,13 @@
  * retries with backoff; images are prepared in the background after each apply.
  */
 import { Codes, isPoseidonError, PoseidonError } from '../core/errors.ts';
-import type { Plan } from '../core/catalog-plan.ts';
 import type { Source, SourceInfo } from '../core/source.ts';
 import type { Logger } from '../controller/types.ts';
 import type { ApplyResult, Catalog } from './catalog.ts';
 import type { CatalogStore } from './catalog-store.ts';
 import type { ImagePreparer } from './images.ts';
 import { loadSnapshot, type LoadedSnapshot } from './load-snapshot.ts';
-import { planFor, type LiveInstances } from './plan.ts';
+import { planFor, type CatalogPlan, type LiveInstances } from './plan.ts';
 
 /** The outcome of the last sync attempt. */
 export interface SyncResult {
@@ -126,7 +125,7 @@ export class CatalogSync {
   }
 
   /** The plan of the source's newest revision against the applied catalog and live instances. */
-  plan(): Promise<Plan> {
+  plan(): Promise<CatalogPlan> {
     return this.exclusive(async () => {
       const { snap, rewrite } = await this.fetchForPlan();
       const loaded = await loadSnapshot(snap);
@@ -171,17 +170,20 @@ export class CatalogSync {
         this.forceNext = false;
         const waiters = this.waiters.splice(0);
         const result = await this.exclusive(() => this.once(force));
+        // Scheduled before answering, so callers see the next attempt in `status()`.
+        if (!this.wanted) this.schedule();
         for (const w of waiters) w(result);
       }
     })().finally(() => {
       this.running = undefined;
       // A request that arrived as the loop ended must not be lost.
       if (this.wanted && !this.stopped) this.pump();
-      else this.schedule();
     });
   }
 
   private schedule(): void {
+    if (this.poll) clearTimeout(this.poll);
+    this.nextAt = undefined;
     if (this.stopped) return;
     const { pollMs } = this.opts;
     const maxBackoff = Math.min(this.opts.maxBackoffMs ?? 300_000, pollMs > 0 ? pollMs : Infinity);

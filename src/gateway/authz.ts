@@ -5,7 +5,7 @@
  * lookups: no store or network call. Denials carry the page the player should see.
  */
 import type { Logger } from '../controller/types.ts';
-import { wantsRunning, type Instance } from '../core/instance.ts';
+import { isLive, wantsRunning, type Instance } from '../core/instance.ts';
 import { hostPrefix } from '../core/naming.ts';
 import type { AccessClaims, AccessTokens, PlayerClaims } from './access-token.ts';
 import { accessCookie, accessCookieName, cookieValues } from './cookies.ts';
@@ -84,14 +84,14 @@ export type Exchange = { ok: true; setCookie: string; instance: Instance } | { o
 
 /**
  * Turns a link (or bypass) token for `host` into a Set-Cookie value with a host-bound session.
- * The instance must exist and not be finished (a starting instance is fine: the cookie waits
- * for its route). Not ok with `link-expired` for a bad token, or the instance's page otherwise.
+ * The instance must exist and be live (a queued or starting one is fine: the cookie waits for
+ * its route). Not ok with `link-expired` for a bad token, or the instance's page otherwise.
  */
 export async function exchangeLink(ctx: AccessContext, host: InstanceHost, token: string, now: number): Promise<Exchange> {
   const claims = ctx.tokens.verify(token, now);
   const target = claims ? await linkTarget(ctx, claims, host) : undefined;
   if (!claims || !target) return { ok: false, page: 'link-expired' };
-  if (!wantsRunning(target, now)) return { ok: false, page: pageFor(target, now) };
+  if (!isLive(target, now)) return { ok: false, page: pageFor(target, now) };
   const session: PlayerClaims = { kind: 'session', instance: target.id, team: target.team, host: host.host, exp: target.maxExpiresAt };
   if (claims.kind === 'link' && claims.sessionExp !== undefined) session.exp = Math.min(session.exp, claims.sessionExp);
   if (claims.kind === 'bypass') {

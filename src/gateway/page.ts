@@ -5,15 +5,16 @@
  * expiry or challenge detail, so it reveals nothing to someone holding another team's hostname.
  */
 import { createHash } from 'node:crypto';
-import { wantsRunning, type Instance } from '../core/instance.ts';
+import { isLive, wantsRunning, type Instance } from '../core/instance.ts';
 
 export type PageKind =
-  | 'starting' | 'expired' | 'stopped' | 'failed' | 'unknown'
+  | 'queued' | 'starting' | 'expired' | 'stopped' | 'failed' | 'unknown'
   | 'needs-link' | 'link-expired' | 'forbidden' | 'needs-login' | 'unavailable' | 'bad-request';
 
 interface PageText { status: number; title: string; text: string }
 
 const PAGES: Record<PageKind, PageText> = {
+  queued: { status: 503, title: 'Waiting for a slot…', text: 'This instance is queued until there is room for it. This page reloads by itself.' },
   starting: { status: 503, title: 'Starting…', text: 'This instance is starting. This page reloads by itself until it is ready.' },
   expired: { status: 410, title: 'Expired', text: 'This instance has expired. Launch a new one from the platform.' },
   stopped: { status: 410, title: 'Stopped', text: 'This instance was stopped. Launch a new one from the platform.' },
@@ -60,11 +61,12 @@ export interface RenderedPage {
 /** Renders `kind` for a client that sent `accept`; HTML when it accepts text/html. */
 export function renderPage(kind: PageKind, accept: string | undefined): RenderedPage {
   const page = PAGES[kind];
-  const headers: Record<string, string> = kind === 'starting' ? { 'retry-after': String(STARTING_REFRESH_SECONDS) } : {};
+  const waiting = kind === 'starting' || kind === 'queued';
+  const headers: Record<string, string> = waiting ? { 'retry-after': String(STARTING_REFRESH_SECONDS) } : {};
   if (!accept?.includes('text/html')) {
     return { status: page.status, contentType: 'text/plain; charset=utf-8', body: `${page.title} ${page.text}\n`, headers };
   }
-  const refresh = kind === 'starting' ? `<meta http-equiv="refresh" content="${STARTING_REFRESH_SECONDS}">` : '';
+  const refresh = waiting ? `<meta http-equiv="refresh" content="${STARTING_REFRESH_SECONDS}">` : '';
   const body = '<!doctype html><html lang="en"><head><meta charset="utf-8">' +
     `<meta name="viewport" content="width=device-width,initial-scale=1">${refresh}` +
     `<meta name="robots" content="noindex"><title>${page.title}</title><style>${STYLE}</style></head>` +
@@ -74,11 +76,13 @@ export function renderPage(kind: PageKind, accept: string | undefined): Rendered
 
 /**
  * Which catch-all page an instance record calls for at `now`. A live instance whose route is not
- * there yet (starting, or running a moment before the gateway rewrites) is `starting`.
+ * there yet (starting, or running a moment before the gateway rewrites) is `starting`; one still
+ * waiting in the admission queue is `queued`.
  */
 export function pageFor(inst: Instance | undefined, now: number): PageKind {
   if (!inst) return 'unknown';
   if (inst.status === 'failed') return 'failed';
+  if (inst.status === 'queued' && isLive(inst, now)) return 'queued';
   if (wantsRunning(inst, now)) return 'starting';
   const expired = (inst.desired === 'running' && now >= inst.expiresAt) ||
     inst.reason === 'expired' || (inst.finishedAt !== undefined && inst.finishedAt >= inst.expiresAt);
