@@ -29,7 +29,7 @@ test('missing secrets are generated once, persisted 0600 and reused', () => {
   const data = path.join(dir, 'data');
   const a = loadConfig({ POSEIDON_DATA_DIR: data }, dir);
   const b = loadConfig({ POSEIDON_DATA_DIR: data }, dir);
-  assert.equal([...a.generated], ['apiKey', 'flagSecret']);
+  assert.equal([...a.generated], ['apiKey', 'flagSecret', 'accessSecret']);
   assert.is(a.apiKey, b.apiKey);
   assert.is(a.flagSecret, b.flagSecret);
   assert.is(readFileSync(path.join(data, 'api-key'), 'utf8').trim(), a.apiKey);
