@@ -1,5 +1,7 @@
 # Poseidon itself. Build: docker build -t poseidon .
 FROM node:20-slim
+# git (and ssh for deploy keys) for the git challenge source (POSEIDON_GIT_URL).
+RUN apt-get update && apt-get install -y --no-install-recommends git openssh-client ca-certificates && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund

@@ -14,6 +14,11 @@ docker info >/dev/null 2>&1 || command -v dockerd >/dev/null 2>&1 || need_pkgs+=
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 [ -x /bin/busybox ] || need_pkgs+=(busybox-static)
 command -v runsc >/dev/null 2>&1 || need_pkgs+=(runsc)
+command -v git >/dev/null 2>&1 || need_pkgs+=(git)
+# A real sshd for the git-over-SSH deploy-key tests (the tests start their own on a loopback port).
+# Only in CI: on a workstation the package would also enable a system SSH service; there the
+# tests are skipped, loudly, without it.
+[ -x /usr/sbin/sshd ] || [ "${CI:-}" != true ] || need_pkgs+=(openssh-server)
 # Real headless Chromium for the player-page tests (playwright-core drives /usr/bin/chromium).
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -4,6 +4,7 @@ import { pino, type Logger } from 'pino';
 export const REDACT_PATHS = [
   'req.headers["x-api-key"]', 'req.headers.authorization', 'req.headers.cookie',
   'headers["x-api-key"]', 'headers.authorization', 'apiKey', 'flagSecret', 'flag', 'env', 'password', 'token', 'redisUrl',
+  'gitToken', 'gitSshKey', 'gitUrl', 'webhookSecret', 'req.headers["x-gitlab-token"]', 'req.headers["x-hub-signature-256"]', 'req.headers["x-gitea-signature"]',
 ];
 
 /** The one process logger; components take child loggers from it. */

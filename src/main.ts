@@ -87,7 +87,7 @@ export async function startServer(opts: { env?: NodeJS.ProcessEnv; dev?: boolean
   }) : undefined;
   const reconcileGateway = gatewayReconciler({
     store, runtime, writer: new TraefikFileWriter(config.traefikDir), log: controllerLog,
-    options: access.gateway, onRendered: (cfg) => access.snapshot.set(cfg), sweepLeases: (list, at) => access.exposure.sweep(list, at),
+    options: access.gateway, onRendered: (text) => access.snapshot.set(text), sweepLeases: (list, at) => access.exposure.sweep(list, at),
   });
   controller = new Controller({
     store, runtime, log: controllerLog, reconcileInstance, reconcileGateway: (ctx) => reconcileGateway(ctx),

@@ -89,7 +89,7 @@ t('a push that changes one challenge: the plan shows it first, then the sync upd
   const plan = await sync.plan();
   assert.equal([plan.from, plan.to, plan.unchanged], [r1, r2, 2]);
   assert.equal(plan.changes.map((c) => [c.change, c.id, c.fields, c.instances]), [['changed', 'web', ['env', 'update'], 2]]);
-  assert.match(plan.changes[0]!.effect ?? '', /2 running instances replaced/);
+  assert.match(plan.changes[0]!.effect ?? '', /2 running instances: replaced/);
   assert.is(catalog.revision, r1, 'planning applies nothing');
   const result = await sync.syncNow();
   assert.equal(result.changes?.changed, ['web']);
@@ -144,7 +144,7 @@ t('an unreachable remote keeps the last good revision, backs off and recovers by
   renameSync(`${fx.remote}.away`, fx.remote);
   fx.write('challenges/new/challenge.yaml', challengeYaml('new'));
   const head = fx.push();
-  await waitFor('retry succeeds', async () => (catalog.revision === head ? true : undefined), 10_000, 50);
+  await waitFor('retry succeeds', async () => (catalog.revision === head && sync.status().lastSync?.ok ? true : undefined), 10_000, 50);
   assert.is(sync.status().failures, 0);
 });
 

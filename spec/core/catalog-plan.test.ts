@@ -19,9 +19,9 @@ test('added, changed (with fields), removed and invalid, changes first; counts i
   const [web, , gone, broken, odd] = plan.changes;
   assert.equal(web!.fields, ['env']);
   assert.is(web!.instances, 2, 'the instance already on h2 is not touched');
-  assert.match(web!.effect ?? '', /2 running instances replaced/);
+  assert.match(web!.effect ?? '', /2 running instances: replaced/);
   assert.is(gone!.instances, 1);
-  assert.match(gone!.effect ?? '', /no new launches; 1 running instance run on their version until they expire/);
+  assert.match(gone!.effect ?? '', /no new launches; 1 running instance: kept on their version until they expire/);
   assert.is(broken!.keeps, 'b1');
   assert.is(odd!.keeps, undefined);
   assert.is(plan.unchanged, 2);
@@ -38,8 +38,8 @@ test('effects per policy', () => {
   const effect = (policy: PlanSide['policy']) =>
     planCatalog({ to: 'r', current: [side('w', 'a', {}, policy)], next: [side('w', 'b', {}, policy)], invalid: [], live: { w: ['a'] } }).changes[0]!.effect;
   assert.match(effect('recreate') ?? '', /replaced as soon as the new image is ready/);
-  assert.match(effect('on-renew') ?? '', /next renew or restart/);
-  assert.match(effect('keep') ?? '', /keep their version until they expire/);
+  assert.match(effect('on-renew') ?? '', /moved at their next renew or restart/);
+  assert.match(effect('keep') ?? '', /kept on their version until they expire/);
 });
 
 test.run();

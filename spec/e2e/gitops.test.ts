@@ -114,9 +114,9 @@ it('a push is planned first (poseidon plan), then a signed webhook syncs it with
   assert.is(plan.status, 0, plan.stderr);
   const lines = plan.stdout.trim().split('\n');
   assert.match(lines[0]!, new RegExp(`-> ${head.slice(0, 12)}`));
-  assert.match(lines[1]!, /^~ keepme changed \[env\] \(update: keep\): 1 running instance keep/);
-  assert.match(lines[2]!, /^~ web changed \[env\] \(update: recreate\): 1 running instance replaced/);
-  assert.match(lines[3]!, /^- gone removed \(update: keep\): no new launches; 1 running instance run on their version/);
+  assert.match(lines[1]!, /^~ keepme changed \[env\] \(update: keep\): 1 running instance: kept on their version/);
+  assert.match(lines[2]!, /^~ web changed \[env\] \(update: recreate\): 1 running instance: replaced/);
+  assert.match(lines[3]!, /^- gone removed \(update: keep\): no new launches; 1 running instance: kept on their version/);
   assert.match(lines.at(-1)!, /2 changed, 0 added, 1 removed, 0 invalid, 1 unchanged/);
   assert.is((await api('GET', '/v1/catalog')).body.revision !== head, true, 'the plan applied nothing');
 

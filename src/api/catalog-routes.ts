@@ -8,7 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Catalog } from '../catalog/catalog.ts';
 import { catalogView } from '../catalog/catalog-view.ts';
 import type { CatalogPlan } from '../catalog/plan.ts';
-import type { SyncResult, SyncStatus } from '../catalog/sync.ts';
+import type { SyncResult, SyncStatus } from '../catalog/sync-status.ts';
 import { Codes } from '../core/errors.ts';
 import { sendProblem, statusOf } from './problem.ts';
 import { pushedRef, signatureHeader, verifyWebhook } from './webhook-signature.ts';
@@ -43,10 +43,10 @@ export function catalogRoutes(app: FastifyInstance, deps: { catalog: Catalog; gi
     })),
     invalid: catalog.invalid().map((b) => ({ file: b.file, ...(b.id ? { id: b.id } : {}), valid: false, errors: b.issues })),
   }));
-  app.get('/v1/catalog', { schema: { summary: 'Catalog revision, sync status and per-challenge state' } }, async () =>
-    catalogView(catalog, deps.gitops?.status() ?? { source: { kind: 'dir', path: '' }, ...(catalog.revision ? { revision: catalog.revision } : {}), failures: 0, syncing: false }));
+  const status = (): SyncStatus => deps.gitops?.status() ?? { source: { kind: 'dir', path: '' }, ...(catalog.revision ? { revision: catalog.revision } : {}), failures: 0, syncing: false };
+  app.get('/v1/catalog', { schema: { summary: 'Catalog revision, sync status and per-challenge state' } }, async () => catalogView(catalog, status()));
   app.get<{ Params: { id: string } }>('/v1/catalog/:id', { schema: { summary: 'One challenge with every version kept', params: idParam } }, async (req, reply) => {
-    const view = catalogView(catalog, deps.gitops?.status() ?? { source: { kind: 'dir', path: '' }, failures: 0, syncing: false }).challenges.find((c) => c.id === req.params.id);
+    const view = catalogView(catalog, status()).challenges.find((c) => c.id === req.params.id);
     if (!view) return sendProblem(reply, 404, Codes.challengeNotFound, `challenge ${req.params.id} is not in the catalog`);
     const versions = catalog.allVersions().filter((v) => v.spec.id === req.params.id)
       .map((v) => ({ hash: v.hash, revision: v.revision, state: v.state, image: v.image, current: v.supersededAt === undefined, ...(v.supersededAt !== undefined ? { supersededAt: new Date(v.supersededAt).toISOString() } : {}), ...(v.error ? { error: v.error } : {}) }));

@@ -7,7 +7,7 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Codes } from '../core/errors.ts';
-import { authorize, exchangeLink, LINK_PARAM, splitLink, type AccessContext } from '../gateway/authz.ts';
+import { allowFast, authorize, exchangeLink, LINK_PARAM, splitLink, type AccessContext } from '../gateway/authz.ts';
 import { parseInstanceHost } from '../gateway/host.ts';
 import { PAGE_HEADERS, pageFor, renderPage, type PageKind } from '../gateway/page.ts';
 import type { GatewaySnapshot } from '../gateway/snapshot.ts';
@@ -37,10 +37,13 @@ export function gatewayRoutes(app: FastifyInstance, deps: GatewayRouteDeps): voi
 
   app.get(AUTHZ_PATH, { ...quiet, schema: { summary: 'Forward-auth for Traefik: 200 allow, 302 link exchange, 401/403 deny (X-Forwarded-Host/Uri/Method, cookies)' } }, async (req, reply) => {
     const h = req.headers;
-    const d = await authorize(deps.access, {
+    const at = now();
+    const request = {
       host: h['x-forwarded-host'], uri: one(h['x-forwarded-uri']), method: one(h['x-forwarded-method']),
       cookie: h.cookie, access: h['x-poseidon-access'], authorization: h.authorization,
-    }, now());
+    };
+    if (allowFast(deps.access, request, at)) return reply.code(200).header('cache-control', 'no-store').send();
+    const d = await authorize(deps.access, request, at);
     if ('page' in d) {
       req.log.debug({ host: one(h['x-forwarded-host']), reason: d.reason }, 'access denied');
       return sendPage(reply, d.page, h.accept);

@@ -154,8 +154,8 @@ async function recordFlag(deps: AppDeps, inst: Instance, at: number): Promise<vo
 }
 
 function newInstance(deps: AppDeps, body: LaunchBody, at: number): Instance {
-  const entry = deps.catalog.get(body.challenge);
-  if (!entry) throw new PoseidonError(Codes.challengeNotFound, `challenge ${body.challenge} not found`, { kind: 'input' });
+  // 404 when unknown or removed, 409 when its image failed; a building image waits (pending).
+  const entry = deps.catalog.launchable(body.challenge);
   const { spec } = entry;
   if (spec.scope === 'user' && !body.user) throw new PoseidonError(Codes.badRequest, `body user: required, challenge ${spec.id} is user-scoped`, { kind: 'input' });
   const id = newInstanceId();

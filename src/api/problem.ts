@@ -25,7 +25,6 @@ const STATUS: Record<string, number> = {
   [Codes.noPort]: 503,
   [Codes.notReady]: 503,
   [Codes.webhookSignature]: 401,
-  [Codes.challengeRemoved]: 409,
   [Codes.sourceEmpty]: 409,
   [Codes.gitUnreachable]: 502,
   [Codes.gitBranchMissing]: 502,

@@ -6,7 +6,7 @@
  */
 import type { SpecIssue } from '../core/challenge.ts';
 import type { Catalog, ChallengeRecord, WorkerImage } from './catalog.ts';
-import type { SyncStatus } from './sync.ts';
+import type { SyncStatus } from './sync-status.ts';
 
 export type ChallengeStatus = 'ready' | 'building' | 'image-missing' | 'invalid' | 'removed';
 

@@ -48,7 +48,7 @@ export function formatPlan(plan: CatalogPlan): string[] {
   for (const c of plan.changes) {
     const what = c.fields?.length ? ` [${c.fields.join(', ')}]` : '';
     const policy = c.policy && c.change !== 'added' ? ` (update: ${c.policy})` : '';
-    lines.push(`${mark[c.change]} ${c.id ?? '?'} ${c.change}${what}${policy}${c.effect ? `: ${c.effect}` : ''}`);
+    lines.push(`${mark[c.change]} ${c.id ?? c.file} ${c.change}${what}${policy}${c.effect ? `: ${c.effect}` : ''}`);
     for (const issue of c.errors ?? []) lines.push(`    ${formatIssue(issue)}`);
   }
   const counts = (['changed', 'added', 'removed', 'invalid'] as const).map((k) => `${plan.changes.filter((c) => c.change === k).length} ${k}`);

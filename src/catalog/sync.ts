@@ -6,40 +6,14 @@
  * retries with backoff; images are prepared in the background after each apply.
  */
 import { Codes, isPoseidonError, PoseidonError } from '../core/errors.ts';
-import type { Source, SourceInfo } from '../core/source.ts';
+import type { Source } from '../core/source.ts';
 import type { Logger } from '../controller/types.ts';
 import type { ApplyResult, Catalog } from './catalog.ts';
 import type { CatalogStore } from './catalog-store.ts';
 import type { ImagePreparer } from './images.ts';
 import { loadSnapshot, type LoadedSnapshot } from './load-snapshot.ts';
 import { planFor, type CatalogPlan, type LiveInstances } from './plan.ts';
-
-/** The outcome of the last sync attempt. */
-export interface SyncResult {
-  ok: boolean;
-  at: string;
-  durationMs: number;
-  /** Revision fetched (also on some failures, e.g. a rewrite). */
-  revision?: string;
-  /** True when the fetched revision was already applied. */
-  unchanged?: boolean;
-  code?: string;
-  error?: string;
-  changes?: Omit<ApplyResult, 'revision' | 'unchanged'>;
-}
-
-/** What `GET /v1/catalog` shows about syncing. */
-export interface SyncStatus {
-  source: SourceInfo;
-  revision?: string;
-  /** Last successful sync (applied or found unchanged). */
-  syncedAt?: string;
-  lastSync?: SyncResult;
-  /** Consecutive failures. */
-  failures: number;
-  syncing: boolean;
-  nextSyncAt?: string;
-}
+import type { SyncResult, SyncStatus } from './sync-status.ts';
 
 export interface CatalogSyncOptions {
   source: Source;
@@ -62,6 +36,8 @@ export interface CatalogSyncOptions {
 
 /** Revisions whose snapshots are kept (builds of recent ones may still be reading them). */
 const KEEP_REVISIONS = 3;
+/** Least time between retries of failed images on syncs that bring nothing new. */
+const IMAGE_RETRY_MS = 5 * 60_000;
 
 /** See the module comment. */
 export class CatalogSync {
@@ -80,6 +56,7 @@ export class CatalogSync {
   private nextAt: number | undefined;
   private recent: string[] = [];
   private imagesRun: Promise<void> = Promise.resolve();
+  private lastImageRetry = 0;
 
   constructor(private readonly opts: CatalogSyncOptions) {}
 
@@ -114,6 +91,7 @@ export class CatalogSync {
    * images even when the revision is unchanged.
    */
   syncNow(opts: { force?: boolean } = {}): Promise<SyncResult> {
+    if (this.stopped) return Promise.resolve({ ok: false, at: new Date(this.now()).toISOString(), durationMs: 0, code: Codes.sourceUnreadable, error: 'the sync loop is stopped' });
     return new Promise((resolve) => {
       this.waiters.push(resolve);
       if (opts.force) this.forceNext = true;
@@ -206,7 +184,10 @@ export class CatalogSync {
     try {
       const { catalog, source } = this.opts;
       const snap = await source.fetch({ ...(catalog.revision ? { since: catalog.revision } : {}), allowRewrite: force });
-      if (snap.revision === catalog.revision && !force) return this.succeeded(done({ ok: true, revision: snap.revision, unchanged: true }));
+      if (snap.revision === catalog.revision && !force) {
+        this.retryFailedImages();
+        return this.succeeded(done({ ok: true, revision: snap.revision, unchanged: true }));
+      }
       const loaded = await loadSnapshot(snap);
       this.guardEmpty(loaded, force);
       const applied = catalog.apply(loaded, this.now());
@@ -265,8 +246,15 @@ export class CatalogSync {
     this.prepareImages(false);
   }
 
-  private prepareImages(repull: boolean): void {
-    const entries = this.opts.catalog.list();
+  /** Images that failed (a registry hiccup, a flaky build step) are tried again, at most every few minutes. */
+  private retryFailedImages(): void {
+    const failed = this.opts.catalog.list().filter((e) => e.state === 'image-missing');
+    if (failed.length === 0 || this.now() - this.lastImageRetry < IMAGE_RETRY_MS) return;
+    this.prepareImages(false, failed);
+  }
+
+  private prepareImages(repull: boolean, entries = this.opts.catalog.list()): void {
+    this.lastImageRetry = this.now();
     // Runs beside earlier preparations (the preparer shares work per image); settles after all.
     const run = this.opts.images.prepare(entries, { repull }).catch((err: unknown) => {
       this.opts.log.error({ err: (err as Error).message }, 'image preparation failed');

@@ -1,7 +1,7 @@
 import { wantsRunning, type Instance } from '../core/instance.ts';
 import type { ContainerRuntime } from '../core/runtime.ts';
 import type { Store } from '../core/store.ts';
-import { assertValidRoute, renderTraefikConfig, serializeTraefikConfig, type GatewayOptions, type GatewayRoute, type TraefikDynamicConfig } from '../gateway/traefik.ts';
+import { assertValidRoute, renderTraefikConfig, serializeTraefikConfig, type GatewayOptions, type GatewayRoute } from '../gateway/traefik.ts';
 import type { TraefikFileWriter } from '../gateway/file-writer.ts';
 import type { Logger, ReconcileContext, ReconcileResult } from './types.ts';
 
@@ -11,8 +11,8 @@ export interface GatewayReconcilerDeps {
   writer: TraefikFileWriter;
   options: GatewayOptions;
   log: Logger;
-  /** Receives every rendered configuration (the HTTP provider endpoint serves the last one). */
-  onRendered?(cfg: TraefikDynamicConfig): void;
+  /** Receives every rendered file's text (the HTTP provider endpoint serves the last one). */
+  onRendered?(text: string): void;
   /** Frees port leases of instances in `instances` (read at `listedAt`) that no longer run. */
   sweepLeases?(instances: Instance[], listedAt: number): Promise<unknown>;
 }
@@ -36,8 +36,9 @@ export function gatewayReconciler(deps: GatewayReconcilerDeps) {
     const running = new Set((await deps.runtime.listContainers()).filter((c) => c.state === 'running').map((c) => c.instance));
     const routes = routesFor(instances, running, now).filter((r) => valid(deps, r));
     const cfg = renderTraefikConfig(routes, deps.options);
-    deps.onRendered?.(cfg);
-    const wrote = await deps.writer.write(serializeTraefikConfig(cfg));
+    const text = serializeTraefikConfig(cfg);
+    deps.onRendered?.(text);
+    const wrote = await deps.writer.write(text);
     if (wrote) deps.log.info({ routes: routes.length }, 'gateway configuration written');
     await deps.sweepLeases?.(instances, now).catch((err: unknown) => deps.log.warn({ err: (err as Error).message }, 'lease sweep failed'));
     const routed = new Set(routes.map((r) => r.instance));

@@ -105,15 +105,15 @@ function count(n: number): string {
 export function changeEffect(policy: UpdatePolicy = DEFAULT_UPDATE_POLICY, n: number, policyOnly = false): string {
   if (policyOnly) return `update policy only; running instances now follow "${policy}"`;
   if (n === 0) return 'no running instances';
-  if (policy === 'recreate') return `${count(n)} replaced as soon as the new image is ready`;
-  if (policy === 'on-renew') return `${count(n)} move at their next renew or restart`;
-  return `${count(n)} keep their version until they expire (a restart moves them)`;
+  if (policy === 'recreate') return `${count(n)}: replaced as soon as the new image is ready`;
+  if (policy === 'on-renew') return `${count(n)}: moved at their next renew or restart`;
+  return `${count(n)}: kept on their version until they expire (a restart moves them)`;
 }
 
 /** What removing a challenge does to `n` live instances under `policy` (renewals need a challenge in the catalog). */
 export function removeEffect(policy: UpdatePolicy, n: number): string {
   const launches = 'no new launches';
   if (n === 0) return launches;
-  if (policy === 'recreate') return `${launches}; ${count(n)} stopped`;
-  return `${launches}; ${count(n)} run on their version until they expire, without renewals`;
+  if (policy === 'recreate') return `${launches}; ${count(n)}: stopped`;
+  return `${launches}; ${count(n)}: kept on their version until they expire, without renewals`;
 }

@@ -62,7 +62,6 @@ export const Codes = {
   sourceUnreadable: 'E_SOURCE_UNREADABLE',
   sourceEmpty: 'E_SOURCE_EMPTY',
   webhookSignature: 'E_WEBHOOK_SIGNATURE',
-  challengeRemoved: 'E_CHALLENGE_REMOVED',
 } as const;
 
 export function isPoseidonError(err: unknown, code?: string): err is PoseidonError {

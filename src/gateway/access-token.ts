@@ -43,6 +43,8 @@ export type AccessClaims = PlayerClaims | BypassClaims;
 
 const KINDS: Record<string, TokenKind> = { l: 'link', s: 'session', b: 'bypass' };
 const CODE: Record<TokenKind, string> = { link: 'l', session: 's', bypass: 'b' };
+/** Verified tokens remembered per `AccessTokens` (about 3 MB at most). */
+const VERIFIED_CACHE = 10_000;
 /** Longest token accepted; anything longer is refused before any work. */
 export const MAX_TOKEN_LENGTH = 1024;
 
@@ -99,6 +101,13 @@ function fromWire(w: Wire): AccessClaims | undefined {
  */
 export class AccessTokens {
   readonly #keys: Record<string, Buffer>;
+  /**
+   * Tokens whose MAC has been checked, with their (frozen) claims: a browser sends the same
+   * cookie on every request, so forward-auth pays for the HMAC once per token, not per request.
+   * Keyed by the exact token string and owned by this instance (one secret); expiry is still
+   * checked on every use. Forged tokens are never cached.
+   */
+  readonly #verified = new Map<string, AccessClaims>();
 
   /** `secret` must be at least 16 characters (config enforces it); throws otherwise. */
   constructor(secret: string) {
@@ -120,6 +129,19 @@ export class AccessTokens {
    * (host, instance, challenge) against the request.
    */
   verify(token: string, now: number): AccessClaims | undefined {
+    const known = this.#verified.get(token);
+    const claims = known ?? this.#check(token);
+    if (!claims) return undefined;
+    if (!known) {
+      // Bounded: drop the oldest entry (Map keeps insertion order) when full.
+      if (this.#verified.size >= VERIFIED_CACHE) this.#verified.delete(this.#verified.keys().next().value as string);
+      this.#verified.set(token, claims);
+    }
+    return claims.exp > now ? claims : undefined;
+  }
+
+  /** Full check of MAC and shape (no expiry); frozen claims or undefined. */
+  #check(token: string): AccessClaims | undefined {
     if (typeof token !== 'string' || token.length > MAX_TOKEN_LENGTH || token[1] !== '.') return undefined;
     const code = token[0] as string;
     const last = token.lastIndexOf('.');
@@ -138,8 +160,7 @@ export class AccessTokens {
     }
     if (w === null || typeof w !== 'object' || w.k !== code) return undefined;
     const claims = fromWire(w);
-    if (!claims) return undefined;
-    return claims.exp > now ? claims : undefined;
+    return claims && Object.freeze(claims);
   }
 
   #mac(code: string, payload: string): Buffer {

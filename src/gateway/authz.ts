@@ -51,6 +51,32 @@ function deny(page: PageKind, reason: string): Deny {
   return { status: pageStatus(page), page, reason };
 }
 
+/**
+ * The hot path, with no await: true when a session cookie or header token for `host` names the
+ * instance the index holds there, of the token's team, and it is live. Undefined otherwise, and
+ * then {@link authorize} decides; so this can only ever allow what `authorize` would allow.
+ */
+export function allowFast(ctx: AccessContext, req: AuthzRequest, now: number): boolean {
+  if (typeof req.uri === 'string' && req.uri.includes(LINK_PARAM)) return false;
+  const parsed = parseInstanceHost(req.host, ctx.baseDomain);
+  if (!parsed.ok) return false;
+  const host = parsed.value;
+  const held = ctx.index.byHost(host.prefix, host.challenge);
+  if (!held || !wantsRunning(held, now)) return false;
+  for (const { value } of candidates(ctx, req)) {
+    const c = ctx.tokens.verify(value, now);
+    if (c?.kind === 'session' && c.host === host.host && c.instance === held.id && c.team === held.team && c.bypass === undefined) return true;
+  }
+  return false;
+}
+
+function candidates(ctx: AccessContext, req: AuthzRequest): { value: string; header: boolean }[] {
+  return [
+    ...cookieValues(req.cookie, accessCookieName(ctx.tls)).map((value) => ({ value, header: false })),
+    ...headerValues(req.access).map((value) => ({ value, header: true })),
+  ];
+}
+
 /** Decides one forward-auth request at `now`; see the module comment. Never rejects. */
 export async function authorize(ctx: AccessContext, req: AuthzRequest, now: number): Promise<AuthzDecision> {
   const parsed = parseInstanceHost(req.host, ctx.baseDomain);
@@ -132,11 +158,7 @@ async function ownInstance(ctx: AccessContext, claims: PlayerClaims, host: Insta
  */
 async function sessionGrant(ctx: AccessContext, req: AuthzRequest, host: InstanceHost, now: number): Promise<true | Deny | undefined> {
   let gone: Deny | undefined;
-  const candidates = [
-    ...cookieValues(req.cookie, accessCookieName(ctx.tls)).map((value) => ({ value, header: false })),
-    ...headerValues(req.access).map((value) => ({ value, header: true })),
-  ];
-  for (const { value, header } of candidates) {
+  for (const { value, header } of candidates(ctx, req)) {
     const claims = ctx.tokens.verify(value, now);
     if (!claims || claims.kind === 'link') continue;
     // Bypass tokens are not host-bound, so only the header (stripped before the backend) may carry one.

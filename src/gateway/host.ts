@@ -18,15 +18,37 @@ export interface InstanceHost {
 
 export type HostResult = { ok: true; value: InstanceHost } | { ok: false; reason: string };
 
-const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-const FIRST = /^([0-9a-f]{16})(?:-([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?))?$/;
+const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
+const patterns = new Map<string, RegExp>();
+
+/**
+ * The instance-hostname grammar under `baseDomain` as one regular expression (cached per base
+ * domain): captures prefix, port name (optional) and challenge. `baseDomain` must already be a
+ * valid lower-case hostname (config and the renderer check it).
+ */
+export function instanceHostPattern(baseDomain: string): RegExp {
+  let re = patterns.get(baseDomain);
+  if (!re) {
+    re = new RegExp(`^([0-9a-f]{16})(?:-(${LABEL}))?\\.(${LABEL})\\.${baseDomain.replaceAll('.', '\\.')}$`);
+    if (patterns.size > 16) patterns.clear();
+    patterns.set(baseDomain, re);
+  }
+  return re;
+}
+
+/** Why `host` (lower case, no port) is not an instance host; only called on the slow path. */
+function whyNot(host: string, baseDomain: string): string {
+  if (!/^[a-z0-9.-]+$/.test(host)) return 'host with invalid characters';
+  if (!host.endsWith(`.${baseDomain}`)) return 'host outside the base domain';
+  return 'not an instance host';
+}
 
 /**
  * Parses `raw` (a Host or X-Forwarded-Host value) under `baseDomain`. Upper case maps to the
  * same host (DNS is case-insensitive and Traefik's Host matcher is too). Refused: missing or
  * repeated values (a comma means the header was sent twice), any port, a trailing dot,
- * whitespace or any character outside `[a-z0-9.-]`, empty labels, and names that are not exactly
- * one instance label plus one challenge label above the base domain.
+ * whitespace or any character outside `[a-z0-9.-]`, labels over 63 characters, and names that
+ * are not exactly one instance label plus one challenge label above the base domain.
  */
 export function parseInstanceHost(raw: string | string[] | undefined, baseDomain: string): HostResult {
   if (raw === undefined || raw === '') return { ok: false, reason: 'no host' };
@@ -35,15 +57,10 @@ export function parseInstanceHost(raw: string | string[] | undefined, baseDomain
   if (raw.includes(':')) return { ok: false, reason: 'host with a port' };
   if (raw.endsWith('.')) return { ok: false, reason: 'host with a trailing dot' };
   const host = raw.toLowerCase();
-  if (!/^[a-z0-9.-]+$/.test(host)) return { ok: false, reason: 'host with invalid characters' };
-  const suffix = `.${baseDomain}`;
-  if (!host.endsWith(suffix)) return { ok: false, reason: 'host outside the base domain' };
-  const labels = host.slice(0, -suffix.length).split('.');
-  if (labels.length !== 2) return { ok: false, reason: 'not an instance host' };
-  const [first, challenge] = labels as [string, string];
-  const m = FIRST.exec(first);
-  if (!m || !LABEL.test(challenge)) return { ok: false, reason: 'not an instance host' };
-  const value: InstanceHost = { host, prefix: m[1] as string, challenge };
+  const m = instanceHostPattern(baseDomain).exec(host);
+  // A port name makes the first label longer than the 16-hex prefix; DNS allows 63.
+  if (!m || (m[2] !== undefined && m[2].length > 46)) return { ok: false, reason: m ? 'not an instance host' : whyNot(host, baseDomain) };
+  const value: InstanceHost = { host, prefix: m[1] as string, challenge: m[3] as string };
   if (m[2] !== undefined) value.port = m[2];
   return { ok: true, value };
 }

@@ -1,23 +1,24 @@
 /**
  * The last rendered Traefik configuration, for the HTTP provider endpoint: the gateway
- * reconciler sets it on every pass, so the endpoint serves exactly what the file holds (in
- * JSON), with a strong ETag so Traefik's polling costs a 304 when nothing changed.
+ * reconciler hands over every file it renders, so the endpoint serves exactly the file's JSON
+ * body (the same bytes, without the comment header), with a strong ETag so Traefik's polling
+ * costs a 304 when nothing changed.
  */
 import { createHash } from 'node:crypto';
-import type { TraefikDynamicConfig } from './traefik.ts';
+import { traefikJsonOf } from './traefik.ts';
 
 export interface RenderedJson {
   json: string;
   etag: string;
 }
 
-/** Holder of the last configuration as JSON text; re-serialises only when it changed. */
+/** Holder of the last configuration as JSON text; hashes only when it changed. */
 export class GatewaySnapshot {
   #current: RenderedJson | undefined;
 
-  /** Records `cfg` (deterministic JSON; the renderer already sorts every name). */
-  set(cfg: TraefikDynamicConfig): void {
-    const json = JSON.stringify(cfg);
+  /** Records the configuration from a file's text as written by `serializeTraefikConfig`. */
+  set(fileText: string): void {
+    const json = traefikJsonOf(fileText);
     if (json === this.#current?.json) return;
     this.#current = { json, etag: `"${createHash('sha256').update(json).digest('base64url').slice(0, 27)}"` };
   }

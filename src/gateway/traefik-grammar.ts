@@ -6,7 +6,7 @@
  */
 import { Codes, PoseidonError } from '../core/errors.ts';
 import { INSTANCE_ID_PATTERN } from '../core/naming.ts';
-import { parseInstanceHost } from './host.ts';
+import { instanceHostPattern } from './host.ts';
 import type { GatewayOptions, GatewayRoute } from './traefik.ts';
 
 const LABEL = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
@@ -90,12 +90,11 @@ export function assertValidRoute(route: GatewayRoute, baseDomain: string): void 
   checkLabel('challenge', route.challenge);
   checkLabel('port name', route.name);
   if (route.protocol !== 'http' && route.protocol !== 'tcp') throw invalid('protocol', route.protocol);
-  checkHostname('hostname', route.hostname);
-  // An instance may only claim a host of its own challenge: never poseidon.<base> or another domain.
-  if (!route.hostname.endsWith(`.${route.challenge}.${baseDomain}`)) throw invalid('hostname', route.hostname);
-  // ... and only in the shape forward-auth and the catch-all recognise (`<16 hex>[-<port>].`).
-  const parsed = parseInstanceHost(route.hostname, baseDomain);
-  if (!parsed.ok || parsed.value.challenge !== route.challenge) throw invalid('hostname', route.hostname);
+  // Only the shape forward-auth and the catch-all recognise, `<16 hex>[-<port>].<challenge>.<base>`,
+  // in lower case, of the route's own challenge: never poseidon.<base> or another domain. (This
+  // parse is stricter than a DNS hostname check: only [a-z0-9.-], labels of at most 63.)
+  const m = typeof route.hostname === 'string' ? instanceHostPattern(baseDomain).exec(route.hostname) : null;
+  if (!m || m[3] !== route.challenge || (m[2] !== undefined && m[2].length > 46)) throw invalid('hostname', route.hostname);
   checkBackend(route.backend);
 }
 

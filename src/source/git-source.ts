@@ -136,7 +136,7 @@ export class GitSource implements Source {
       const message = this.access.redact(err instanceof Error ? err.message : String(err)).trim();
       const code = classify(message, where);
       if (code === Codes.gitCorrupt) await rm(this.mirror, { recursive: true, force: true });
-      const hint = code === Codes.gitCorrupt ? ' (the working copy was removed; the next sync clones again)' : '';
+      const hint = code === Codes.gitCorrupt ? ' (the working copy was removed; the next sync clones again)' : code === Codes.sourceUnreadable ? ' (is git installed?)' : '';
       throw new PoseidonError(code, `git ${what} of ${this.access.display} (${this.opts.branch}) failed: ${firstLines(message)}${hint}`, { kind: 'transient' });
     }
   }
@@ -144,6 +144,7 @@ export class GitSource implements Source {
 
 /** Maps a git failure message to a code: remote trouble, missing branch, or a corrupt working copy. */
 export function classify(message: string, where: 'local' | 'remote'): string {
+  if (/spawn git ENOENT/i.test(message)) return Codes.sourceUnreadable;
   if (/couldn't find remote ref/i.test(message)) return Codes.gitBranchMissing;
   if (where === 'remote' && REMOTE_TROUBLE.test(message)) return Codes.gitUnreachable;
   if (CORRUPTION.test(message) || where === 'local') return Codes.gitCorrupt;
