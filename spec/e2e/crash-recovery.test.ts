@@ -2,7 +2,7 @@
  * kill -9 of `poseidon serve` in the middle of launches and stops, then a restart: the world
  * converges to exactly the desired containers (no duplicate, no orphan, no lost request).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,8 +10,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { newInstanceId } from '../../src/core/naming.ts';
 import { haveDocker, haveRedis, REDIS_URL, ROOT } from '../helpers/deps.ts';
-import { cleanupByLabel, docker, testManagerId } from '../helpers/docker.ts';
-import { cleanupRedisPrefix } from '../helpers/redis.ts';
+import { docker, testManagerId } from '../helpers/docker.ts';
+import { teardownE2e } from '../helpers/e2e.ts';
 import { apiClient, startServe, waitFor, type ServeProcess } from '../helpers/server.ts';
 
 const t = suite('e2e: crash recovery');
@@ -28,10 +28,7 @@ let server: ServeProcess | undefined;
 
 t.after(async () => {
   if (!enabled) return;
-  await server?.stop();
-  await cleanupByLabel(mgr);
-  await cleanupRedisPrefix(`${mgr}:`);
-  rmSync(work, { recursive: true, force: true });
+  await teardownE2e({ server, managerId: mgr, work });
 });
 
 const it = (name: string, fn: () => Promise<void>) => t(name, async () => { if (enabled) await fn(); });

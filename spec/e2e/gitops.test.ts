@@ -5,14 +5,14 @@
  */
 import { createHmac } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { haveDocker, haveRedis, REDIS_URL, ROOT } from '../helpers/deps.ts';
-import { cleanupByLabel, docker, testManagerId } from '../helpers/docker.ts';
-import { cleanupRedisPrefix } from '../helpers/redis.ts';
+import { docker, testManagerId } from '../helpers/docker.ts';
+import { teardownE2e } from '../helpers/e2e.ts';
 import { apiClient, startServe, waitFor, type ServeProcess } from '../helpers/server.ts';
 import { gitFixture, type GitFixture } from '../source/git-fixture.ts';
 
@@ -74,11 +74,8 @@ t.before(async () => {
 
 t.after(async () => {
   if (!enabled) return;
-  await server?.stop();
-  await cleanupByLabel(mgr);
-  await cleanupRedisPrefix(`${mgr}:`);
   fx?.dispose();
-  rmSync(work, { recursive: true, force: true });
+  await teardownE2e({ server, managerId: mgr, work });
 });
 
 const it = (name: string, fn: () => Promise<void>) => t(name, async () => { if (enabled) await fn(); });

@@ -2,7 +2,7 @@
  * End to end, through the HTTP API only, on the real engine and a real Redis: every example
  * challenge for two teams, flags, limits, labels, Traefik routes, stop and expiry.
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Ajv } from 'ajv';
@@ -11,8 +11,8 @@ import * as assert from 'uvu/assert';
 import { parse } from 'yaml';
 import { deriveFlag } from '../../src/core/flag.ts';
 import { haveDocker, haveRedis, oracle, REDIS_URL, ROOT } from '../helpers/deps.ts';
-import { cleanupByLabel, docker, fetchFromProbe, startProbe, tcpFromProbe, testManagerId } from '../helpers/docker.ts';
-import { cleanupRedisPrefix } from '../helpers/redis.ts';
+import { docker, fetchFromProbe, startProbe, tcpFromProbe, testManagerId } from '../helpers/docker.ts';
+import { teardownE2e } from '../helpers/e2e.ts';
 import { apiClient, startServe, waitFor, type ServeProcess } from '../helpers/server.ts';
 
 const t = suite('e2e: lifecycle through the API');
@@ -54,10 +54,7 @@ t.before(async () => {
 
 t.after(async () => {
   if (!enabled) return;
-  await server?.stop();
-  await cleanupByLabel(mgr);
-  await cleanupRedisPrefix(`${mgr}:`);
-  rmSync(work, { recursive: true, force: true });
+  await teardownE2e({ server, managerId: mgr, work });
 });
 
 const it = (name: string, fn: () => Promise<void>) => t(name, async () => { if (enabled) await fn(); });

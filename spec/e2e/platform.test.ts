@@ -3,14 +3,15 @@
  * and starts them in order as capacity frees, with positions over SSE; restart replaces the
  * container and keeps the hostname; stop and renew act at once; a burst of launches converges.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { haveDocker, haveRedis, REDIS_URL, ROOT } from '../helpers/deps.ts';
-import { cleanupByLabel, docker, testManagerId } from '../helpers/docker.ts';
-import { cleanupRedisPrefix } from '../helpers/redis.ts';
+import { docker, testManagerId } from '../helpers/docker.ts';
+import { teardownE2e } from '../helpers/e2e.ts';
+import { collectSse, type SseFrame } from '../helpers/sse.ts';
 import { apiClient, startServe, waitFor, type ServeProcess } from '../helpers/server.ts';
 
 const t = suite('e2e: platform lifecycle (queue, restart, renew, burst)');
@@ -33,10 +34,7 @@ t.before(async () => {
 });
 t.after(async () => {
   if (!enabled) return;
-  await server?.stop();
-  await cleanupByLabel(mgr);
-  await cleanupRedisPrefix(`${mgr}:`);
-  rmSync(work, { recursive: true, force: true });
+  await teardownE2e({ server, managerId: mgr, work });
 });
 const it = (name: string, fn: () => Promise<void>) => t(name, async () => { if (enabled) await fn(); });
 
@@ -49,22 +47,11 @@ const running = (id: string, ms = 60_000) => waitFor(`${id} running`, async () =
 const containersOf = async (id: string) => docker.listContainers({ all: true, filters: { label: [`poseidon.instance=${id}`] } });
 
 /** Reads SSE frames from a stream into `frames` until aborted. */
-function listen(url: string, frames: { event: string; data: any }[]): AbortController {
+function listen(url: string, frames: SseFrame[]): AbortController {
   const ac = new AbortController();
-  void (async () => {
-    const res = await fetch(url, { headers: { 'x-api-key': KEY }, signal: ac.signal });
-    const decoder = new TextDecoder();
-    let buf = '';
-    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
-      buf += decoder.decode(chunk, { stream: true });
-      for (let i; (i = buf.indexOf('\n\n')) >= 0; buf = buf.slice(i + 2)) {
-        const block = buf.slice(0, i);
-        const event = /^event: (.*)$/m.exec(block)?.[1];
-        const data = /^data: (.*)$/m.exec(block)?.[1];
-        if (event && data) frames.push({ event, data: JSON.parse(data) });
-      }
-    }
-  })().catch(() => undefined);
+  void fetch(url, { headers: { 'x-api-key': KEY }, signal: ac.signal })
+    .then((res) => collectSse(res.body as AsyncIterable<Uint8Array>, frames))
+    .catch(() => undefined);
   return ac;
 }
 
@@ -75,7 +62,7 @@ it('a full cluster queues launches and starts them in order as capacity frees, w
   const d = (await api('POST', '/v1/instances', { challenge: 'web-hello', team: 'qd' })).body;
   assert.equal([a.status, b.status, c.status, d.status], ['pending', 'pending', 'queued', 'queued']);
   assert.equal([c.queue.position, d.queue.position], [1, 2]);
-  const frames: { event: string; data: any }[] = [];
+  const frames: SseFrame[] = [];
   const ac = listen(`${server!.url}/v1/events?team=qd`, frames);
   await running(a.id);
   await running(b.id);

@@ -18,6 +18,7 @@ import { MemoryStore } from '../../src/store/memory.ts';
 import { loadTestCatalog } from '../helpers/catalog.ts';
 import { memoryLogger } from '../helpers/log.ts';
 import { makeInstance } from '../helpers/specs.ts';
+import { collectSse, type SseFrame } from '../helpers/sse.ts';
 
 const t = suite('events: hub, SSE and webhooks');
 const KEY = 'events-key-0123456789';
@@ -74,20 +75,8 @@ t('SSE streams a snapshot, then queue positions and status changes, over a real 
     const ac = new AbortController();
     const res = await fetch(`${url}/v1/instances/${q2.id}/events`, { headers: { 'x-api-key': KEY }, signal: ac.signal });
     assert.is(res.headers.get('content-type'), 'text/event-stream');
-    const frames: { event: string; data: LifecycleEvent }[] = [];
-    void (async () => {
-      const decoder = new TextDecoder();
-      let buf = '';
-      for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
-        buf += decoder.decode(chunk, { stream: true });
-        for (let i; (i = buf.indexOf('\n\n')) >= 0; buf = buf.slice(i + 2)) {
-          const block = buf.slice(0, i);
-          const event = /^event: (.*)$/m.exec(block)?.[1];
-          const data = /^data: (.*)$/m.exec(block)?.[1];
-          if (event && data) frames.push({ event, data: JSON.parse(data) });
-        }
-      }
-    })().catch(() => undefined);
+    const frames: SseFrame[] = [];
+    void collectSse(res.body as AsyncIterable<Uint8Array>, frames).catch(() => undefined);
     await until('snapshot', () => frames[0]);
     assert.equal([frames[0]!.event, frames[0]!.data.instance.status, frames[0]!.data.instance.queue?.position], ['status', 'queued', 2]);
     await fetch(`${url}/v1/instances/${q1.id}`, { method: 'DELETE', headers: { 'x-api-key': KEY } });

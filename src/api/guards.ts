@@ -1,6 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Codes, PoseidonError } from '../core/errors.ts';
-import type { Instance } from '../core/instance.ts';
 import type { Store } from '../core/store.ts';
 
 /**
