@@ -75,24 +75,28 @@ export async function startServer(opts: { env?: NodeJS.ProcessEnv; dev?: boolean
     settings: {
       managerId: config.managerId, flagSecret: config.flagSecret, baseDomain: config.baseDomain,
       publishAddress: config.publishAddress, retentionMs: config.retentionSeconds * 1000,
+      flagRetentionMs: config.flagRetentionDays * 86_400_000,
       ...(config.gatewayContainer ? { gatewayContainer: config.gatewayContainer } : {}),
     },
     onRoutesChanged: () => controller?.routesChanged(),
+    mayRemoveOrphan: (id) => controller?.mayRemoveOrphan(id) ?? false,
     launches: new Semaphore(config.launchConcurrency),
     exposure: access.exposure,
   });
-  const reconcileAdmission = config.capacity > 0 ? admissionReconciler({
+  // Always on: with capacity 0 nothing new queues, but instances queued earlier still get admitted.
+  const reconcileAdmission = admissionReconciler({
     store, catalog, log: controllerLog, capacity: config.capacity, queueMaxWaitMs: config.queueMaxWaitSeconds * 1000,
     admitted: (id) => controller?.queue.add(id),
-  }) : undefined;
+  });
   const reconcileGateway = gatewayReconciler({
     store, runtime, writer: new TraefikFileWriter(config.traefikDir), log: controllerLog,
+    ...(config.gatewayContainer ? { gatewayContainer: config.gatewayContainer } : {}),
     options: access.gateway, onRendered: (text) => access.snapshot.set(text), sweepLeases: (list, at) => access.exposure.sweep(list, at),
   });
   controller = new Controller({
     store, runtime, log: controllerLog, reconcileInstance, reconcileGateway: (ctx) => reconcileGateway(ctx),
     resyncMs: config.resyncSeconds * 1000, orphanBreakerRatio: config.orphanBreakerRatio,
-    ...(reconcileAdmission ? { reconcileAdmission } : {}),
+    reconcileAdmission,
   });
   await access.start();
   await controller.start();

@@ -48,6 +48,17 @@ t('healthz needs no key; every /v1 route does, compared exactly', async () => {
   }
 });
 
+t('percent-encoded paths reach routes but never skip the key check', async () => {
+  for (const url of ['/%761/instances', '/%76%31/instances', '/v%31/challenges', '/%2Fv1/instances']) {
+    const res = await app.inject({ url });
+    assert.ok([401, 404].includes(res.statusCode), `${url}: ${res.statusCode}`);
+    if (res.statusCode !== 401) assert.is(res.json().code, 'E_NOT_FOUND');
+  }
+  const post = await app.inject({ method: 'POST', url: '/%761/instances', payload: { challenge: 'web', team: 'x' } });
+  assert.is(post.statusCode, 401);
+  assert.equal(await store.listIds(), [], 'nothing was created');
+});
+
 t('launch returns 202 pending with hostname and expiry from the spec', async () => {
   const res = await post({ challenge: 'web', team: 'red' });
   assert.is(res.statusCode, 202);

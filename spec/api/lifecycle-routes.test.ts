@@ -14,7 +14,7 @@ import * as assert from 'uvu/assert';
 import { buildApp, type LifecycleSettings } from '../../src/api/app.ts';
 import { parseApiKeys } from '../../src/api/auth.ts';
 import type { Catalog } from '../../src/catalog/catalog.ts';
-import { deriveFlag } from '../../src/core/flag.ts';
+import { deriveFlag, flagDigest } from '../../src/core/flag.ts';
 import { parseRateLimits } from '../../src/core/lifecycle.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { loadTestCatalog } from '../helpers/catalog.ts';
@@ -83,6 +83,15 @@ t('at most N live instances per team across challenges, 409 naming them', async 
   assert.equal(res.json().instances.map((i: { id: string }) => i.id).sort(), ids.sort());
   await call('DELETE', `/v1/instances/${ids[0]}`);
   assert.is((await launch('d', 'red')).statusCode, 202);
+});
+
+t('an Idempotency-Key does not dodge the launch rate limit; its retries are free', async () => {
+  build({ rateLimits: parseRateLimits(['launch=2/60']) });
+  const codes = [];
+  for (let i = 0; i < 3; i++) codes.push((await launch(['a', 'b', 'c'][i]!, 'red', PLATFORM, { 'idempotency-key': `fresh-${i}` })).statusCode);
+  assert.equal(codes, [202, 202, 429]);
+  const retries = await Promise.all(Array.from({ length: 5 }, () => launch('a', 'red', PLATFORM, { 'idempotency-key': 'fresh-0' })));
+  assert.ok(retries.every((r) => r.statusCode === 202), 'a known key replays even when the window is full');
 });
 
 t('rate limits per team and action answer 429 with Retry-After', async () => {
@@ -188,6 +197,8 @@ t('a full cluster queues launches in order with positions; stopping frees a plac
 t('flags verify for their owner, stay verifiable after the instance is gone, and sharing is attributed', async () => {
   const red = (await launch('a', 'red')).json();
   const flag = deriveFlag(SECRET, { team: 'red', challenge: 'a', instance: red.id }, 'CTF{%s}');
+  // What the reconciler records when it launches the container (see instance-reconciler.ts).
+  await store.recordFlag(flagDigest(flag), { team: 'red', challenge: 'a', instance: red.id, issuedAt: clock }, 86_400_000);
   await store.deleteInstance(red.id);
   const ok = await call('POST', '/v1/flags/verify', PLATFORM, { challenge: 'a', team: 'red', flag });
   assert.equal(ok.json(), { correct: true });

@@ -13,6 +13,7 @@ import { loadTestCatalog } from '../helpers/catalog.ts';
 import { FlagFiles } from '../../src/controller/flag-files.ts';
 import { instanceReconciler } from '../../src/controller/instance-reconciler.ts';
 import { Semaphore } from '../../src/controller/semaphore.ts';
+import { deriveFlag, flagDigest } from '../../src/core/flag.ts';
 import type { Instance } from '../../src/core/instance.ts';
 import { newInstanceId, ownerKey, portHostname } from '../../src/core/naming.ts';
 import { DockerRuntime } from '../../src/runtime/docker.ts';
@@ -29,13 +30,17 @@ const runtime = new DockerRuntime(mgr);
 const store = new MemoryStore();
 let catalog: Catalog;
 let routeChanges = 0;
+const orphansCleared = new Set<string>();
 let clock = Date.now();
-const reconcile = (c: ReturnType<typeof ctx>, id: string) => instanceReconciler({
+let built: ReturnType<typeof instanceReconciler> | undefined;
+// Built once, after `before` loaded the catalog: the reconciler keeps per-process crash counts.
+const reconcile = (c: ReturnType<typeof ctx>, id: string) => (built ??= instanceReconciler({
   store, runtime, catalog, flagFiles: new FlagFiles(path.join(dir, 'data')), log: memoryLogger(),
-  settings: { managerId: mgr, flagSecret: 'x'.repeat(20), baseDomain: 'localhost', publishAddress: '', retentionMs: 60_000 },
+  settings: { managerId: mgr, flagSecret: 'x'.repeat(20), baseDomain: 'localhost', publishAddress: '', retentionMs: 60_000, flagRetentionMs: 60_000 },
+  mayRemoveOrphan: (orphanId: string) => orphansCleared.has(orphanId),
   onRoutesChanged: () => { routeChanges++; },
   launches: new Semaphore(2),
-})(c, id);
+}))(c, id);
 const ctx = () => ({ signal: new AbortController().signal, now: () => new Date(clock) });
 
 function challenge(id: string, lines: string[]): void {
@@ -139,11 +144,21 @@ it('a failing health check ends in failed with a reason, then nothing runs', asy
   assert.equal(await containersOf(inst.id), []);
 });
 
-it('a crashing container is recreated and the exit code is reported', async () => {
+it('a crashing container is recreated with the exit code shown, and fails after repeated crashes', async () => {
   const inst = await launch('crashy');
   const seen = await converge(inst.id, (i) => /exited with code 3/.test(i?.reason ?? ''));
   assert.is(seen!.status, 'starting');
   assert.ok((await containersOf(inst.id)).length <= 1, 'never two containers');
+  const failed = await converge(inst.id, (i) => i?.status === 'failed');
+  assert.match(failed!.reason ?? '', /exited 5 times \(last code 3\)/);
+});
+
+it('a flag is recorded from the version that runs, so it verifies after the instance is gone', async () => {
+  const inst = await launch('ok', 'flagged');
+  await converge(inst.id, (i) => i?.status === 'running');
+  const flag = deriveFlag('x'.repeat(20), { team: 'flagged', challenge: 'ok', instance: inst.id }, 'flag{%s}');
+  const rec = await store.findFlag(flagDigest(flag));
+  assert.equal([rec?.team, rec?.challenge, rec?.instance], ['flagged', 'ok', inst.id]);
 });
 
 it('missing images and unknown challenges fail with a reason instead of starting', async () => {
@@ -159,10 +174,13 @@ it('missing images and unknown challenges fail with a reason instead of starting
   assert.match(fb!.reason ?? '', /not in the catalog/);
 });
 
-it('objects whose instance has no record are removed', async () => {
+it('objects whose instance has no record are removed only once the resync cleared them', async () => {
   const inst = await launch('ok', 'orphan');
   await converge(inst.id, (i) => i?.status === 'running');
   await store.deleteInstance(inst.id);
+  await reconcile(ctx(), inst.id);
+  assert.is((await containersOf(inst.id)).length, 1, 'an engine event alone must not bypass the breaker');
+  orphansCleared.add(inst.id);
   await reconcile(ctx(), inst.id);
   assert.equal(await containersOf(inst.id), []);
   assert.equal(await docker.listNetworks({ filters: { label: [`poseidon.instance=${inst.id}`] } }), []);

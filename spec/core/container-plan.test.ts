@@ -51,7 +51,7 @@ for (const [hc, expected] of cases) {
 
 test('health check retries cover the spec timeout', () => {
   const plan = planContainer(inst, makeSpec({ healthcheck: { kind: 'http', port: 'web', path: '/', timeoutSeconds: 30 } }), base);
-  assert.equal(plan.healthcheck, { test: ['CMD', 'wget', '-q', '-O', '/dev/null', 'http://127.0.0.1:8080/'], intervalMs: 500, timeoutMs: 2000, retries: 60 });
+  assert.equal(plan.healthcheck, { test: ['CMD', 'wget', '-q', '-O', '/dev/null', 'http://127.0.0.1:8080/'], intervalMs: 1000, timeoutMs: 2000, retries: 30 });
 });
 
 test.run();

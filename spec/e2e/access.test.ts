@@ -156,6 +156,32 @@ it('leased ports: plain nc on 127.0.0.1 reaches the owner, ports are distinct, n
   }
 });
 
+it('a full lease range keeps the next launch pending with its reason until a port frees', async () => {
+  const size = rig.leaseRange.hi - rig.leaseRange.lo + 1;
+  const held = async () => {
+    const leases = new RedisLeaseStore({ url: REDIS_URL, prefix: `${rig.mgr}:` });
+    try { return (await leases.list()).length; } finally { await leases.close(); }
+  };
+  const fillers = [];
+  for (let i = 0; (await held()) < size && i < size; i++) fillers.push(await rig.launchRunning('lease-echo', `fill${i}`));
+  assert.is(await held(), size);
+  const over = await rig.api('POST', '/v1/instances', { challenge: 'lease-echo', team: 'overflow' });
+  assert.is(over.status, 202);
+  const waiting = await waitFor('waiting for a port', async () => {
+    const r = (await rig.api('GET', `/v1/instances/${over.body.id}`)).body;
+    return r.status === 'pending' && /no free port/.test(r.reason ?? '') ? r : undefined;
+  }, 20_000, 200);
+  assert.match(waiting.reason, new RegExp(`${rig.leaseRange.lo}-${rig.leaseRange.hi}`));
+  const freed = Number(new URL(fillers[0].endpoints[0].url).port);
+  assert.is((await rig.api('DELETE', `/v1/instances/${fillers[0].id}`)).status, 202);
+  const running = await waitFor('overflow running', async () => {
+    const r = (await rig.api('GET', `/v1/instances/${over.body.id}`)).body;
+    return r.status === 'running' ? r : undefined;
+  }, 30_000, 200);
+  assert.is(Number(new URL(running.endpoints[0].url).port), freed, 'the only free port');
+  assert.ok((await nc(freed, 'hi')).includes(expectedFlag(running, 'poseidon{%s}')));
+});
+
 it('no token, cookie or flag ever appears in the server logs', async () => {
   const logs = rig.server.logs();
   assert.ok(logs.includes('access link issued'), 'logs were captured');

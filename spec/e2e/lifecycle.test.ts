@@ -179,6 +179,18 @@ it('the Traefik file validates and routes each hostname to the owning team\'s ba
   assert.is.not(expectedFlag(launched.get('web-hello/red'), '%s'), expectedFlag(launched.get('web-hello/blue'), '%s'));
 });
 
+it('a gateway that lost an instance network (recreated Traefik) is joined again', async () => {
+  const inst = launched.get('web-hello/blue');
+  const net = `poseidon-${inst.id}`;
+  await docker.getNetwork(net).disconnect({ Container: gateway, Force: true });
+  await waitFor('gateway rejoined', async () => {
+    const info = await docker.getContainer(gateway).inspect();
+    return info.NetworkSettings.Networks[net] ? true : undefined;
+  }, 15_000, 200);
+  const page = await fetchFromProbe(gateway, routeFor(inst.hostname)!);
+  assert.ok(page.out.includes(expectedFlag(inst, 'poseidon{%s}')));
+});
+
 it('stopping an instance removes its container, network and route', async () => {
   const inst = launched.get('web-hello/red');
   const res = await api('DELETE', `/v1/instances/${inst.id}`);

@@ -130,4 +130,29 @@ t('webhooks are signed, retried with backoff until accepted, and delivered in or
   }
 });
 
+t('a full webhook backlog drops the oldest waiting event, never the one in flight, and says which', async () => {
+  const got: string[] = [];
+  let release: () => void = () => {};
+  const gate = new Promise<void>((r) => { release = r; });
+  const server: Server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => { body += c; });
+    req.on('end', () => { void gate.then(() => { got.push(JSON.parse(body).instance.reason); res.writeHead(204).end(); }); });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const log = memoryLogger();
+  const sender = new WebhookSender({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}/`, secret: 'webhook-secret-0123456789', log, maxPending: 2 });
+  const hub = new EventHub(new MemoryStore(), 1000);
+  try {
+    for (const reason of ['one', 'two', 'three']) sender.send(hub.event('status', makeInstance({ reason })));
+    release();
+    await until('deliveries', () => (got.length === 2 ? true : undefined), 5000);
+    assert.equal(got, ['one', 'three']);
+    assert.is(log.lines.filter((l) => l.msg.startsWith('webhook backlog full')).length, 1);
+  } finally {
+    sender.stop();
+    server.close();
+  }
+});
+
 t.run();

@@ -62,7 +62,7 @@ export async function accessApp(opts: AccessAppOptions): Promise<AccessApp> {
     tokens: new AccessTokens(opts.secret ?? SECRET), index, baseDomain: BASE, tls: opts.tls ?? false,
     mode: opts.delegate ? 'delegate' : 'token', log,
   };
-  if (opts.delegate) context.delegate = new DelegateAuth({ url: opts.delegate.url, cacheMs: opts.delegate.cacheMs ?? 5000, timeoutMs: opts.delegate.timeoutMs ?? 1000 });
+  if (opts.delegate) context.delegate = new DelegateAuth({ url: opts.delegate.url, cacheMs: opts.delegate.cacheMs ?? 5000, timeoutMs: opts.delegate.timeoutMs ?? 1000, log });
   const snapshot = new GatewaySnapshot();
   const apiKeys: ApiKey[] = [
     { name: 'platform', role: 'platform', digest: keyDigest(PLATFORM_KEY) },

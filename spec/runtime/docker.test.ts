@@ -36,6 +36,19 @@ it('networks are created once, labelled, and internal', async () => {
   assert.is(info.Labels?.['poseidon.instance'], inst.id);
 });
 
+it('a network whose shape no longer matches the plan is replaced, not reused', async () => {
+  const other = makeInstance({ id: `${mgr.slice(-8)}2222222222222222` });
+  const closed = planNetwork(other, spec, mgr, false);
+  const first = await rt.ensureNetwork(closed);
+  const open = planNetwork(other, makeSpec({ network: { egress: true } }), mgr, false);
+  const second = await rt.ensureNetwork(open);
+  assert.is.not(second, first);
+  const nets = await rt.listNetworks(other.id);
+  assert.equal(nets.map((n) => [n.id, n.mode]), [[second, 'nat']]);
+  assert.is((await docker.getNetwork(second).inspect()).Internal, false);
+  await rt.removeNetwork(second);
+});
+
 it('a retried create adopts the existing container (deterministic name, 409)', async () => {
   const a = await rt.createContainer(plan);
   const b = await rt.createContainer(plan);

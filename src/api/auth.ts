@@ -57,13 +57,15 @@ function match(keys: readonly ApiKey[], given: string): ApiKey | undefined {
 }
 
 /**
- * Requires `x-api-key` on every `/v1` route unless the route says `config: { auth: 'none' }`;
+ * Requires `x-api-key` on every route (and on unknown paths) unless the route says `config: { auth: 'none' }`;
  * routes with `auth: 'admin'` refuse platform keys (403). Sets `req.principal`.
  */
 export function registerAuth(app: FastifyInstance, keys: readonly ApiKey[]): void {
   app.addHook('onRequest', async (req: FastifyRequest, reply) => {
+    // Decided by the matched route, never by the raw URL text: the router decodes
+    // percent-escapes (`/%761/instances` is `/v1/instances`), the URL string does not.
     const need = req.routeOptions.config?.auth;
-    if (need === 'none' || (!req.url.startsWith('/v1/') && need === undefined)) return;
+    if (need === 'none') return;
     const given = req.headers['x-api-key'];
     const key = typeof given === 'string' ? match(keys, given) : undefined;
     if (!key) return sendProblem(reply, 401, Codes.unauthorized, 'missing or invalid x-api-key');

@@ -6,6 +6,8 @@ import { mustGet } from './instance-routes.ts';
 import { idParams, PRINCIPAL, problems } from './schemas.ts';
 
 const KEEPALIVE_MS = 15_000;
+/** Bytes a slow SSE client may leave unread before its stream is closed. */
+const MAX_BUFFERED = 1024 * 1024;
 const sseResponse = { 200: { description: 'text/event-stream of lifecycle events', type: 'string' }, ...problems(403, 404) };
 
 function frame(ev: LifecycleEvent): string {
@@ -19,8 +21,12 @@ function stream(req: FastifyRequest, reply: FastifyReply, hub: EventHub, filter:
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
   res.write(': poseidon events\n\n');
   for (const ev of snapshot) res.write(frame(ev));
-  const unsubscribe = hub.subscribe(filter, (ev) => res.write(frame(ev)));
-  const keepalive = setInterval(() => res.write(': keep-alive\n\n'), KEEPALIVE_MS);
+  // A client that stops reading must not make the server buffer without bound: drop it.
+  const send = (text: string): void => {
+    if (!res.write(text) && res.writableLength > MAX_BUFFERED) res.destroy();
+  };
+  const unsubscribe = hub.subscribe(filter, (ev) => send(frame(ev)));
+  const keepalive = setInterval(() => send(': keep-alive\n\n'), KEEPALIVE_MS);
   req.raw.on('close', () => {
     clearInterval(keepalive);
     unsubscribe();

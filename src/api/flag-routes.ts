@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
+import { flagDigest } from '../core/flag.ts';
 import type { Store } from '../core/store.ts';
 import type { AppDeps } from './app.ts';
 import { assertTeam } from './guards.ts';
@@ -57,7 +57,7 @@ export function flagRoutes(app: FastifyInstance, deps: Pick<AppDeps, 'store' | '
 }
 
 async function verify(store: Store, body: { challenge: string; team: string; flag: string }, at: number, warn: (obj: object, msg: string) => void) {
-  const rec = await store.findFlag(createHash('sha256').update(body.flag).digest('hex'));
+  const rec = await store.findFlag(flagDigest(body.flag));
   if (!rec || rec.challenge !== body.challenge) return { correct: false };
   if (rec.team === body.team) return { correct: true };
   await store.addIncident({ at, challenge: body.challenge, submittedBy: body.team, owner: rec.team, instance: rec.instance });

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { Codes, PoseidonError } from '../core/errors.ts';
-import { deriveFlag } from '../core/flag.ts';
 import type { Instance } from '../core/instance.ts';
 import { renewFields, restartFields } from '../core/lifecycle.ts';
 import { newInstanceId, ownerKey, portHostname } from '../core/naming.ts';
@@ -27,14 +26,10 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
     const at = now();
     const inst = newInstance(deps, req.body, at);
     const key = req.headers['idempotency-key'];
-    if (!key) await rateLimit(deps.store, lc.rateLimits, 'launch', inst.team, reply, at);
     const idempotency = key ? { key: `${req.principal?.key ?? ''}:${key}`, fingerprint: fingerprint(req.body), ttlMs: lc.idempotencyTtlMs } : undefined;
-    // The flag record goes in parallel with the create (one round trip, not two); a record
-    // for an id that was never created is harmless: nobody can hold that flag.
-    const [result] = await Promise.all([
-      deps.store.createInstance(inst, at, { teamLimit: lc.teamLimit, capacity: lc.capacity, ...(idempotency ? { idempotency } : {}) }),
-      recordFlag(deps, inst, at),
-    ]);
+    // A retry of a known key is answered from the store and costs no rate; anything else counts.
+    if (!idempotency || !(await deps.store.idempotentInstance(idempotency.key, at))) await rateLimit(deps.store, lc.rateLimits, 'launch', inst.team, reply, at);
+    const result = await deps.store.createInstance(inst, at, { teamLimit: lc.teamLimit, capacity: lc.capacity, ...(idempotency ? { idempotency } : {}) });
     if (result.created) {
       req.log.info({ instance: inst.id, challenge: inst.challenge, team: inst.team, status: result.instance.status }, 'instance requested');
       return reply.code(202).send(await view(deps, result.instance));
@@ -142,15 +137,6 @@ async function view(deps: AppDeps, inst: Instance): Promise<InstanceView> {
   const expiries = (await deps.store.listInstances()).filter((i) => i.status !== 'queued' && i.desired === 'running' && i.expiresAt > at).map((i) => i.expiresAt).sort((a, b) => a - b);
   const eta = expiries[position - 1];
   return instanceView(inst, { position, ...(eta ? { estimatedStartAt: new Date(eta).toISOString() } : {}) });
-}
-
-/** Remembers who the instance's flag belongs to, so it stays verifiable after the instance is gone. */
-async function recordFlag(deps: AppDeps, inst: Instance, at: number): Promise<void> {
-  const spec = deps.catalog.get(inst.challenge)?.spec;
-  if (!spec) return;
-  const flag = deriveFlag(deps.lifecycle.flagSecret, { team: inst.team, challenge: inst.challenge, instance: inst.id }, spec.flag.format);
-  const digest = createHash('sha256').update(flag).digest('hex');
-  await deps.store.recordFlag(digest, { team: inst.team, ...(inst.user ? { user: inst.user } : {}), challenge: inst.challenge, instance: inst.id, issuedAt: at }, deps.lifecycle.flagRetentionMs);
 }
 
 function newInstance(deps: AppDeps, body: LaunchBody, at: number): Instance {

@@ -37,6 +37,8 @@ export class Controller {
   private unsubscribe: (() => void) | undefined;
   /** Last breaker trip, shown to operators; undefined when the last resync was clean. */
   breaker: { orphans: number; managed: number; at: number } | undefined;
+  /** Orphans the last resync let through the breaker: the only unknown ids that may be removed. */
+  private cleared = new Set<string>();
 
   constructor(private readonly deps: ControllerDeps) {
     this.queue = new WorkQueue((ctx, key) => this.dispatch(ctx, key), {
@@ -59,6 +61,11 @@ export class Controller {
     this.scheduleResync();
   }
 
+  /** Whether the last resync cleared `id` (no record) for removal; see `ControllerDeps.orphanBreakerRatio`. */
+  mayRemoveOrphan(id: string): boolean {
+    return this.cleared.has(id);
+  }
+
   /** Enqueues the gateway render. */
   routesChanged(): void {
     this.queue.add(GATEWAY_KEY);
@@ -77,9 +84,11 @@ export class Controller {
     const limit = Math.max(BREAKER_MIN, Math.floor(this.deps.orphanBreakerRatio * containers.length));
     if (orphans.length > limit) {
       this.breaker = { orphans: orphans.length, managed: containers.length, at: Date.now() };
+      this.cleared = new Set();
       this.deps.log.error({ orphans: orphans.length, managed: containers.length }, 'orphan circuit breaker tripped; not removing');
     } else {
       this.breaker = undefined;
+      this.cleared = new Set(orphans);
       for (const id of orphans) this.queue.add(id);
     }
     for (const id of desired) this.queue.add(id);

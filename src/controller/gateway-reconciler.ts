@@ -1,4 +1,5 @@
 import { wantsRunning, type Instance } from '../core/instance.ts';
+import { containerName } from '../core/naming.ts';
 import type { ContainerRuntime } from '../core/runtime.ts';
 import type { Store } from '../core/store.ts';
 import { assertValidRoute, renderTraefikConfig, serializeTraefikConfig, type GatewayOptions, type GatewayRoute } from '../gateway/traefik.ts';
@@ -13,6 +14,8 @@ export interface GatewayReconcilerDeps {
   log: Logger;
   /** Receives every rendered file's text (the HTTP provider endpoint serves the last one). */
   onRendered?(text: string): void;
+  /** The gateway container (Traefik) that must be on every routed instance's network. */
+  gatewayContainer?: string;
   /** Frees port leases of instances in `instances` (read at `listedAt`) that no longer run. */
   sweepLeases?(instances: Instance[], listedAt: number): Promise<unknown>;
 }
@@ -35,6 +38,7 @@ export function gatewayReconciler(deps: GatewayReconcilerDeps) {
     const instances = await deps.store.listInstances();
     const running = new Set((await deps.runtime.listContainers()).filter((c) => c.state === 'running').map((c) => c.instance));
     const routes = routesFor(instances, running, now).filter((r) => valid(deps, r));
+    await joinGateway(deps, routes);
     const cfg = renderTraefikConfig(routes, deps.options);
     const text = serializeTraefikConfig(cfg);
     deps.onRendered?.(text);
@@ -45,6 +49,20 @@ export function gatewayReconciler(deps: GatewayReconcilerDeps) {
     const next = Math.min(...instances.filter((i) => routed.has(i.id)).map((i) => i.expiresAt));
     return Number.isFinite(next) ? { requeueAfterMs: Math.max(0, next - now) } : {};
   };
+}
+
+/**
+ * Level-based: the gateway joins every routed instance's network it is not on, so a recreated
+ * Traefik container (an image bump) gets its routes back on the next pass, not at next launch.
+ */
+async function joinGateway(deps: GatewayReconcilerDeps, routes: GatewayRoute[]): Promise<void> {
+  const gw = deps.gatewayContainer;
+  if (!gw || routes.length === 0) return;
+  const joined = new Set(await deps.runtime.networksOf(gw));
+  for (const name of new Set(routes.map((r) => containerName(r.instance)))) {
+    if (joined.has(name)) continue;
+    await deps.runtime.connect(name, gw).catch((err: unknown) => deps.log.warn({ network: name, err: (err as Error).message }, 'gateway join failed'));
+  }
 }
 
 /** One bad route must not take every team's routes down: drop it and say so. */

@@ -74,7 +74,8 @@ export function planContainer(inst: Instance, spec: ChallengeSpec, opts: PlanOpt
   if (opts.publishAddress) plan.publishAddress = opts.publishAddress;
   if (opts.leased && Object.keys(opts.leased).length > 0) plan.leased = { ...opts.leased };
   if (hc) {
-    const intervalMs = 500;
+    // Each probe is an exec in the container: 1 s bounds the cost at scale and the readiness delay.
+    const intervalMs = 1000;
     plan.healthcheck = { test: healthTest(spec, hc), intervalMs, timeoutMs: 2000, retries: Math.max(1, Math.ceil((hc.timeoutSeconds * 1000) / intervalMs)) };
   }
   return plan;

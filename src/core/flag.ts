@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 
 /** What a flag is derived from; none of these may contain ':' ambiguously (ids are validated). */
 export interface FlagSubject {
@@ -25,4 +25,9 @@ export function flagMatches(expected: string, submitted: string): boolean {
   const a = Buffer.from(expected);
   const b = Buffer.from(submitted);
   return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** SHA-256 hex of a flag: what is stored to recognise it later (never the flag itself). */
+export function flagDigest(flag: string): string {
+  return createHash('sha256').update(flag).digest('hex');
 }

@@ -36,6 +36,8 @@ export interface ObservedNetwork {
   instance: string;
   /** Creation time (ISO), to pick a survivor among racing duplicates. */
   created: string;
+  /** The shape it was created with (`internal`, `routed`, `nat`); '' when unknown. */
+  mode: string;
 }
 
 /** Everything needed to create one instance container; produced by `core/container-plan.ts`. */
@@ -90,6 +92,8 @@ export interface ContainerRuntime {
   removeContainer(id: string): Promise<void>;
   /** Disconnects every endpoint and removes the network (by id); missing is not an error. */
   removeNetwork(id: string): Promise<void>;
+  /** Names of the networks `container` is attached to ([] when it does not exist). */
+  networksOf(container: string): Promise<string[]>;
   /** Joins an existing container (the gateway) to a network; already joined is not an error. */
   connect(network: string, container: string): Promise<void>;
   imageExists(ref: string): Promise<boolean>;

@@ -80,6 +80,8 @@ export interface Store {
     fields: InstanceObservation | InstanceIntent,
     now: number,
   ): Promise<Instance | typeof CONFLICT | undefined>;
+  /** The instance id an idempotency key (as given to `createInstance`) created, while remembered. */
+  idempotentInstance(key: string, now: number): Promise<string | undefined>;
   /** Ids waiting for admission, oldest first. */
   queuedIds(): Promise<string[]>;
   /** 1-based position of `id` in the admission queue, or undefined when not queued. */

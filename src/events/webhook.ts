@@ -35,8 +35,9 @@ export class WebhookSender {
     if (this.stopped) return;
     this.pending.push({ ev, delivery: randomUUID() });
     if (this.pending.length > (this.opts.maxPending ?? 1000)) {
-      const dropped = this.pending.shift();
-      this.opts.log.warn({ delivery: dropped?.delivery }, 'webhook backlog full; oldest event dropped');
+      // Never the one in flight (index 0 while draining): the oldest that is still waiting.
+      const [dropped] = this.pending.splice(this.running ? 1 : 0, 1);
+      this.opts.log.warn({ delivery: dropped?.delivery, type: dropped?.ev.type }, 'webhook backlog full; oldest waiting event dropped');
     }
     if (!this.running) void this.drain();
   }

@@ -47,7 +47,7 @@ export function composeAccess(config: Config, store: Store, log: Logger): Access
     mode: config.authMode, log,
   };
   if (config.authMode === 'delegate' && config.authDelegateUrl) {
-    context.delegate = new DelegateAuth({ url: config.authDelegateUrl, cacheMs: config.authDelegateCacheSeconds * 1000, timeoutMs: config.authDelegateTimeoutMs });
+    context.delegate = new DelegateAuth({ url: config.authDelegateUrl, cacheMs: config.authDelegateCacheSeconds * 1000, timeoutMs: config.authDelegateTimeoutMs, log });
   }
   const leases: LeaseStore = config.redisUrl ? new RedisLeaseStore({ url: config.redisUrl, prefix: config.redisPrefix }) : new MemoryLeaseStore();
   const exposure = new Exposure({
@@ -59,7 +59,12 @@ export function composeAccess(config: Config, store: Store, log: Logger): Access
   if (tls) gateway.tls = tls;
   return {
     context, index, snapshot: new GatewaySnapshot(), exposure, leases, gateway,
-    start: () => index.start(),
+    async start() {
+      await index.start();
+      log.info({
+        mode: config.authMode, tls: tls ? tls.entryPoints : false, leases: config.leasePorts ?? false, instances: index.size,
+      }, 'player access ready');
+    },
     async stop() {
       index.stop();
       await leases.close();

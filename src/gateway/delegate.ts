@@ -20,6 +20,8 @@ export interface DelegateOptions {
   /** Entries kept at most (oldest dropped first). Default 10,000. */
   maxEntries?: number;
   now?: () => number;
+  /** Told (at most every 10 s) when the platform cannot answer, so a fail-closed outage is visible. */
+  log?: { warn(obj: object, msg: string): void };
 }
 
 /** Same grammar as API team and user ids: anything else from the platform is refused. */
@@ -32,6 +34,7 @@ export class DelegateAuth {
   readonly #now: () => number;
   readonly #cache = new Map<string, { answer: DelegateAnswer; until: number }>();
   readonly #inflight = new Map<string, Promise<DelegateAnswer>>();
+  #warnedAt = -Infinity;
 
   constructor(opts: DelegateOptions) {
     this.#opts = opts;
@@ -51,10 +54,18 @@ export class DelegateAuth {
     if (pending) return pending;
     const call = this.#ask(cookie, authorization).then((answer) => {
       if (answer.kind !== 'unavailable') this.#remember(key, answer);
+      else this.#warn(answer.reason);
       return answer;
     }).finally(() => this.#inflight.delete(key));
     this.#inflight.set(key, call);
     return call;
+  }
+
+  #warn(reason: string): void {
+    const now = this.#now();
+    if (now - this.#warnedAt < 10_000) return;
+    this.#warnedAt = now;
+    this.#opts.log?.warn({ reason }, 'platform cannot say who a session belongs to: refusing access (delegate mode)');
   }
 
   #remember(key: string, answer: DelegateAnswer): void {

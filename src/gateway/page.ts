@@ -58,12 +58,27 @@ export interface RenderedPage {
   headers: Record<string, string>;
 }
 
-/** Renders `kind` for a client that sent `accept`; HTML when it accepts text/html. */
+const rendered = new Map<string, RenderedPage>();
+
+/** Renders `kind` for a client that sent `accept`; HTML when it accepts text/html. Pages are static, so each is built once. */
 export function renderPage(kind: PageKind, accept: string | undefined): RenderedPage {
+  const html = accept?.includes('text/html') === true;
+  const key = `${kind}:${html}`;
+  let page = rendered.get(key);
+  if (!page) {
+    page = build(kind, html);
+    Object.freeze(page.headers);
+    Object.freeze(page);
+    rendered.set(key, page);
+  }
+  return page;
+}
+
+function build(kind: PageKind, html: boolean): RenderedPage {
   const page = PAGES[kind];
   const waiting = kind === 'starting' || kind === 'queued';
   const headers: Record<string, string> = waiting ? { 'retry-after': String(STARTING_REFRESH_SECONDS) } : {};
-  if (!accept?.includes('text/html')) {
+  if (!html) {
     return { status: page.status, contentType: 'text/plain; charset=utf-8', body: `${page.title} ${page.text}\n`, headers };
   }
   const refresh = waiting ? `<meta http-equiv="refresh" content="${STARTING_REFRESH_SECONDS}">` : '';

@@ -66,6 +66,15 @@ function observe(info: Docker.ContainerInfo): ObservedContainer {
   return c;
 }
 
+/** Label recording a network's shape, so a changed plan is noticed without an inspect. */
+const NETWORK_MODE_LABEL = 'poseidon.network-mode';
+
+/** `internal` (no route out), `routed` (bridge without NAT) or `nat` (egress). */
+function networkMode(plan: NetworkPlan): string {
+  if (plan.internal) return 'internal';
+  return plan.masquerade === false ? 'routed' : 'nat';
+}
+
 /** Lists the files of a build context (relative paths), skipping nothing but `.git`. */
 async function contextFiles(dir: string, prefix = ''): Promise<string[]> {
   const out: string[] = [];
@@ -105,7 +114,7 @@ export class DockerRuntime implements ContainerRuntime {
     try {
       const nets = await this.docker.listNetworks({ filters: { label: this.labelFilter(instance) } });
       return nets
-        .map((n) => ({ id: n.Id, name: n.Name, instance: n.Labels?.[LABELS.instance] ?? '', created: n.Created }))
+        .map((n) => ({ id: n.Id, name: n.Name, instance: n.Labels?.[LABELS.instance] ?? '', created: n.Created, mode: n.Labels?.[NETWORK_MODE_LABEL] ?? '' }))
         .sort((a, b) => (a.created === b.created ? (a.id < b.id ? -1 : 1) : a.created < b.created ? -1 : 1));
     } catch (err) {
       throw runtimeError('list networks', err);
@@ -114,11 +123,15 @@ export class DockerRuntime implements ContainerRuntime {
 
   async ensureNetwork(plan: NetworkPlan): Promise<string> {
     const instance = plan.labels[LABELS.instance];
+    const mode = networkMode(plan);
     let nets = (await this.listNetworks(instance)).filter((n) => n.name === plan.name);
+    // A spec change (egress, leases) changes the network's shape: replace it, do not reuse it.
+    for (const stale of nets.filter((n) => n.mode !== mode)) await this.removeNetwork(stale.id);
+    nets = nets.filter((n) => n.mode === mode);
     if (nets.length === 0) {
       await tolerate('create network', [409], () =>
         this.docker.createNetwork({
-          Name: plan.name, Driver: 'bridge', Internal: plan.internal, Labels: plan.labels, CheckDuplicate: true,
+          Name: plan.name, Driver: 'bridge', Internal: plan.internal, Labels: { ...plan.labels, [NETWORK_MODE_LABEL]: mode }, CheckDuplicate: true,
           ...(plan.masquerade === false ? { Options: { 'com.docker.network.bridge.enable_ip_masquerade': 'false' } } : {}),
         }),
       );
@@ -194,6 +207,11 @@ export class DockerRuntime implements ContainerRuntime {
     });
   }
 
+  async networksOf(container: string): Promise<string[]> {
+    const info = await tolerate('inspect container', [404], () => this.docker.getContainer(container).inspect());
+    return Object.keys(info?.NetworkSettings?.Networks ?? {});
+  }
+
   watchEvents(onInstance: (instance: string) => void, signal: AbortSignal): void {
     const subscribe = (): void => {
       if (signal.aborted) return;
@@ -206,7 +224,10 @@ export class DockerRuntime implements ContainerRuntime {
           while ((nl = buf.indexOf('\n')) >= 0) {
             const line = buf.slice(0, nl);
             buf = buf.slice(nl + 1);
-            const id = (JSON.parse(line) as { Actor?: { Attributes?: Record<string, string> } }).Actor?.Attributes?.[LABELS.instance];
+            const ev = JSON.parse(line) as { Action?: string; Actor?: { Attributes?: Record<string, string> } };
+            // Health probes are execs: every probe would wake a reconcile. health_status covers them.
+            if (ev.Action?.startsWith('exec_')) continue;
+            const id = ev.Actor?.Attributes?.[LABELS.instance];
             if (id) onInstance(id);
           }
         });

@@ -87,6 +87,13 @@ export class MemoryStore implements Store {
     return this.updateInstance(id, fields, now);
   }
 
+  /** See `Store.idempotentInstance`. */
+  async idempotentInstance(key: string, now: number): Promise<string | undefined> {
+    this.#open();
+    const idem = this.#idempotency.get(key);
+    return idem && idem.until > now ? idem.id : undefined;
+  }
+
   /** See `Store.queuedIds`. */
   async queuedIds(): Promise<string[]> {
     this.#open();

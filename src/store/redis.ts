@@ -105,6 +105,12 @@ export class RedisStore implements Store {
     return decodeInstance(pairsToMap(reply as string[]));
   }
 
+  /** See `Store.idempotentInstance`. */
+  async idempotentInstance(key: string, _now: number): Promise<string | undefined> {
+    const raw = await this.#run(() => this.#client.get(this.#keys.idem(key)));
+    return raw === null ? undefined : raw.slice(raw.indexOf('\n') + 1);
+  }
+
   /** See `Store.queuedIds`. */
   async queuedIds(): Promise<string[]> {
     return (await this.#run(() => this.#client.poseidonQueue(this.#keys.queue, Date.now(), this.#keys.instPrefix))) as string[];

@@ -1,0 +1,100 @@
+/** The in-memory instance view behind forward-auth and the page: feeds, races and fallbacks. */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { Instance } from '../../src/core/instance.ts';
+import { hostPrefix } from '../../src/core/naming.ts';
+import type { Store } from '../../src/core/store.ts';
+import { InstanceIndex } from '../../src/gateway/instance-index.ts';
+import { MemoryStore } from '../../src/store/memory.ts';
+import { memoryLogger } from '../helpers/log.ts';
+import { waitFor } from '../helpers/server.ts';
+
+const NOW = Date.now();
+function inst(n: number, patch: Partial<Instance> = {}): Instance {
+  const id = n.toString(16).padStart(24, '0');
+  return {
+    id, challenge: 'web', team: `t${n}`, owner: `team:t${n}`, generation: 1, desired: 'running', status: 'running', hostname: 'x',
+    endpoints: [], specHash: 'h', createdAt: NOW, updatedAt: NOW, expiresAt: NOW + 60_000, maxExpiresAt: NOW + 120_000, renewals: 0, ...patch,
+  };
+}
+
+/** A store whose reads are counted (and whose listing can be held back to stage races). */
+function counted(store: MemoryStore) {
+  const calls = { get: 0, list: 0 };
+  let gate: Promise<void> | undefined;
+  const wrapped = Object.create(store) as Store;
+  wrapped.getInstance = async (id) => { calls.get++; return store.getInstance(id); };
+  wrapped.listInstances = async (f) => { calls.list++; const l = await store.listInstances(f); await gate; return l; };
+  wrapped.onChange = (l) => store.onChange(l);
+  return { store: wrapped, calls, hold(p: Promise<void>) { gate = p; }, release() { gate = undefined; } };
+}
+
+test('loads at start, then follows creates, updates and deletes by change notification', async () => {
+  const mem = new MemoryStore();
+  await mem.createInstance(inst(1), NOW);
+  const index = new InstanceIndex(mem, { refreshMs: 60_000, log: memoryLogger() });
+  await index.start();
+  try {
+    assert.is(index.byId(inst(1).id)?.team, 't1');
+    assert.is(index.byHost(hostPrefix(inst(1).id), 'web')?.id, inst(1).id);
+    assert.is(index.byHost(hostPrefix(inst(1).id), 'other'), undefined);
+    await mem.createInstance(inst(2), NOW);
+    await waitFor('created', async () => index.byId(inst(2).id));
+    await mem.updateInstance(inst(2).id, { desired: 'stopped', status: 'stopping' }, NOW + 1);
+    await waitFor('updated', async () => (index.byId(inst(2).id)?.desired === 'stopped' ? true : undefined));
+    await mem.deleteInstance(inst(2).id);
+    await waitFor('deleted', async () => (index.byId(inst(2).id) ? undefined : true));
+    assert.is(index.byHost(hostPrefix(inst(2).id), 'web'), undefined);
+  } finally {
+    index.stop();
+  }
+});
+
+test('an older record never replaces a newer one', () => {
+  const index = new InstanceIndex(new MemoryStore(), { refreshMs: 60_000, log: memoryLogger() });
+  index.put(inst(3, { updatedAt: NOW + 10, status: 'running' }));
+  index.put(inst(3, { updatedAt: NOW + 5, status: 'starting' }));
+  assert.is(index.byId(inst(3).id)?.status, 'running');
+});
+
+test('a refresh that listed before a delete does not resurrect it; one that listed before a create keeps it', async () => {
+  const mem = new MemoryStore();
+  await mem.createInstance(inst(4), NOW);
+  const c = counted(mem);
+  const index = new InstanceIndex(c.store, { refreshMs: 60_000, log: memoryLogger() });
+  await index.start();
+  try {
+    let open!: () => void;
+    c.hold(new Promise<void>((r) => { open = r; }));
+    const refreshing = index.refresh();
+    await new Promise((r) => setTimeout(r, 10));
+    await mem.deleteInstance(inst(4).id);
+    await mem.createInstance(inst(5), NOW);
+    await waitFor('changes seen', async () => (index.byId(inst(5).id) && !index.byId(inst(4).id) ? true : undefined));
+    c.release();
+    open();
+    await refreshing;
+    assert.is(index.byId(inst(4).id), undefined, 'deleted stays deleted');
+    assert.ok(index.byId(inst(5).id), 'created stays');
+  } finally {
+    index.stop();
+  }
+});
+
+test('resolve reads the store once for an unknown id and remembers the answer briefly', async () => {
+  const mem = new MemoryStore();
+  const c = counted(mem);
+  let now = NOW;
+  const index = new InstanceIndex(c.store, { refreshMs: 60_000, log: memoryLogger(), negativeMs: 1000, now: () => now });
+  const missing = inst(6).id;
+  for (let i = 0; i < 20; i++) assert.is(await index.resolve(missing), undefined);
+  assert.is(c.calls.get, 1);
+  now += 1001;
+  await index.resolve(missing);
+  assert.is(c.calls.get, 2);
+  await mem.createInstance(inst(7), NOW);
+  assert.is((await index.resolve(inst(7).id))?.id, inst(7).id);
+  assert.ok(index.byId(inst(7).id), 'found ids are kept');
+});
+
+test.run();
