@@ -71,7 +71,7 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
     const load = { admitted: await deps.store.countAdmitted(at), capacity: lc.capacity, maxLoad: lc.renewMaxLoad };
     const fields = renewFields(inst, spec, at, load);
     const policy = deps.catalogVersion?.(inst, 'renew');
-    const updated = await conditional(deps.store, inst, { renewals: inst.renewals, expiresAt: inst.expiresAt }, { ...fields, ...(policy ? { specHash: policy } : {}) }, at);
+    const updated = await conditional(deps.store, inst, { renewals: inst.renewals, expiresAt: inst.expiresAt, status: inst.status, desired: inst.desired }, { ...fields, ...(policy ? { specHash: policy } : {}) }, at);
     req.log.info({ instance: inst.id, renewals: updated.renewals }, 'instance renewed');
     return reply.code(200).send(instanceView(updated));
   });
@@ -83,7 +83,7 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
     await rateLimit(deps.store, lc.rateLimits, 'restart', inst.team, reply, at);
     const spec = specOf(deps, inst);
     const hash = deps.catalogVersion?.(inst, 'restart') ?? deps.catalog.get(inst.challenge)?.hash ?? inst.specHash;
-    const updated = await conditional(deps.store, inst, { generation: inst.generation }, restartFields(inst, spec, hash, at), at);
+    const updated = await conditional(deps.store, inst, { generation: inst.generation, status: inst.status, desired: inst.desired, expiresAt: inst.expiresAt }, restartFields(inst, spec, hash, at), at);
     req.log.info({ instance: inst.id, generation: updated.generation }, 'instance restart requested');
     return reply.code(202).send(instanceView(updated));
   });
