@@ -73,7 +73,7 @@ it('a link opened while starting shows the starting page, which reloads itself i
     const cookies = await ctx.cookies(`http://${access.body.hostname}/`);
     assert.equal(cookies.map((c) => [c.name, c.httpOnly, c.sameSite, c.domain]), [['poseidon', true, 'Lax', access.body.hostname]]);
     const inst = { ...launched.body };
-    await page.waitForFunction((flag) => document.body.innerText.includes(flag), expectedFlag(inst, 'flag{%s}'), { timeout: 45_000, polling: 250 });
+    await page.waitForFunction((flag) => document.body.innerText.includes(flag), expectedFlag(inst, 'flag{%s}'), { timeout: 120_000, polling: 250 });
     assert.is(await state(page), undefined);
   });
 });

@@ -111,11 +111,19 @@ async function start(name: string): Promise<AccessRig> {
       const res = await api('POST', '/v1/instances', { challenge, team });
       const id = res.status === 202 ? res.body.id : res.body.instance?.id;
       if (!id) throw new Error(`launch ${challenge}/${team}: ${res.status} ${JSON.stringify(res.body)}`);
-      return waitFor(`${challenge}/${team} running`, async () => {
-        const r = await api('GET', `/v1/instances/${id}`);
-        if (r.body.status === 'failed') throw new Error(`failed: ${r.body.reason}`);
-        return r.body.status === 'running' ? r.body : undefined;
-      }, 60_000, 200);
+      let last: { status?: string; reason?: string } = {};
+      try {
+        return await waitFor(`${challenge}/${team} running`, async () => {
+          const r = await api('GET', `/v1/instances/${id}`);
+          last = r.body;
+          if (r.body.status === 'failed') throw new Error(`failed: ${r.body.reason}`);
+          return r.body.status === 'running' ? r.body : undefined;
+        }, 120_000, 200);
+      } catch (err) {
+        // Say where it stopped: the last status and the server's last words.
+        const tail = server.logs().split('\n').slice(-15).join('\n');
+        throw new Error(`${(err as Error).message} (last: ${last.status} ${last.reason ?? ''})\n${tail}`);
+      }
     };
     return {
       mgr, server, api, gateway, probe, traefikDir, leaseRange, launchRunning,
