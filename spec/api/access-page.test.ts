@@ -86,7 +86,12 @@ t('a link opened on the page of a starting instance sets the cookie and returns 
 t('pages never name the team, instance, reason or expiry', async () => {
   const inst = await launchRunning(a, 'web', 'secretteam');
   await a.store.updateInstance(inst.id, { status: 'failed', reason: 'image registry.internal/secret failed' }, Date.now());
-  const res = await page(inst.hostname);
+  // The page reads the in-memory instance view, fed by the store's change feed: let it catch up.
+  let res = await page(inst.hostname);
+  for (let i = 0; i < 50 && !/Could not start/.test(res.body); i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    res = await page(inst.hostname);
+  }
   assert.match(res.body, /Could not start/);
   for (const leak of ['secretteam', inst.id, 'registry.internal', 'expires']) assert.not.ok(res.body.includes(leak), leak);
 });

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Codes } from '../core/errors.ts';
 import { sendProblem } from './problem.ts';
 
@@ -61,15 +61,18 @@ function match(keys: readonly ApiKey[], given: string): ApiKey | undefined {
  * routes with `auth: 'admin'` refuse platform keys (403). Sets `req.principal`.
  */
 export function registerAuth(app: FastifyInstance, keys: readonly ApiKey[]): void {
-  app.addHook('onRequest', async (req: FastifyRequest, reply) => {
+  // Callback style, not async: it runs on every request (forward-auth included) and an async
+  // hook costs a promise and a tick each time (about 15% of a bare route's throughput).
+  app.addHook('onRequest', (req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
     // Decided by the matched route, never by the raw URL text: the router decodes
     // percent-escapes (`/%761/instances` is `/v1/instances`), the URL string does not.
     const need = req.routeOptions.config?.auth;
-    if (need === 'none') return;
+    if (need === 'none') return done();
     const given = req.headers['x-api-key'];
     const key = typeof given === 'string' ? match(keys, given) : undefined;
-    if (!key) return sendProblem(reply, 401, Codes.unauthorized, 'missing or invalid x-api-key');
-    if (need === 'admin' && key.role !== 'admin') return sendProblem(reply, 403, Codes.forbidden, 'this call needs an admin key');
+    if (!key) return void sendProblem(reply, 401, Codes.unauthorized, 'missing or invalid x-api-key');
+    if (need === 'admin' && key.role !== 'admin') return void sendProblem(reply, 403, Codes.forbidden, 'this call needs an admin key');
     req.principal = { key: key.name, role: key.role, ...(key.team ? { team: key.team } : {}) };
+    done();
   });
 }
