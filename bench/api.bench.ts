@@ -1,7 +1,7 @@
 /**
  * Instance API throughput and p99 (autocannon, 127.0.0.1), against a bare fastify route measured
  * in the same run. Target: p99 within 2 ms of the baseline's, throughput at least half of it.
- * Uses the Redis store (the production path); needs Redis at POSEIDON_TEST_REDIS_URL.
+ * Uses the Redis store and the instance view, as `serve` does; needs Redis at POSEIDON_TEST_REDIS_URL.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,7 @@ import Fastify from 'fastify';
 import { buildApp } from '../src/api/app.ts';
 import { Catalog } from '../src/catalog/catalog.ts';
 import { loadSnapshot } from '../src/catalog/load-snapshot.ts';
+import { InstanceIndex } from '../src/gateway/instance-index.ts';
 import { RedisStore } from '../src/store/redis.ts';
 import { cleanupRedisPrefix } from '../spec/helpers/redis.ts';
 import { REDIS_URL } from '../spec/helpers/deps.ts';
@@ -40,7 +41,9 @@ export async function run(): Promise<BenchResult[]> {
   const store = new RedisStore({ url: REDIS_URL, prefix });
   await store.ping();
   const lifecycle = { teamLimit: 0, capacity: 0, rateLimits: new Map(), renewMaxLoad: 1, idempotencyTtlMs: 60_000, flagSecret: 'bench-secret-0123456789', flagRetentionMs: 60_000 };
-  const app = buildApp({ store, catalog, apiKey: KEY, baseDomain: 'bench.test', lifecycle });
+  const index = new InstanceIndex(store, { refreshMs: 10_000, log: { debug() {}, info() {}, warn() {}, error() {} } });
+  await index.start();
+  const app = buildApp({ store, catalog, apiKey: KEY, baseDomain: 'bench.test', lifecycle, index });
   const bare = Fastify();
   bare.get('/bare', async () => ({ ok: true }));
   bare.post('/bare', async (req) => ({ ok: true, got: req.body }));
@@ -58,6 +61,7 @@ export async function run(): Promise<BenchResult[]> {
     const get = await load({ url: `${apiUrl}/v1/instances/${one?.id ?? 'missing'}`, headers: { 'x-api-key': KEY }, seconds: SECONDS });
     return [judge('POST /v1/instances (Redis)', post, basePost), judge('GET /v1/instances/:id (Redis)', get, baseGet)];
   } finally {
+    index.stop();
     await app.close();
     await bare.close();
     await store.close();

@@ -114,6 +114,7 @@ export async function startServer(opts: { env?: NodeJS.ProcessEnv; dev?: boolean
     lifecycle: lifecycleSettings(config), events, logger: log.child({ component: 'api' }),
     gitops: gitops.api, catalogVersion: (inst, reason) => catalog.versionHashFor(inst, reason),
     access: { context: access.context, snapshot: access.snapshot, linkSeconds: config.accessLinkSeconds },
+    index: access.index,
   });
   await app.listen({ port: config.port, host: config.host });
   const ctl = controller;

@@ -6,6 +6,7 @@ import type { Store } from '../core/store.ts';
 import { keyDigest, registerAuth, type ApiKey } from './auth.ts';
 import type { RateLimits } from './guards.ts';
 import type { EventHub } from '../events/hub.ts';
+import type { InstanceIndex } from '../gateway/instance-index.ts';
 import type { AccessContext } from '../gateway/authz.ts';
 import type { GatewaySnapshot } from '../gateway/snapshot.ts';
 import { accessRoutes } from './access-routes.ts';
@@ -38,6 +39,8 @@ export interface AppDeps {
   now?: () => number;
   /** Process logger (pino); silent when absent. */
   logger?: FastifyBaseLogger;
+  /** In-memory instance view (change feed + refresh) that serves instance reads; reads go to the store without it. */
+  index?: InstanceIndex;
   /** Player access (forward-auth, links, catch-all page, HTTP provider); not registered without it. */
   access?: { context: AccessContext; snapshot: GatewaySnapshot; linkSeconds: number };
 }

@@ -18,6 +18,14 @@ const one = { 200: instanceSchema, 202: instanceSchema };
 export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
   const now = deps.now ?? Date.now;
   const { lifecycle: lc } = deps;
+  // Informer-style reads: the instance view kept current by the store's change feed (and a
+  // periodic full refresh) answers GETs without a store round trip; this API's own writes go
+  // through to it at once, so a client always reads what it just wrote.
+  const index = deps.index;
+  const remember = (inst: Instance): Instance => {
+    index?.put(inst);
+    return inst;
+  };
 
   app.post<{ Body: LaunchBody; Headers: { 'idempotency-key'?: string } }>('/v1/instances', {
     schema: { summary: 'Launch an instance', body: launchBody, headers: idempotencyHeaders, response: { ...one, ...problems(403, 404, 409, 413, 422, 429) } },
@@ -31,6 +39,7 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
     if (!idempotency || !(await deps.store.idempotentInstance(idempotency.key, at))) await rateLimit(deps.store, lc.rateLimits, 'launch', inst.team, reply, at);
     const result = await deps.store.createInstance(inst, at, { teamLimit: lc.teamLimit, capacity: lc.capacity, ...(idempotency ? { idempotency } : {}) });
     if (result.created) {
+      remember(result.instance);
       req.log.info({ instance: inst.id, challenge: inst.challenge, team: inst.team, status: result.instance.status }, 'instance requested');
       return reply.code(202).send(await view(deps, result.instance));
     }
@@ -38,7 +47,7 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
   });
 
   app.get<{ Params: { id: string } }>('/v1/instances/:id', { schema: { summary: 'Read an instance', params: idParams, response: { 200: instanceSchema, ...problems(403, 404) } } }, async (req) => {
-    const inst = await mustGet(deps.store, req.params.id);
+    const inst = index?.byId(req.params.id) ?? remember(await mustGet(deps.store, req.params.id));
     assertTeam(req, inst.team);
     return view(deps, inst);
   });
@@ -59,7 +68,7 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
     if (!final) await rateLimit(deps.store, lc.rateLimits, 'stop', inst.team, reply, now());
     const updated = final ? inst : await deps.store.updateInstance(inst.id, { desired: 'stopped', status: 'stopping' }, now());
     req.log.info({ instance: inst.id }, 'instance stop requested');
-    return reply.code(202).send(instanceView(updated ?? inst));
+    return reply.code(202).send(instanceView(remember(updated ?? inst)));
   });
 
   app.post<{ Params: { id: string } }>('/v1/instances/:id/renew', { schema: { summary: 'Extend the lifetime', params: idParams, response: { ...one, ...problems(403, 404, 409, 429) } } }, async (req, reply) => {
@@ -73,7 +82,7 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
     const policy = deps.catalogVersion?.(inst, 'renew');
     const updated = await conditional(deps.store, inst, { renewals: inst.renewals, expiresAt: inst.expiresAt, status: inst.status, desired: inst.desired }, { ...fields, ...(policy ? { specHash: policy } : {}) }, at);
     req.log.info({ instance: inst.id, renewals: updated.renewals }, 'instance renewed');
-    return reply.code(200).send(instanceView(updated));
+    return reply.code(200).send(instanceView(remember(updated)));
   });
 
   app.post<{ Params: { id: string } }>('/v1/instances/:id/restart', { schema: { summary: 'Replace the container with a fresh one', params: idParams, response: { ...one, ...problems(403, 404, 409, 429) } } }, async (req, reply) => {
@@ -85,7 +94,7 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
     const hash = deps.catalogVersion?.(inst, 'restart') ?? deps.catalog.get(inst.challenge)?.hash ?? inst.specHash;
     const updated = await conditional(deps.store, inst, { generation: inst.generation, status: inst.status, desired: inst.desired, expiresAt: inst.expiresAt }, restartFields(inst, spec, hash, at), at);
     req.log.info({ instance: inst.id, generation: updated.generation }, 'instance restart requested');
-    return reply.code(202).send(instanceView(updated));
+    return reply.code(202).send(instanceView(remember(updated)));
   });
 }
 
