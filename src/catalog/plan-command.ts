@@ -20,7 +20,7 @@ export const PLAN_USAGE = [
 ].join('\n');
 
 /** Runs the command and resolves to its exit code (see the usage). Never rejects for server errors. */
-export async function runPlan(args: string[], io: CommandIo, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function runPlan(args: string[], io: CommandIo, env?: NodeJS.ProcessEnv): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({ args, strict: true, options: { server: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } }));
