@@ -47,6 +47,8 @@ export function registerLifecycle(test: Test, s: Get): void {
     assert.equal([admitted!.status, admitted!.expiresAt, admitted!.maxExpiresAt], ['pending', times.expiresAt, times.maxExpiresAt]);
     assert.is(await st.countAdmitted(NOW), 1);
     assert.is(await st.queuePosition(queued[2]!.id), 2);
+    assert.is(await st.admittedExpiry(1, NOW), times.expiresAt, 'the first place frees when the admitted one expires');
+    assert.is(await st.admittedExpiry(2, NOW), undefined, 'only one is admitted');
   });
 
   test('a cancelled queued instance leaves the queue and the next one moves up', async (ctx) => {

@@ -141,10 +141,8 @@ async function view(deps: AppDeps, inst: Instance): Promise<InstanceView> {
   if (inst.status !== 'queued') return instanceView(inst);
   const position = await deps.store.queuePosition(inst.id);
   if (position === undefined) return instanceView(inst);
-  const at = (deps.now ?? Date.now)();
   // The k-th place to free up is the k-th earliest expiry among admitted live instances.
-  const expiries = (await deps.store.listInstances()).filter((i) => i.status !== 'queued' && i.desired === 'running' && i.expiresAt > at).map((i) => i.expiresAt).sort((a, b) => a - b);
-  const eta = expiries[position - 1];
+  const eta = await deps.store.admittedExpiry(position, (deps.now ?? Date.now)());
   return instanceView(inst, { position, ...(eta ? { estimatedStartAt: new Date(eta).toISOString() } : {}) });
 }
 

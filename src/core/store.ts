@@ -92,6 +92,11 @@ export interface Store {
    * waiting (cancelled, failed) and was dropped from the queue.
    */
   admit(id: string, now: number, capacity: number, times: { expiresAt: number; maxExpiresAt: number }): Promise<AdmitResult>;
+  /**
+   * When the `position`-th place should free up: the `position`-th earliest `expiresAt` among
+   * admitted live instances (undefined when fewer are admitted). Costs O(admitted), not O(all).
+   */
+  admittedExpiry(position: number, now: number): Promise<number | undefined>;
   /** Number of admitted instances that are live at `now`. */
   countAdmitted(now: number): Promise<number>;
   /** Counts one hit on `key` in a fixed window; refuses beyond `limit` hits per window. */

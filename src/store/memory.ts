@@ -122,6 +122,15 @@ export class MemoryStore implements Store {
     return 'admitted';
   }
 
+  /** See `Store.admittedExpiry`. */
+  async admittedExpiry(position: number, now: number): Promise<number | undefined> {
+    this.#open();
+    this.#liveAdmitted(now);
+    const expiries = [...this.#admitted].map((id) => this.#instances.get(id)?.expiresAt ?? Infinity).sort((a, b) => a - b);
+    const at = expiries[position - 1];
+    return at === undefined || !Number.isFinite(at) ? undefined : at;
+  }
+
   /** See `Store.countAdmitted`. */
   async countAdmitted(now: number): Promise<number> {
     this.#open();

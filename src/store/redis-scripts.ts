@@ -171,6 +171,20 @@ const COUNT_ADMITTED = HELPERS + `
 return prune_admitted(KEYS[1], ARGV[2], tonumber(ARGV[1]))
 `;
 
+/* Admitted expiry. KEYS: admitted. ARGV: now, instPrefix, position. The position-th earliest expiry. */
+const ADMITTED_EXPIRY = HELPERS + `
+prune_admitted(KEYS[1], ARGV[2], tonumber(ARGV[1]))
+local t = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local e = tonumber(redis.call('HGET', ARGV[2] .. id, 'expiresAt'))
+  if e then table.insert(t, e) end
+end
+table.sort(t)
+local v = t[tonumber(ARGV[3])]
+if v then return tostring(v) end
+return false
+`;
+
 /* Queue listing. KEYS: queue. ARGV: now, instPrefix. Live queued ids, oldest first. */
 const QUEUE = HELPERS + `
 local now = tonumber(ARGV[1])
@@ -263,6 +277,7 @@ export interface StoreScripts {
   poseidonAdmit(...args: ScriptArg[]): Promise<unknown>;
   poseidonCountAdmitted(...args: ScriptArg[]): Promise<unknown>;
   poseidonQueue(...args: ScriptArg[]): Promise<unknown>;
+  poseidonAdmittedExpiry(...args: ScriptArg[]): Promise<unknown>;
   poseidonRate(...args: ScriptArg[]): Promise<unknown>;
   poseidonCas(...args: ScriptArg[]): Promise<unknown>;
 }
@@ -275,6 +290,7 @@ export function withScripts(client: Redis): Redis & StoreScripts {
   client.defineCommand('poseidonAdmit', { numberOfKeys: 3, lua: ADMIT });
   client.defineCommand('poseidonCountAdmitted', { numberOfKeys: 1, lua: COUNT_ADMITTED });
   client.defineCommand('poseidonQueue', { numberOfKeys: 1, lua: QUEUE });
+  client.defineCommand('poseidonAdmittedExpiry', { numberOfKeys: 1, lua: ADMITTED_EXPIRY });
   client.defineCommand('poseidonRate', { numberOfKeys: 1, lua: RATE });
   client.defineCommand('poseidonCas', { numberOfKeys: 1, lua: CAS });
   return client as Redis & StoreScripts;

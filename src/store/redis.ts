@@ -130,6 +130,12 @@ export class RedisStore implements Store {
     )) as AdmitResult;
   }
 
+  /** See `Store.admittedExpiry`. */
+  async admittedExpiry(position: number, now: number): Promise<number | undefined> {
+    const v = await this.#run(() => this.#client.poseidonAdmittedExpiry(this.#keys.admitted, now, this.#keys.instPrefix, position));
+    return v === null ? undefined : Number(v);
+  }
+
   /** See `Store.countAdmitted`. */
   async countAdmitted(now: number): Promise<number> {
     return Number(await this.#run(() => this.#client.poseidonCountAdmitted(this.#keys.admitted, now, this.#keys.instPrefix)));
