@@ -103,7 +103,7 @@ export async function startServer(opts: { env?: NodeJS.ProcessEnv; dev?: boolean
   // Images build in the background; instances of a challenge wait (pending) until it is ready.
   gitops.attach((id) => controller?.queue.add(id));
 
-  const events = new EventHub(store, config.expiringSoonSeconds * 1000);
+  const events = new EventHub(store, access.index, config.expiringSoonSeconds * 1000);
   events.start();
   const webhook = config.eventsWebhookUrl && config.eventsWebhookSecret
     ? new WebhookSender({ url: config.eventsWebhookUrl, secret: config.eventsWebhookSecret, log: log.child({ component: 'webhook' }) })

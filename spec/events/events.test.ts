@@ -13,6 +13,7 @@ import * as assert from 'uvu/assert';
 import { buildApp } from '../../src/api/app.ts';
 import { parseRateLimits } from '../../src/core/lifecycle.ts';
 import { EventHub, type LifecycleEvent } from '../../src/events/hub.ts';
+import { InstanceIndex } from '../../src/gateway/instance-index.ts';
 import { signBody, WebhookSender } from '../../src/events/webhook.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { loadTestCatalog } from '../helpers/catalog.ts';
@@ -25,6 +26,13 @@ const KEY = 'events-key-0123456789';
 const dir = mkdtempSync(path.join(tmpdir(), 'poseidon-events-'));
 t.after(() => rmSync(dir, { recursive: true, force: true }));
 
+/** A hub over a real instance view of `store`, as `serve` wires it. */
+async function hubFor(store: MemoryStore, expiringSoonMs: number): Promise<{ hub: EventHub; index: InstanceIndex }> {
+  const index = new InstanceIndex(store, { refreshMs: 60_000, log: memoryLogger() });
+  await index.start();
+  return { hub: new EventHub(store, index, expiringSoonMs), index };
+}
+
 async function until<T>(what: string, fn: () => T | undefined, ms = 3000): Promise<T> {
   for (const end = Date.now() + ms; Date.now() < end; await sleep(20)) {
     const v = fn();
@@ -35,7 +43,7 @@ async function until<T>(what: string, fn: () => T | undefined, ms = 3000): Promi
 
 t('status changes, failures, expiry and expiring-soon become events for matching subscribers', async () => {
   const store = new MemoryStore();
-  const hub = new EventHub(store, 400);
+  const { hub, index } = await hubFor(store, 400);
   hub.start();
   const red: LifecycleEvent[] = [];
   const all: LifecycleEvent[] = [];
@@ -55,13 +63,14 @@ t('status changes, failures, expiry and expiring-soon become events for matching
   assert.ok(red.every((e) => e.instance.team === 'red'));
   assert.ok(all.some((e) => e.type === 'failed' && e.instance.reason === 'boom'), JSON.stringify(all.map((e) => [e.type, e.instance.id.slice(0, 2), e.instance.status, e.instance.reason])));
   hub.stop();
+  index.stop();
 });
 
 t('SSE streams a snapshot, then queue positions and status changes, over a real socket', async () => {
   mkdirSync(path.join(dir, 'web'));
   writeFileSync(path.join(dir, 'web', 'challenge.yaml'), 'id: web\nname: web\nimage: busybox:1.35\nexpose: [{ name: web, port: 80 }]\n');
   const store = new MemoryStore();
-  const hub = new EventHub(store, 60_000);
+  const { hub, index } = await hubFor(store, 60_000);
   hub.start();
   const lifecycle = { teamLimit: 0, capacity: 1, rateLimits: parseRateLimits([]), renewMaxLoad: 1, idempotencyTtlMs: 1000, flagSecret: 'x'.repeat(20), flagRetentionMs: 1000 };
   const app = buildApp({ store, catalog: await loadTestCatalog(dir), apiKey: KEY, baseDomain: 'ctf.test', lifecycle, events: hub });
@@ -90,6 +99,7 @@ t('SSE streams a snapshot, then queue positions and status changes, over a real 
     ac.abort();
   } finally {
     hub.stop();
+    index.stop();
     await app.close();
   }
 });
@@ -111,7 +121,7 @@ t('webhooks are signed, retried with backoff until accepted, and delivered in or
   const port = (server.address() as { port: number }).port;
   const log = memoryLogger();
   const sender = new WebhookSender({ url: `http://127.0.0.1:${port}/hook`, secret: SECRET, log, baseDelayMs: 20, attempts: 5 });
-  const hub = new EventHub(new MemoryStore(), 1000);
+  const { hub } = await hubFor(new MemoryStore(), 1000);
   try {
     const inst = makeInstance({ id: 'c'.repeat(24) });
     sender.send(hub.event('status', inst));
@@ -142,7 +152,7 @@ t('a full webhook backlog drops the oldest waiting event, never the one in fligh
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const log = memoryLogger();
   const sender = new WebhookSender({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}/`, secret: 'webhook-secret-0123456789', log, maxPending: 2 });
-  const hub = new EventHub(new MemoryStore(), 1000);
+  const { hub } = await hubFor(new MemoryStore(), 1000);
   try {
     for (const reason of ['one', 'two', 'three']) sender.send(hub.event('status', makeInstance({ reason })));
     release();

@@ -1,6 +1,11 @@
 import type { Instance } from '../core/instance.ts';
 import type { Store } from '../core/store.ts';
 
+/** Where the hub learns of changes: each changed instance, read once (the instance view). */
+export interface InstanceFeed {
+  onUpdate(listener: (id: string, inst: Instance | undefined) => void): () => void;
+}
+
 export type EventType = 'status' | 'queue' | 'expiring' | 'expired' | 'failed';
 
 /** One lifecycle event, as sent over SSE and to webhooks. */
@@ -45,11 +50,11 @@ export class EventHub {
   private unsubscribe: (() => void) | undefined;
   private queueCheck: NodeJS.Timeout | undefined;
 
-  constructor(private readonly store: Store, private readonly expiringSoonMs: number) {}
+  constructor(private readonly store: Store, private readonly feed: InstanceFeed, private readonly expiringSoonMs: number) {}
 
   start(): void {
-    this.unsubscribe = this.store.onChange((id) => {
-      void this.onChange(id).catch(() => undefined);
+    this.unsubscribe = this.feed.onUpdate((id, inst) => {
+      this.onChange(id, inst);
       this.scheduleQueueCheck();
     });
   }
@@ -91,8 +96,7 @@ export class EventHub {
     }
   }
 
-  private async onChange(id: string): Promise<void> {
-    const inst = await this.store.getInstance(id);
+  private onChange(id: string, inst: Instance | undefined): void {
     if (!inst) {
       this.forget(id);
       return;

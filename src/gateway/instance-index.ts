@@ -41,6 +41,7 @@ export class InstanceIndex {
   readonly #removed = new Map<string, number>();
   readonly #unknown = new Map<string, number>();
   readonly #dirty = new Set<string>();
+  readonly #listeners = new Set<(id: string, inst: Instance | undefined) => void>();
   #flushing = false;
   #timer: NodeJS.Timeout | undefined;
   #unsubscribe: (() => void) | undefined;
@@ -86,8 +87,33 @@ export class InstanceIndex {
     }
     for (const [id, e] of this.#byId) if (!next.has(id) && e.seenAt >= started) next.set(id, e);
     for (const [id, at] of this.#removed) if (at < started) this.#removed.delete(id);
+    const before = this.#byId;
     this.#byId = next;
     this.#byHost = new Map([...next.values()].map((e) => [hostKey(hostPrefix(e.inst.id), e.inst.challenge), e.inst.id]));
+    // Changes whose notification was lost surface here.
+    if (this.#listeners.size === 0) return;
+    for (const [id, e] of next) if (before.get(id)?.inst.updatedAt !== e.inst.updatedAt) this.#emit(id, e.inst);
+    for (const id of before.keys()) if (!next.has(id)) this.#emit(id, undefined);
+  }
+
+  /**
+   * Calls `listener(id, instance or undefined when deleted)` after the view took in a change
+   * from the store's feed or found one in a full refresh: one store read feeds every consumer
+   * (the event hub rides on this instead of reading each change again). Returns unsubscribe.
+   */
+  onUpdate(listener: (id: string, inst: Instance | undefined) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #emit(id: string, inst: Instance | undefined): void {
+    for (const l of this.#listeners) {
+      try {
+        l(id, inst);
+      } catch {
+        // One consumer must not break the others.
+      }
+    }
   }
 
   /** Records `inst` (newer `updatedAt` wins); used by change notifications and by callers that just read it. */
@@ -169,6 +195,7 @@ export class InstanceIndex {
       const inst = await this.#store.getInstance(id);
       if (inst) this.put(inst);
       else this.#remove(id);
+      this.#emit(id, inst);
     } catch (err) {
       // The periodic refresh repairs it; a failed read must not drop what is held.
       this.#opts.log.warn({ instance: id, err: (err as Error).message }, 'instance index update failed');
