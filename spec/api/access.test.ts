@@ -53,6 +53,18 @@ it('the platform gets a signed link for the instance hostname, short-lived, and 
   assert.is(acc.endpoint, 'web');
 });
 
+it('an access token in a URI the exchange does not take never travels to the backend', async () => {
+  const cookie = await redCookie();
+  const acc = await getAccess(a, red.id);
+  for (const uri of [`/x?y?poseidon_access=${acc.link}`, `/x?poseidon%5Faccess=${acc.link}`, `/x;poseidon_access=${acc.link}`, `/x?POSEIDON_ACCESS=${acc.link}`]) {
+    const res = await authz(a, red.hostname, { uri, cookie });
+    // Either the exchange takes it (a redirect to the URL without it) or the request is refused.
+    assert.ok(res.statusCode === 400 || res.statusCode === 302, `${uri}: ${res.statusCode}`);
+    if (res.statusCode === 302) assert.not.ok(String(res.headers.location).toLowerCase().includes('poseidon'), String(res.headers.location));
+  }
+  assert.is((await authz(a, red.hostname, { uri: '/x?y=1', cookie })).statusCode, 200, 'the session itself still works');
+});
+
 it('token exchange: the link answers 302 to the clean URL with a host-only HttpOnly Lax cookie', async () => {
   const acc = await getAccess(a, red.id);
   const res = await authz(a, red.hostname, { uri: `/deep/path?x=1&poseidon_access=${acc.link}&y=a%20b` });

@@ -210,7 +210,16 @@ test('TLS with a resolver: one wildcard certificate per challenge by default, or
   assert.equal(cfg.http.routers['poseidon-catchall']!.tls, {}, 'no certificate request from a regexp');
   const perHost = renderTraefikConfig(GOLDEN_ROUTES, { ...TLS_RESOLVER, tls: { ...TLS_RESOLVER.tls!, domains: 'host' } });
   assert.equal(perHost.http.routers['i-0123456789abcdef01234567-admin']!.tls, { certResolver: 'le', domains: [{ main: '8865fea8edb69716-admin.web-hello.localhost' }] });
+  // Never a per-host certificate for TCP: CT logs would publish the hostname, its only gate.
+  assert.equal(perHost.tcp!.routers['i-fedcba9876543210fedcba98-nc']!.tls, { certResolver: 'le', domains: [{ main: 'sqli-lab.localhost', sans: ['*.sqli-lab.localhost'] }] });
   assert.is(cfg.tls, undefined);
+});
+
+test('a route whose hostname belongs to another instance is refused', () => {
+  const [a, b] = GOLDEN_ROUTES.filter((r) => r.protocol === 'http' && r.instance !== GOLDEN_ROUTES[0]!.instance).concat(GOLDEN_ROUTES[0]!);
+  const crossed = { ...GOLDEN_ROUTES[0]!, hostname: GOLDEN_ROUTES.find((r) => r.instance !== GOLDEN_ROUTES[0]!.instance && r.challenge === GOLDEN_ROUTES[0]!.challenge)?.hostname ?? `0000000000000000.${GOLDEN_ROUTES[0]!.challenge}.localhost` };
+  assert.ok(a && b);
+  assert.throws(() => renderTraefikConfig([crossed], OPTS), /hostname/);
 });
 
 test('TLS with a certificate file: listed once, routers use the store', () => {

@@ -57,7 +57,7 @@ function deny(page: PageKind, reason: string): Deny {
  * then {@link authorize} decides; so this can only ever allow what `authorize` would allow.
  */
 export function allowFast(ctx: AccessContext, req: AuthzRequest, now: number): boolean {
-  if (typeof req.uri === 'string' && req.uri.includes(LINK_PARAM)) return false;
+  if (typeof req.uri === 'string' && mentionsLink(req.uri)) return false;
   const parsed = parseInstanceHost(req.host, ctx.baseDomain);
   if (!parsed.ok) return false;
   const host = parsed.value;
@@ -83,9 +83,12 @@ export async function authorize(ctx: AccessContext, req: AuthzRequest, now: numb
   if (!parsed.ok) return deny('forbidden', parsed.reason);
   const host = parsed.value;
   const uri = typeof req.uri === 'string' ? req.uri : '/';
-  if (uri.includes(LINK_PARAM)) {
+  if (mentionsLink(uri)) {
     const link = splitLink(uri);
     if (link) return exchangeAtGate(ctx, req, host, link, now);
+    // The parameter in a form the exchange does not take (`;`, a second `?`, escaped): it must
+    // never travel on to the backend with a token in it.
+    return deny('bad-request', 'malformed access link');
   }
   const granted = await sessionGrant(ctx, req, host, now);
   if (granted === true) return { status: 200 };
@@ -194,8 +197,16 @@ async function delegated(ctx: AccessContext, req: AuthzRequest, host: InstanceHo
   const who = await (ctx.delegate as DelegateAuth).whoIs(cookie, req.authorization);
   if (who.kind === 'unavailable') return deny('unavailable', who.reason);
   if (who.kind === 'anonymous') return deny('needs-login', 'platform does not know this session');
-  const sameUser = inst.user === undefined || inst.user === who.user;
+  // Only user-scoped instances belong to one user; a team's instance admits every teammate.
+  const sameUser = !inst.owner.startsWith('user:') || inst.user === who.user;
   return who.team === inst.team && sameUser ? { status: 200 } : deny('forbidden', 'instance owned by another team');
+}
+
+/** Whether the link parameter appears anywhere in the URI, percent-decoded and in any case. */
+function mentionsLink(uri: string): boolean {
+  let text = uri;
+  for (let i = 0; i < 3 && text.includes('%'); i++) text = safeDecode(text);
+  return text.toLowerCase().includes(LINK_PARAM);
 }
 
 export interface SplitLink {

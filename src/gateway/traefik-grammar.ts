@@ -5,7 +5,7 @@
  * rendered (architecture: "Only Poseidon-generated labels reach a rule").
  */
 import { Codes, PoseidonError } from '../core/errors.ts';
-import { INSTANCE_ID_PATTERN } from '../core/naming.ts';
+import { hostPrefix, INSTANCE_ID_PATTERN } from '../core/naming.ts';
 import { instanceHostPattern } from './host.ts';
 import type { GatewayOptions, GatewayRoute } from './traefik.ts';
 
@@ -95,6 +95,8 @@ export function assertValidRoute(route: GatewayRoute, baseDomain: string): void 
   // parse is stricter than a DNS hostname check: only [a-z0-9.-], labels of at most 63.)
   const m = typeof route.hostname === 'string' ? instanceHostPattern(baseDomain).exec(route.hostname) : null;
   if (!m || m[3] !== route.challenge || (m[2] !== undefined && m[2].length > 46)) throw invalid('hostname', route.hostname);
+  // Forward-auth picks the instance by the hostname's prefix: it must be this route's instance.
+  if (m[1] !== hostPrefix(route.instance)) throw invalid('hostname', route.hostname);
   checkBackend(route.backend);
 }
 

@@ -143,11 +143,11 @@ function claimHost(draft: Draft, hostname: string): void {
 }
 
 /** TLS section of a router for `hostname` (of `challenge`, when an instance's); one object per zone. */
-function routerTls(draft: Draft, hostname: string, challenge?: string): TraefikRouterTls | undefined {
+function routerTls(draft: Draft, hostname: string, challenge?: string, perHostAllowed = true): TraefikRouterTls | undefined {
   const tls = draft.opts.tls;
   if (!tls) return undefined;
   if (!tls.certResolver) return {};
-  if (challenge === undefined || tls.domains === 'host') return { certResolver: tls.certResolver, domains: [{ main: hostname }] };
+  if (challenge === undefined || (tls.domains === 'host' && perHostAllowed)) return { certResolver: tls.certResolver, domains: [{ main: hostname }] };
   const zone = hostname.slice(hostname.indexOf('.') + 1);
   let shared = draft.zoneTls.get(zone);
   if (!shared) {
@@ -168,7 +168,9 @@ function renderHttpRoute(draft: Draft, name: string, route: GatewayRoute): void 
 /** TCP over TLS, routed by SNI; Traefik terminates TLS (`openssl s_client -servername`, `ncat --ssl`). */
 function renderTcpRoute(draft: Draft, name: string, route: GatewayRoute): void {
   const rule = `HostSNI(\`${route.hostname}\`)`;
-  draft.tcpRouters[name] = { entryPoints: draft.entryPoints, rule, service: name, tls: routerTls(draft, route.hostname, route.challenge) ?? {} };
+  // Always the zone's wildcard certificate: a per-host certificate would publish the hostname in
+  // Certificate Transparency logs, and for TCP the unguessable hostname is the only gate.
+  draft.tcpRouters[name] = { entryPoints: draft.entryPoints, rule, service: name, tls: routerTls(draft, route.hostname, route.challenge, false) ?? {} };
   draft.tcpServices[name] = { loadBalancer: { servers: [{ address: route.backend }] } };
 }
 
