@@ -124,6 +124,13 @@ t('user-scoped instances need the same user; Poseidon tokens still work alongsid
   assert.is((await authz(a, solo.hostname, { access: bypass.token })).statusCode, 200);
 });
 
+t('a team-scoped instance launched with a user admits every teammate', async () => {
+  const shared = await launchRunning(a, 'two', 'red', 'alice');
+  assert.is((await as('red-s', shared.hostname)).statusCode, 200, 'alice');
+  assert.is((await as('bob-s', shared.hostname)).statusCode, 200, 'bob, same team');
+  assert.is((await as('blue-s', shared.hostname)).statusCode, 403, 'another team');
+});
+
 t('unknown hostnames are refused without asking the platform', async () => {
   assert.is((await as('red-s', `0000000000000000.web.ctf.test`)).statusCode, 403);
   assert.equal(calls, []);
