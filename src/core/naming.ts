@@ -14,9 +14,20 @@ export function containerName(instanceId: string): string {
   return `poseidon-${instanceId}`;
 }
 
-/** Unguessable, DNS-safe hostname prefix: first 16 hex of SHA-256 of the instance id. */
+const prefixes = new Map<string, string>();
+
+/**
+ * Unguessable, DNS-safe hostname prefix: first 16 hex of SHA-256 of the instance id. Memoised
+ * (bounded): the gateway renders and checks every route's hostname on each pass.
+ */
 export function hostPrefix(instanceId: string): string {
-  return createHash('sha256').update(instanceId).digest('hex').slice(0, 16);
+  let p = prefixes.get(instanceId);
+  if (p === undefined) {
+    p = createHash('sha256').update(instanceId).digest('hex').slice(0, 16);
+    if (prefixes.size >= 100_000) prefixes.clear();
+    prefixes.set(instanceId, p);
+  }
+  return p;
 }
 
 /**
