@@ -15,15 +15,11 @@ import { InstanceIndex } from '../src/gateway/instance-index.ts';
 import { RedisStore } from '../src/store/redis.ts';
 import { cleanupRedisPrefix } from '../spec/helpers/redis.ts';
 import { REDIS_URL } from '../spec/helpers/deps.ts';
-import { describe, load, type BenchResult } from './harness.ts';
+import { describe, load, type BenchResult, listenLocal } from './harness.ts';
 
 const KEY = 'bench-key-0123456789';
 const SECONDS = 5;
 
-async function listen(app: ReturnType<typeof Fastify>): Promise<string> {
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  return `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
-}
 
 function judge(name: string, measured: Awaited<ReturnType<typeof load>>, base: Awaited<ReturnType<typeof load>>): BenchResult {
   const ok = measured.p99Ms <= base.p99Ms + 2 && measured.requestsPerSec >= base.requestsPerSec / 2 && measured.errors === 0;
@@ -48,7 +44,7 @@ export async function run(): Promise<BenchResult[]> {
   bare.get('/bare', async () => ({ ok: true }));
   bare.post('/bare', async (req) => ({ ok: true, got: req.body }));
   try {
-    const [apiUrl, bareUrl] = [await listen(app), await listen(bare)];
+    const [apiUrl, bareUrl] = [await listenLocal(app), await listenLocal(bare)];
     const headers = { 'x-api-key': KEY, 'content-type': 'application/json' };
     const body = JSON.stringify({ challenge: 'web', team: 'x' });
     const basePost = await load({ url: `${bareUrl}/bare`, method: 'POST', headers, body, seconds: SECONDS });

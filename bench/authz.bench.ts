@@ -19,17 +19,13 @@ import { GatewaySnapshot } from '../src/gateway/snapshot.ts';
 import { RedisStore } from '../src/store/redis.ts';
 import { REDIS_URL } from '../spec/helpers/deps.ts';
 import { cleanupRedisPrefix } from '../spec/helpers/redis.ts';
-import { describe, load, type BenchResult, type LoadStats } from './harness.ts';
+import { describe, load, type BenchResult, type LoadStats, listenLocal } from './harness.ts';
 
 const SECONDS = 3;
 const ROUNDS = 5;
 const INSTANCES = 1000;
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
-async function listen(app: ReturnType<typeof Fastify>): Promise<string> {
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  return `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
-}
 
 function judge(name: string, m: LoadStats, base: LoadStats): BenchResult {
   const ok = m.p99Ms <= base.p99Ms + 1 && m.requestsPerSec >= 0.7 * base.requestsPerSec && m.errors === 0 && m.non2xx === 0;
@@ -74,7 +70,7 @@ export async function run(): Promise<BenchResult[]> {
   const bare = Fastify();
   bare.get('/bare', async (_req, reply) => reply.code(200).send());
   try {
-    const [apiUrl, bareUrl] = [await listen(app), await listen(bare)];
+    const [apiUrl, bareUrl] = [await listenLocal(app), await listenLocal(bare)];
     // What Traefik sends: its X-Forwarded-* set, the client's Cookie and Accept copied.
     const fwd = { 'x-forwarded-host': target.hostname, 'x-forwarded-uri': '/index.php?page=1', 'x-forwarded-method': 'GET', 'x-forwarded-proto': 'https', 'x-forwarded-for': '203.0.113.7', accept: 'text/html' };
     const series: Record<string, { url: string; headers: Record<string, string> }> = {

@@ -48,3 +48,9 @@ export async function load(opts: {
 export function describe(s: LoadStats): string {
   return `p99 ${s.p99Ms.toFixed(2)} ms, ${Math.round(s.requestsPerSec).toLocaleString('en')} req/s${s.errors || s.non2xx ? `, ${s.errors} errors, ${s.non2xx} non-2xx` : ''}`;
 }
+
+/** Listens on a free port of 127.0.0.1 and returns the base URL. */
+export async function listenLocal(app: { listen(o: { port: number; host: string }): Promise<unknown>; server: { address(): unknown } }): Promise<string> {
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  return `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+}

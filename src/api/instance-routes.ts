@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Codes, PoseidonError } from '../core/errors.ts';
 import type { Instance } from '../core/instance.ts';
 import { renewFields, restartFields } from '../core/lifecycle.ts';
@@ -25,6 +25,14 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
   const remember = (inst: Instance): Instance => {
     index?.put(inst);
     return inst;
+  };
+  /** The common start of an owner's action: read fresh, check the team, count the rate, find the spec. */
+  const ownedAction = async (id: string, action: 'renew' | 'restart', req: FastifyRequest, reply: FastifyReply) => {
+    const at = now();
+    const inst = await mustGet(deps.store, id);
+    assertTeam(req, inst.team);
+    await rateLimit(deps.store, lc.rateLimits, action, inst.team, reply, at);
+    return { at, inst, spec: specOf(deps, inst) };
   };
 
   app.post<{ Body: LaunchBody; Headers: { 'idempotency-key'?: string } }>('/v1/instances', {
@@ -72,11 +80,7 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
   });
 
   app.post<{ Params: { id: string } }>('/v1/instances/:id/renew', { schema: { summary: 'Extend the lifetime', params: idParams, response: { ...one, ...problems(403, 404, 409, 429) } } }, async (req, reply) => {
-    const at = now();
-    const inst = await mustGet(deps.store, req.params.id);
-    assertTeam(req, inst.team);
-    await rateLimit(deps.store, lc.rateLimits, 'renew', inst.team, reply, at);
-    const spec = specOf(deps, inst);
+    const { at, inst, spec } = await ownedAction(req.params.id, 'renew', req, reply);
     const load = { admitted: await deps.store.countAdmitted(at), capacity: lc.capacity, maxLoad: lc.renewMaxLoad };
     const fields = renewFields(inst, spec, at, load);
     const policy = deps.catalogVersion?.(inst, 'renew');
@@ -86,11 +90,7 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
   });
 
   app.post<{ Params: { id: string } }>('/v1/instances/:id/restart', { schema: { summary: 'Replace the container with a fresh one', params: idParams, response: { ...one, ...problems(403, 404, 409, 429) } } }, async (req, reply) => {
-    const at = now();
-    const inst = await mustGet(deps.store, req.params.id);
-    assertTeam(req, inst.team);
-    await rateLimit(deps.store, lc.rateLimits, 'restart', inst.team, reply, at);
-    const spec = specOf(deps, inst);
+    const { at, inst, spec } = await ownedAction(req.params.id, 'restart', req, reply);
     const hash = deps.catalogVersion?.(inst, 'restart') ?? deps.catalog.get(inst.challenge)?.hash ?? inst.specHash;
     const updated = await conditional(deps.store, inst, { generation: inst.generation, status: inst.status, desired: inst.desired, expiresAt: inst.expiresAt }, restartFields(inst, spec, hash, at), at);
     req.log.info({ instance: inst.id, generation: updated.generation }, 'instance restart requested');
