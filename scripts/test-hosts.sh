@@ -10,7 +10,7 @@
 # Layout (one L2 segment, so every host sees the registry at the same address):
 #   bridge pthb0 10.250.0.1/24 on the host; registry on 10.250.0.1:5000 (plain HTTP)
 #   namespace pt-w<i>: eth0 10.250.0.1<i>/24 (veth pthv<i> on pthb0), default route via 10.250.0.1
-#   engine w<i>: nsenter --net dockerd, socket /var/run/poseidon-test/w<i>.sock,
+#   engine w<i>: nsenter --net dockerd (host name pt-w<i>), socket /var/run/poseidon-test/w<i>.sock,
 #                address pool 10.22<i>.0.0/16, gVisor (runsc) registered on w1 only
 # The description is written to /var/run/poseidon-test/hosts.env (spec/helpers/hosts.ts reads it).
 # Engine and registry logs go to /var/log/poseidon-test/ and are kept after `down`.
@@ -115,9 +115,11 @@ stop_engine() {
 }
 
 down() {
-  local i t0=$SECONDS p
+  local i t0=$SECONDS p pids=()
+  # Engines stop in parallel (each takes ~3 s to shut its containerd down).
+  for i in $(known_indices); do stop_engine "$i" & pids+=($!); done
+  for p in "${pids[@]}"; do wait "$p" || true; done
   for i in $(known_indices); do
-    stop_engine "$i"
     ip netns del "$(ns "$i")" 2>/dev/null || true
     ip link del "$(veth "$i")" 2>/dev/null || true
     rm -rf "${LIB:?}/w$i" "${RUN:?}/w$i" "$RUN/w$i.pid" "$RUN/w$i.sock" "$RUN/w$i.json"
@@ -250,14 +252,18 @@ start_engine() {
     rm -f "$(pidf "$i")" "$(sock "$i")"
   fi
   mkdir -p "$RUN/w$i" "$LIB/w$i" "$LOGS"
-  # Each engine gets its own daemon json: dockerd would otherwise read the host's (which registers runsc).
+  # Each engine gets its own daemon json: dockerd would otherwise read the host's (which registers
+  # runsc), and its own key file: engine IDs (`docker info` ID) derive from /etc/docker/key.json
+  # by default, so every engine here would report the host engine's ID.
+  local runtimes=''
   if [ "$i" = 1 ] && [ -x /usr/bin/runsc ]; then
-    echo '{"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=host"]}}}' >"$RUN/w$i.json"
-  else
-    echo '{}' >"$RUN/w$i.json"
+    runtimes=', "runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=host"]}}'
   fi
+  echo "{\"deprecated-key-path\": \"$LIB/w$i/key.json\"$runtimes}" >"$RUN/w$i.json"
   # nsenter --net, not `ip netns exec` (which remounts /sys: "Devices cgroup isn't mounted").
-  setsid nsenter --net="/var/run/netns/$(ns "$i")" dockerd \
+  # Its own UTS namespace too, so each engine reports its own host name (`docker info` Name).
+  setsid nsenter --net="/var/run/netns/$(ns "$i")" unshare --uts -- \
+    sh -c 'echo "$0" >/proc/sys/kernel/hostname && exec "$@"' "$(ns "$i")" dockerd \
     --config-file "$RUN/w$i.json" \
     --data-root "$LIB/w$i" --exec-root "$RUN/w$i" --pidfile "$(pidf "$i")" \
     -H "unix://$(sock "$i")" \
@@ -295,6 +301,7 @@ write_env() {
       echo "POSEIDON_TEST_W${i}_NAME=w$i"
       echo "POSEIDON_TEST_W${i}_ADDRESS=$(addr "$i")"
       echo "POSEIDON_TEST_W${i}_NETNS=$(ns "$i")"
+      echo "POSEIDON_TEST_W${i}_HOSTNAME=$(ns "$i")"
       echo "POSEIDON_TEST_W${i}_SOCKET=$(sock "$i")"
       echo "POSEIDON_TEST_W${i}_POOL=$(pool "$i")"
       echo "POSEIDON_TEST_W${i}_RUNTIMES=$(runtimes_of "$i")"
