@@ -15,6 +15,9 @@ command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 [ -x /bin/busybox ] || need_pkgs+=(busybox-static)
 command -v runsc >/dev/null 2>&1 || need_pkgs+=(runsc)
 command -v git >/dev/null 2>&1 || need_pkgs+=(git)
+# The multi-host test rig (scripts/test-hosts.sh, started by scripts/test.sh): a real registry, namespaces.
+command -v docker-registry >/dev/null 2>&1 || need_pkgs+=(docker-registry)
+command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 # A real sshd for the git-over-SSH deploy-key tests (the tests start their own on a loopback port).
 # Only in CI: on a workstation the package would also enable a system SSH service; there the
 # tests are skipped, loudly, without it.

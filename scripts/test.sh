@@ -5,7 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/dev-env.sh
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# The multi-host rig (real engines in network namespaces plus a registry, scripts/test-hosts.sh):
+# started here when missing and then torn down on exit, even when tests fail; a rig that was
+# already up is left as it was. If it cannot come up, its tests fail under CI=true (else skip).
+rig_started=""
+trap 'rm -f "$log"; [ -z "$rig_started" ] || bash scripts/test-hosts.sh down' EXIT
+if ! bash scripts/test-hosts.sh status >/dev/null 2>&1; then
+  rig_started=1
+  bash scripts/test-hosts.sh up || echo "[test] the multi-host test rig did not come up (see above)" >&2
+fi
 set +e
 node --import tsx node_modules/uvu/bin.js spec '\.test\.ts$' "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
