@@ -22,6 +22,7 @@ import { createLogger } from './logger.ts';
 import { DockerRuntime } from './runtime/docker.ts';
 import { openStore } from './store/open.ts';
 import { redactUrl } from './store/redis.ts';
+import { VERSION } from './version.ts';
 
 export interface Server {
   app: FastifyInstance;
@@ -52,6 +53,12 @@ function lifecycleSettings(config: Config): LifecycleSettings {
     renewMaxLoad: config.renewMaxLoad, idempotencyTtlMs: config.idempotencyTtlSeconds * 1000,
     flagSecret: config.flagSecret, flagRetentionMs: config.flagRetentionDays * 86_400_000,
   };
+}
+
+/** `count/seconds` (schema-checked) as the API's failed-attempt limit. */
+function failureLimit(rule: string): { attempts: number; windowMs: number } {
+  const [count = '20', seconds = '60'] = rule.split('/');
+  return { attempts: Number(count), windowMs: Number(seconds) * 1000 };
 }
 
 /** Composition root of `poseidon serve`: config, store, engine, catalog, controller, API. */
@@ -113,8 +120,9 @@ export async function startServer(opts: { env?: NodeJS.ProcessEnv; dev?: boolean
     store, catalog, apiKey: config.apiKey, apiKeys: parseApiKeys(config.apiKeys), baseDomain: config.baseDomain,
     lifecycle: lifecycleSettings(config), events, logger: log.child({ component: 'api' }),
     gitops: gitops.api, catalogVersion: (inst, reason) => catalog.versionHashFor(inst, reason),
-    access: { context: access.context, snapshot: access.snapshot, linkSeconds: config.accessLinkSeconds },
-    index: access.index,
+    access: { context: access.context, snapshot: access.snapshot, linkSeconds: config.accessLinkSeconds, queueMaxWaitMs: config.queueMaxWaitSeconds * 1000 },
+    index: access.index, version: VERSION, authFailures: failureLimit(config.authFailures),
+    ...(config.trustProxy.length > 0 ? { trustProxy: [...config.trustProxy] } : {}),
   });
   await app.listen({ port: config.port, host: config.host });
   const ctl = controller;

@@ -62,7 +62,8 @@ t('the route reads the Host the player used; unknown and malformed hosts get the
   assert.is(res.headers['cache-control'], 'no-store');
   assert.match(res.headers['content-security-policy'] as string, /^default-src 'none'; style-src 'sha256-/);
   assert.is((await page(inst.hostname.toUpperCase())).statusCode, 503);
-  for (const host of ['0000000000000000.web.ctf.test', `${inst.hostname}:8080`, 'poseidon.ctf.test', 'evil.example']) {
+  assert.is((await page(`${inst.hostname}:8080`)).statusCode, 503, 'an entry point on another port: the same host');
+  for (const host of ['0000000000000000.web.ctf.test', `${inst.hostname}:0`, `${inst.hostname}:80:80`, 'poseidon.ctf.test', 'evil.example']) {
     const r = await page(host);
     assert.is(r.statusCode, 404, host);
     assert.match(r.body, /No instance here/, host);

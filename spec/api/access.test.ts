@@ -154,10 +154,11 @@ it('spoofed client headers change nothing: only X-Forwarded-Host decides, and a 
   assert.is((await authz(a, `${blue.hostname},${red.hostname}`, { cookie })).statusCode, 403);
 });
 
-it('ambiguous hosts: upper case maps to the same instance, a port or a trailing dot is refused', async () => {
+it('ambiguous hosts: upper case and a port map to the same instance; a malformed port or a trailing dot is refused', async () => {
   const cookie = await redCookie();
   assert.is((await authz(a, red.hostname.toUpperCase(), { cookie })).statusCode, 200);
-  for (const host of [`${red.hostname}:80`, `${red.hostname}.`, `${red.hostname} `, `x.${red.hostname}`, `poseidon.${BASE}`, '']) {
+  assert.is((await authz(a, `${red.hostname}:8443`, { cookie })).statusCode, 200, 'Traefik on a non-default entry point sends the port');
+  for (const host of [`${red.hostname}:0`, `${red.hostname}:8o`, `${red.hostname}.`, `${red.hostname} `, `x.${red.hostname}`, `poseidon.${BASE}`, '']) {
     assert.is((await authz(a, host, { cookie })).statusCode, 403, JSON.stringify(host));
   }
 });

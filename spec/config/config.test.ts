@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
@@ -34,6 +34,29 @@ test('missing secrets are generated once, persisted 0600 and reused', () => {
   assert.is(a.flagSecret, b.flagSecret);
   assert.is(readFileSync(path.join(data, 'api-key'), 'utf8').trim(), a.apiKey);
   assert.is(statSync(path.join(data, 'flag-secret')).mode & 0o777, 0o600);
+});
+
+test('an empty or short persisted secret refuses start-up, naming the file; nothing is overwritten', () => {
+  for (const [file, content] of [['api-key', ''], ['flag-secret', '\n'], ['access-secret', 'short\n']] as const) {
+    const data = path.join(dir, `bad-${file}`);
+    mkdirSync(data, { recursive: true });
+    writeFileSync(path.join(data, file), content);
+    try {
+      loadConfig({ POSEIDON_DATA_DIR: data }, dir);
+      assert.unreachable(`${file} ${JSON.stringify(content)} was accepted`);
+    } catch (err) {
+      assert.ok(isPoseidonError(err, 'E_CONFIG_INVALID'), String(err));
+      assert.match((err as Error).message, new RegExp(`${file}.*(empty|too short)`));
+    }
+    assert.is(readFileSync(path.join(data, file), 'utf8'), content, 'left as it was');
+  }
+});
+
+test('generated secrets leave no temporary files and are at least 16 characters', () => {
+  const data = path.join(dir, 'fresh');
+  const c = loadConfig({ POSEIDON_DATA_DIR: data }, dir);
+  assert.equal(readdirSync(data).sort(), ['access-secret', 'api-key', 'flag-secret']);
+  for (const s of [c.apiKey, c.flagSecret, c.accessSecret]) assert.ok(s.length >= 16);
 });
 
 test('bad values name the variable; secret values are never echoed', () => {

@@ -20,12 +20,19 @@ test('upper case maps to the same instance (DNS is case-insensitive)', () => {
   }
 });
 
+test('a port (Traefik on a non-default entry point sends host:8443) names the same host', () => {
+  for (const raw of [`${P}.web.${BASE}:8443`, `${P}.WEB.${BASE}:443`, `${P}.web.${BASE}:65535`, `${P}.web.${BASE}:1`]) {
+    assert.equal(parseInstanceHost(raw, BASE), { ok: true, value: { host: `${P}.web.${BASE}`, prefix: P, challenge: 'web' } }, raw);
+  }
+});
+
 test('ambiguous or foreign hosts are refused, each with a reason', () => {
   const bad: [unknown, RegExp][] = [
     [undefined, /no host/], ['', /no host/],
     [[`${P}.web.${BASE}`, `${P}.web.${BASE}`], /more than one/],
     [`${P}.web.${BASE}, ${P}.other.${BASE}`, /more than one/],
-    [`${P}.web.${BASE}:443`, /port/], [`${P}.web.${BASE}:80`, /port/], [`[::1]:80`, /port/],
+    [`${P}.web.${BASE}:0`, /port/], [`${P}.web.${BASE}:65536`, /port/], [`${P}.web.${BASE}:080`, /port/], [`${P}.web.${BASE}:`, /port/],
+    [`${P}.web.${BASE}:80:80`, /port/], [`${P}.web.${BASE}:8o`, /port/], [`[::1]:80`, /port/], [`${P}.web.${BASE}.:443`, /trailing dot/],
     [`${P}.web.${BASE}.`, /trailing dot/],
     [`${P}.web.${BASE} `, /invalid characters/], [`${P}.we_b.${BASE}`, /invalid characters/], [`${P}.wéb.${BASE}`, /invalid characters/],
     [`${P}.web.evil.org`, /outside/], [`${P}.web.${BASE}.evil.org`, /outside/], [`x${BASE}`, /outside/],

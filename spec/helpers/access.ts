@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../src/api/app.ts';
+import { buildApp, type LifecycleSettings } from '../../src/api/app.ts';
 import { keyDigest, type ApiKey } from '../../src/api/auth.ts';
 import type { Store } from '../../src/core/store.ts';
 import { AccessTokens } from '../../src/gateway/access-token.ts';
@@ -43,8 +43,15 @@ export interface AccessAppOptions {
   store: Store;
   secret?: string;
   tls?: boolean;
-  delegate?: { url: string; cacheMs?: number; timeoutMs?: number };
+  delegate?: { url: string; cacheMs?: number; timeoutMs?: number; cookies?: string[] };
   linkSeconds?: number;
+  /** Overrides of the lifecycle limits (default: no limits). */
+  lifecycle?: Partial<LifecycleSettings>;
+  /** Keys beside the admin, platform and red-only ones. */
+  extraKeys?: ApiKey[];
+  queueMaxWaitMs?: number;
+  /** Failed key attempts per address (default: no limit, so suites may try many wrong keys). */
+  authFailures?: { attempts: number; windowMs: number };
 }
 
 /** Builds the app over `store` with four test challenges; `close` removes everything it made. */
@@ -62,16 +69,18 @@ export async function accessApp(opts: AccessAppOptions): Promise<AccessApp> {
     tokens: new AccessTokens(opts.secret ?? SECRET), index, baseDomain: BASE, tls: opts.tls ?? false,
     mode: opts.delegate ? 'delegate' : 'token', log,
   };
-  if (opts.delegate) context.delegate = new DelegateAuth({ url: opts.delegate.url, cacheMs: opts.delegate.cacheMs ?? 5000, timeoutMs: opts.delegate.timeoutMs ?? 1000, log });
+  if (opts.delegate) context.delegate = new DelegateAuth({ url: opts.delegate.url, cookies: opts.delegate.cookies ?? ['session'], cacheMs: opts.delegate.cacheMs ?? 5000, timeoutMs: opts.delegate.timeoutMs ?? 1000, log });
   const snapshot = new GatewaySnapshot();
   const apiKeys: ApiKey[] = [
     { name: 'platform', role: 'platform', digest: keyDigest(PLATFORM_KEY) },
     { name: 'red-only', role: 'platform', team: 'red', digest: keyDigest(RED_KEY) },
+    ...(opts.extraKeys ?? []),
   ];
-  const lifecycle = { teamLimit: 0, capacity: 0, rateLimits: new Map(), renewMaxLoad: 1, idempotencyTtlMs: 60_000, flagSecret: 'access-flag-secret-0123', flagRetentionMs: 60_000 };
+  const lifecycle: LifecycleSettings = { teamLimit: 0, capacity: 0, rateLimits: new Map(), renewMaxLoad: 1, idempotencyTtlMs: 60_000, flagSecret: 'access-flag-secret-0123', flagRetentionMs: 60_000, ...opts.lifecycle };
   const app = buildApp({
     store: opts.store, catalog, apiKey: ADMIN_KEY, apiKeys, baseDomain: BASE, lifecycle,
-    access: { context, snapshot, linkSeconds: opts.linkSeconds ?? 120 },
+    authFailures: opts.authFailures ?? { attempts: 0, windowMs: 60_000 },
+    access: { context, snapshot, linkSeconds: opts.linkSeconds ?? 120, ...(opts.queueMaxWaitMs !== undefined ? { queueMaxWaitMs: opts.queueMaxWaitMs } : {}) },
   });
   return {
     app, store: opts.store, context, snapshot, log,

@@ -1,4 +1,4 @@
-import type { Logger } from '../../src/controller/types.ts';
+import type { Logger } from '../../src/core/reconcile.ts';
 
 /** A logger that keeps lines for assertions (and prints nothing). */
 export function memoryLogger(): Logger & { lines: { level: string; obj: object; msg: string }[] } {

@@ -49,6 +49,13 @@ test('rules, table-driven', () => {
     ['flag file dot segment', { flag: { file: '/a/./flag' } }, ['flag.file: must be a normalized absolute path (no "..", "." or empty segments)']],
     ['flag file double slash', { flag: { file: '//flag' } }, ['flag.file: must be a normalized absolute path (no "..", "." or empty segments)']],
     ['flag file ok, FLAG free in env', { flag: { file: '/flag.txt' }, env: { FLAG: 'decoy' } }, []],
+    ['flag file with mount options', { flag: { file: '/flag:rw' } }, ['flag.file: must use only letters, digits and . _ @ + - / (found ":"; ":" and "," would be read as mount options)']],
+    ['flag file with a comma', { flag: { file: '/flag,ro' } }, ['flag.file: must use only letters, digits and . _ @ + - / (found ","; ":" and "," would be read as mount options)']],
+    ['flag file with a space', { flag: { file: '/my flag' } }, ['flag.file: must use only letters, digits and . _ @ + - / (found " "; ":" and "," would be read as mount options)']],
+    ['flag file under /proc', { flag: { file: '/proc/flag' } }, ['flag.file: must not be in /proc (managed by the kernel or the engine); use e.g. /flag.txt']],
+    ['flag file is /etc/hosts', { flag: { file: '/etc/hosts' } }, ['flag.file: must not be in /etc/hosts (managed by the kernel or the engine); use e.g. /flag.txt']],
+    ['flag file under /dev', { flag: { file: '/dev/shm/f' } }, ['flag.file: must not be in /dev (managed by the kernel or the engine); use e.g. /flag.txt']],
+    ['flag file under /etc is fine', { flag: { file: '/etc/flag' } }, []],
     ['flag format twice', { flag: { format: '%s-%s' } }, ['flag.format: must contain "%s" exactly once (found 2)']],
     ['image and build', { build: '.' }, ['build: "image" and "build" are mutually exclusive; keep one']],
   ];

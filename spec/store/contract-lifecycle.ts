@@ -6,7 +6,7 @@
 import type { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CONFLICT, type Store } from '../../src/core/store.ts';
-import { makeInstance, NOW } from './helpers.ts';
+import { makeInstance, NOW, existingId } from './helpers.ts';
 
 type Test = ReturnType<typeof suite<any>>;
 type Get = (ctx: any) => Store;
@@ -90,8 +90,32 @@ export function registerLifecycle(test: Test, s: Get): void {
     const created = results.filter((r) => r.created);
     assert.is(created.length, 1);
     const id = created[0]!.created ? created[0]!.instance.id : '';
-    assert.ok(results.every((r) => r.created || r.existing.id === id));
+    assert.ok(results.every((r) => r.created || existingId(r) === id));
     assert.is((await st.listInstances({ team: 'burst' })).length, 1);
+  });
+
+  test('a create sent again (a retried command) answers created and stores it once', async (ctx) => {
+    const st = s(ctx);
+    const inst = makeInstance({ team: 'retry' });
+    const first = await st.createInstance(inst, NOW, { teamLimit: 1 });
+    const again = await st.createInstance(inst, NOW, { teamLimit: 1 });
+    assert.ok(first.created && again.created, 'both answers say created');
+    assert.is(again.created && again.instance.id, inst.id);
+    assert.is((await st.listInstances({ team: 'retry' })).length, 1);
+  });
+
+  test('the launch rate counts inside create: refusals count, replays and concurrent copies cost one hit', async (ctx) => {
+    const st = s(ctx);
+    const rate = { key: 'launch:rt', limit: 2, windowMs: 60_000 };
+    const idem = { key: 'copy', fingerprint: 'f', ttlMs: 60_000 };
+    const copies = await Promise.all(Array.from({ length: 100 }, () => st.createInstance(makeInstance({ team: 'rt', challenge: 'a' }), NOW, { idempotency: idem, rate })));
+    assert.is(copies.filter((r) => r.created).length, 1, 'one instance');
+    assert.ok(copies.every((r) => r.created || (!r.created && r.reason === 'replay')), 'no copy is rate-limited');
+    const owner = await st.createInstance(makeInstance({ team: 'rt', challenge: 'a' }), NOW, { rate });
+    assert.ok(!owner.created && owner.reason === 'owner', 'second hit: refused by the owner slot, but counted');
+    const third = await st.createInstance(makeInstance({ team: 'rt', challenge: 'b' }), NOW, { rate });
+    assert.ok(!third.created && third.reason === 'rate-limited' && third.retryAfterMs > 0 && third.retryAfterMs <= 60_000);
+    assert.ok((await st.createInstance(makeInstance({ team: 'rt2', challenge: 'b' }), NOW, { rate: { ...rate, key: 'launch:rt2' } })).created, 'other keys unaffected');
   });
 
   test('compareAndUpdate writes only when expectations hold', async (ctx) => {

@@ -8,7 +8,7 @@ import { isPoseidonError } from '../../src/core/errors.ts';
 import type { Instance } from '../../src/core/instance.ts';
 import type { Store } from '../../src/core/store.ts';
 import { registerLifecycle } from './contract-lifecycle.ts';
-import { count, listenSettled, makeFullInstance, makeInstance, NOW, waitFor } from './helpers.ts';
+import { count, listenSettled, makeFullInstance, makeInstance, NOW, waitFor, existingId } from './helpers.ts';
 
 /** What an adapter's factory returns: an empty store and a function removing all it wrote. */
 export interface StoreFixture {
@@ -127,7 +127,7 @@ function registerSlots(test: Test, s: Get): void {
     const results = await Promise.all(attempts.map((inst) => s(ctx).createInstance(inst, NOW)));
     const winners = results.flatMap((r) => (r.created ? [r.instance.id] : []));
     assert.is(winners.length, 1);
-    const losers = results.flatMap((r) => (r.created ? [] : [r.existing.id]));
+    const losers = results.flatMap((r) => (r.created ? [] : [existingId(r)]));
     assert.equal(losers, Array.from({ length: 49 }, () => winners[0]));
     assert.equal(await s(ctx).listIds(), winners);
   });
@@ -146,10 +146,10 @@ function registerSlots(test: Test, s: Get): void {
       const second = makeInstance();
       const res = await s(ctx).createInstance(second, row.now);
       assert.is(res.created, row.frees);
-      if (!res.created) assert.is(res.existing.id, first.id);
+      if (!res.created) assert.is(existingId(res), first.id);
       else {
         const third = await s(ctx).createInstance(makeInstance(), NOW); // second is live at NOW
-        assert.equal(third.created ? undefined : third.existing.id, second.id);
+        assert.equal(third.created ? undefined : existingId(third), second.id);
       }
       assert.equal(await s(ctx).getInstance(first.id), first); // the old record stays
     });
@@ -164,7 +164,7 @@ function registerSlots(test: Test, s: Get): void {
     for (const inst of owners) assert.ok((await s(ctx).createInstance(inst, NOW)).created, inst.owner);
     for (const inst of owners) {
       const again = await s(ctx).createInstance(makeInstance({ team: 't', owner: inst.owner }), NOW);
-      assert.equal(again.created ? undefined : again.existing.id, inst.id);
+      assert.equal(again.created ? undefined : existingId(again), inst.id);
     }
   });
 
@@ -188,7 +188,7 @@ function registerSlots(test: Test, s: Get): void {
     assert.ok((await s(ctx).createInstance(b, NOW)).created);
     await s(ctx).deleteInstance(a.id);
     const c = await s(ctx).createInstance(makeInstance(), NOW);
-    assert.equal(c.created ? undefined : c.existing.id, b.id);
+    assert.equal(c.created ? undefined : existingId(c), b.id);
   });
 }
 

@@ -1,7 +1,7 @@
 /** Shared test helpers for the store specs: instance fixtures and bounded waiting. */
 import { randomBytes } from 'node:crypto';
 import type { Instance } from '../../src/core/instance.ts';
-import type { Store } from '../../src/core/store.ts';
+import type { CreateResult, Store } from '../../src/core/store.ts';
 
 /** The clock the fixtures are built around (epoch ms). */
 export const NOW = 1_700_000_000_000;
@@ -81,4 +81,9 @@ export async function listenSettled(watcher: Store, writer: Store): Promise<{ se
 /** Count of `id` in `list`. */
 export function count(list: readonly string[], id: string): number {
   return list.filter((x) => x === id).length;
+}
+
+/** The id of the instance that explains a refused create (`undefined` for a rate refusal). */
+export function existingId(r: CreateResult): string | undefined {
+  return !r.created && 'existing' in r ? r.existing.id : undefined;
 }

@@ -21,6 +21,8 @@ export interface AccessRouteDeps {
   catalog: Catalog;
   /** Lifetime of an access link, seconds. */
   linkSeconds: number;
+  /** Longest a launch waits in the queue (default 900 s): bounds when a queued instance can end. */
+  queueMaxWaitMs?: number;
   now?: () => number;
 }
 
@@ -68,6 +70,19 @@ function seconds(ms: number): number {
   return Math.floor(ms / 1000) * 1000;
 }
 
+/**
+ * When a session for `inst` may end at the latest. A queued instance's lifetime starts at
+ * admission (which moves `maxExpiresAt`), so its session lasts until the latest end admission
+ * can give it: the queue's wait limit plus the challenge's maximum lifetime. Liveness is still
+ * checked on every request; this only keeps the cookie from expiring before the instance.
+ */
+function sessionEnd(deps: AccessRouteDeps, inst: Instance): number {
+  if (inst.status !== 'queued') return inst.maxExpiresAt;
+  const maxLifetime = deps.catalog.get(inst.challenge)?.spec.ttl.maxSeconds;
+  const lifetime = maxLifetime !== undefined ? maxLifetime * 1000 : inst.maxExpiresAt - inst.createdAt;
+  return Math.max(inst.maxExpiresAt, inst.createdAt + (deps.queueMaxWaitMs ?? 900_000) + lifetime);
+}
+
 /** Registers the access-issuing routes. */
 export function accessRoutes(app: FastifyInstance, deps: AccessRouteDeps): void {
   const now = deps.now ?? Date.now;
@@ -90,7 +105,7 @@ export function accessRoutes(app: FastifyInstance, deps: AccessRouteDeps): void 
     }
     access.index.put(inst);
     const linkExp = seconds(at + deps.linkSeconds * 1000);
-    const sessionExp = seconds(inst.maxExpiresAt);
+    const sessionExp = seconds(sessionEnd(deps, inst));
     const claims = { instance: inst.id, team: inst.team, host: target.hostname };
     const link = access.tokens.sign({ kind: 'link', ...claims, exp: linkExp, sessionExp });
     const token = access.tokens.sign({ kind: 'session', ...claims, exp: sessionExp });

@@ -3,7 +3,7 @@ import type { Catalog } from '../catalog/catalog.ts';
 import { Codes, PoseidonError } from '../core/errors.ts';
 import type { Instance } from '../core/instance.ts';
 import type { Store } from '../core/store.ts';
-import { keyDigest, registerAuth, type ApiKey } from './auth.ts';
+import { authenticate, FailedAuth, keyDigest, registerAuth, type ApiKey, type FailureLimit } from './auth.ts';
 import type { RateLimits } from './guards.ts';
 import type { EventHub } from '../events/hub.ts';
 import type { InstanceIndex } from '../gateway/instance-index.ts';
@@ -16,7 +16,7 @@ import { gatewayRoutes } from './gateway-routes.ts';
 import { flagRoutes } from './flag-routes.ts';
 import { instanceRoutes } from './instance-routes.ts';
 import { registerOpenApi } from './openapi.ts';
-import { errorHandler, sendProblem } from './problem.ts';
+import { bounded, errorHandler, sendProblem } from './problem.ts';
 
 export interface AppDeps {
   store: Store;
@@ -42,7 +42,13 @@ export interface AppDeps {
   /** In-memory instance view (change feed + refresh) that serves instance reads; reads go to the store without it. */
   index?: InstanceIndex;
   /** Player access (forward-auth, links, catch-all page, HTTP provider); not registered without it. */
-  access?: { context: AccessContext; snapshot: GatewaySnapshot; linkSeconds: number };
+  access?: { context: AccessContext; snapshot: GatewaySnapshot; linkSeconds: number; queueMaxWaitMs?: number };
+  /** Failed key attempts per client address (default 20 per minute). */
+  authFailures?: FailureLimit;
+  /** Fastify's `trustProxy`: the proxies whose X-Forwarded-For names the client (default none). */
+  trustProxy?: boolean | string | string[];
+  /** Reported by `GET /v1/version`. */
+  version?: string;
 }
 
 /** Limits and lifetimes the instance routes enforce (from config). */
@@ -57,15 +63,29 @@ export interface LifecycleSettings {
 }
 
 const BODY_LIMIT = 64 * 1024;
+/** Longest path parameter routed (longer ones are refused by the route's own validation). */
+const MAX_PARAM_LENGTH = 1024;
+/** A bounded, printable quote of client input for error details (JSON-escaped by the body). */
+const quote = (text: string): string => bounded(text, 120);
 
 /**
  * Builds the HTTP API without listening (tests use `inject`). Every `/v1` route needs
  * `x-api-key` unless it opts out; errors are problem+json with stable codes.
  */
 export function buildApp(deps: AppDeps): FastifyInstance {
+  const keys: ApiKey[] = [{ name: 'POSEIDON_API_KEY', role: 'admin', digest: keyDigest(deps.apiKey) }, ...(deps.apiKeys ?? [])];
+  const failures = new FailedAuth(deps.authFailures ?? { attempts: 20, windowMs: 60_000 });
   const app = Fastify({
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
     bodyLimit: BODY_LIMIT,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    ...(deps.trustProxy !== undefined ? { trustProxy: deps.trustProxy } : {}),
+    // Errors raised before routing (a malformed URL): a key is still required, and the answer
+    // is problem+json quoting a bounded part of the input, like every other error.
+    frameworkErrors: (err, req, reply) => {
+      if (!authenticate(keys, failures, req, reply)) return;
+      void sendProblem(reply, 400, Codes.badRequest, `bad URL: ${quote(req.url.split('?')[0] ?? '')} (${err.code})`);
+    },
     // SSE streams are long-lived: close them with the server instead of waiting for clients.
     forceCloseConnections: true,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
@@ -74,26 +94,31 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     try {
-      done(null, parseJson(body as string));
+      // Clients send `content-type: application/json` on bodiless DELETE and POST too: an
+      // empty body is no body (routes that need one say so in their own validation).
+      done(null, (body as string).trim() === '' ? undefined : parseJson(body as string));
     } catch (err) {
       done(err as Error, undefined);
     }
   });
-  app.setNotFoundHandler((req, reply) => sendProblem(reply, 404, Codes.notFound, `no route ${req.method} ${req.url.split('?')[0]}`));
-  registerAuth(app, [{ name: 'POSEIDON_API_KEY', role: 'admin', digest: keyDigest(deps.apiKey) }, ...(deps.apiKeys ?? [])]);
+  app.setNotFoundHandler((req, reply) => sendProblem(reply, 404, Codes.notFound, `no route ${quote(req.method)} ${quote(req.url.split('?')[0] ?? '')}`));
+  registerAuth(app, keys, failures);
 
   registerOpenApi(app, { title: 'Poseidon', version: '1' });
   app.get('/healthz', { config: { auth: 'none' }, schema: { summary: 'Liveness' } }, async () => ({ ok: true }));
+  app.get('/v1/version', { config: { auth: 'none' }, schema: { summary: 'Server version and API level', response: { 200: versionSchema } } }, async () => ({ version: deps.version ?? 'dev', api: 'v1' }));
   instanceRoutes(app, deps);
   flagRoutes(app, deps);
   if (deps.events) eventRoutes(app, deps, deps.events);
   if (deps.access) {
     gatewayRoutes(app, { access: deps.access.context, snapshot: deps.access.snapshot, ...(deps.now ? { now: deps.now } : {}) });
-    accessRoutes(app, { access: deps.access.context, store: deps.store, catalog: deps.catalog, linkSeconds: deps.access.linkSeconds, ...(deps.now ? { now: deps.now } : {}) });
+    accessRoutes(app, { access: deps.access.context, store: deps.store, catalog: deps.catalog, linkSeconds: deps.access.linkSeconds, ...(deps.access.queueMaxWaitMs !== undefined ? { queueMaxWaitMs: deps.access.queueMaxWaitMs } : {}), ...(deps.now ? { now: deps.now } : {}) });
   }
   catalogRoutes(app, deps);
   return app;
 }
+
+const versionSchema = { type: 'object', required: ['version', 'api'], properties: { version: { type: 'string' }, api: { type: 'string' } } } as const;
 
 /** JSON.parse that refuses prototype-polluting keys with a message naming them. */
 export function parseJson(text: string): unknown {
@@ -104,6 +129,6 @@ export function parseJson(text: string): unknown {
     });
   } catch (err) {
     if (err instanceof PoseidonError) throw err;
-    throw new PoseidonError(Codes.badRequest, `body: invalid JSON (${(err as Error).message})`, { kind: 'input', cause: err });
+    throw new PoseidonError(Codes.badRequest, `body: invalid JSON (${bounded((err as Error).message, 120)})`, { kind: 'input', cause: err });
   }
 }

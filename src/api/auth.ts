@@ -3,7 +3,23 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Codes } from '../core/errors.ts';
 import { sendProblem } from './problem.ts';
 
-export type Role = 'platform' | 'admin';
+/**
+ * `platform`: launches and reads instances (optionally for one team); `operator`: reads
+ * everything an admin reads, acts on nothing; `admin`: everything; `gateway`: only what Traefik
+ * needs (the HTTP provider's configuration), so the key Traefik holds opens nothing else.
+ */
+export type Role = 'platform' | 'operator' | 'admin' | 'gateway';
+export const ROLES: readonly Role[] = ['platform', 'operator', 'admin', 'gateway'];
+
+/** Who may call a route: `none` (no key), `admin` (shorthand), or the roles allowed. */
+export type RouteAuth = 'none' | 'admin' | readonly Role[];
+/** The default of a route that says nothing: what platforms (and admins) call. */
+export const PLATFORM_ROUTE: readonly Role[] = ['platform', 'admin'];
+/** Reads an operator may make too. */
+export const READ_ROUTE: readonly Role[] = ['operator', 'admin'];
+
+/** Shortest key accepted from any source; shorter configured keys are refused at start-up. */
+export const MIN_KEY_LENGTH = 16;
 
 /** A configured API key: only its SHA-256 digest is kept in memory. */
 export interface ApiKey {
@@ -27,8 +43,8 @@ declare module 'fastify' {
     principal?: Principal;
   }
   interface FastifyContextConfig {
-    /** `none`: no key (health, forward-auth); `admin`: admin keys only; default: any key. */
-    auth?: 'none' | Role;
+    /** See `RouteAuth`; default `PLATFORM_ROUTE`. */
+    auth?: RouteAuth;
   }
 }
 
@@ -48,19 +64,108 @@ export function parseApiKeys(entries: readonly string[]): ApiKey[] {
   });
 }
 
-/** Finds the key in constant time per configured key (every digest is compared, no early exit). */
-function match(keys: readonly ApiKey[], given: string): ApiKey | undefined {
+/**
+ * Finds the key in constant time per configured key (every digest is compared, no early exit).
+ * An empty or short value never matches, whatever is configured.
+ */
+export function matchKey(keys: readonly ApiKey[], given: unknown): ApiKey | undefined {
+  if (typeof given !== 'string' || given.length < MIN_KEY_LENGTH || given.length > 1024) return undefined;
   const d = keyDigest(given);
   let found: ApiKey | undefined;
   for (const k of keys) if (timingSafeEqual(k.digest, d) && !found) found = k;
   return found;
 }
 
+/** Whether `role` may call a route declared with `auth`. */
+export function allowed(auth: RouteAuth | undefined, role: Role): boolean {
+  if (auth === 'none') return true;
+  if (auth === 'admin') return role === 'admin';
+  return (auth ?? PLATFORM_ROUTE).includes(role);
+}
+
+export interface FailureLimit {
+  /** Failed attempts allowed per address per window; 0 turns the limit off. */
+  attempts: number;
+  windowMs: number;
+  /** Addresses tracked at most (the oldest window is forgotten first). */
+  maxAddresses?: number;
+  now?: () => number;
+}
+
 /**
- * Requires `x-api-key` on every route (and on unknown paths) unless the route says `config: { auth: 'none' }`;
- * routes with `auth: 'admin'` refuse platform keys (403). Sets `req.principal`.
+ * Failed key attempts per client address in fixed windows (per process: a guessing client is
+ * slowed on whichever replica it reaches). Behind a proxy the address is the proxy's unless
+ * `trustProxy` names it (see README, "Keys and roles").
  */
-export function registerAuth(app: FastifyInstance, keys: readonly ApiKey[]): void {
+export class FailedAuth {
+  readonly #windows = new Map<string, { count: number; resetAt: number }>();
+
+  constructor(private readonly opts: FailureLimit) {}
+
+  /** Milliseconds until `address` may try again, or 0 when it may try now. */
+  blockedFor(address: string): number {
+    if (this.opts.attempts <= 0) return 0;
+    const w = this.#windows.get(address);
+    const now = this.#now();
+    if (!w || w.resetAt <= now || w.count < this.opts.attempts) return 0;
+    return w.resetAt - now;
+  }
+
+  /** Counts one failed attempt. */
+  fail(address: string): void {
+    if (this.opts.attempts <= 0) return;
+    const now = this.#now();
+    let w = this.#windows.get(address);
+    if (!w || w.resetAt <= now) {
+      if (this.#windows.size >= (this.opts.maxAddresses ?? 100_000)) this.#prune(now);
+      w = { count: 0, resetAt: now + this.opts.windowMs };
+      this.#windows.delete(address);
+      this.#windows.set(address, w);
+    }
+    w.count++;
+  }
+
+  #prune(now: number): void {
+    for (const [a, w] of this.#windows) if (w.resetAt <= now) this.#windows.delete(a);
+    // Still full: forget the oldest windows (insertion order).
+    for (const a of this.#windows.keys()) {
+      if (this.#windows.size < (this.opts.maxAddresses ?? 100_000)) break;
+      this.#windows.delete(a);
+    }
+  }
+
+  #now(): number {
+    return this.opts.now?.() ?? Date.now();
+  }
+}
+
+/**
+ * Answers 401/429 for a request without a usable key; the principal otherwise. Used by the
+ * route hook and by errors raised before routing (a malformed URL still needs a key).
+ */
+export function authenticate(keys: readonly ApiKey[], failures: FailedAuth, req: FastifyRequest, reply: FastifyReply): Principal | undefined {
+  const wait = failures.blockedFor(req.ip);
+  if (wait > 0) {
+    const seconds = Math.max(1, Math.ceil(wait / 1000));
+    reply.header('retry-after', String(seconds));
+    sendProblem(reply, 429, Codes.rateLimited, `too many failed key attempts from this address; retry in ${seconds}s`, { retryAfterSeconds: seconds });
+    return undefined;
+  }
+  const key = matchKey(keys, req.headers['x-api-key']);
+  if (!key) {
+    failures.fail(req.ip);
+    sendProblem(reply, 401, Codes.unauthorized, 'missing or invalid x-api-key');
+    return undefined;
+  }
+  return { key: key.name, role: key.role, ...(key.team ? { team: key.team } : {}) };
+}
+
+/**
+ * Requires `x-api-key` on every route (and on unknown paths) unless the route says
+ * `config: { auth: 'none' }`; a key whose role the route does not allow gets 403. Failed
+ * attempts are limited per client address (429 with Retry-After). Sets `req.principal`.
+ */
+export function registerAuth(app: FastifyInstance, keys: readonly ApiKey[], failures: FailedAuth): void {
   // Callback style, not async: it runs on every request (forward-auth included) and an async
   // hook costs a promise and a tick each time (about 15% of a bare route's throughput).
   app.addHook('onRequest', (req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
@@ -68,11 +173,10 @@ export function registerAuth(app: FastifyInstance, keys: readonly ApiKey[]): voi
     // percent-escapes (`/%761/instances` is `/v1/instances`), the URL string does not.
     const need = req.routeOptions.config?.auth;
     if (need === 'none') return done();
-    const given = req.headers['x-api-key'];
-    const key = typeof given === 'string' ? match(keys, given) : undefined;
-    if (!key) return void sendProblem(reply, 401, Codes.unauthorized, 'missing or invalid x-api-key');
-    if (need === 'admin' && key.role !== 'admin') return void sendProblem(reply, 403, Codes.forbidden, 'this call needs an admin key');
-    req.principal = { key: key.name, role: key.role, ...(key.team ? { team: key.team } : {}) };
+    const principal = authenticate(keys, failures, req, reply);
+    if (!principal) return;
+    if (!allowed(need, principal.role)) return void sendProblem(reply, 403, Codes.forbidden, `a ${principal.role} key cannot make this call`);
+    req.principal = principal;
     done();
   });
 }

@@ -4,6 +4,7 @@
  * `POST /v1/sync` (admin), and `POST /v1/hooks/git`, which is keyless but signature-verified
  * before anything touches git.
  */
+import { READ_ROUTE } from './auth.ts';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Catalog } from '../catalog/catalog.ts';
 import { catalogView } from '../catalog/catalog-view.ts';
@@ -52,7 +53,7 @@ export function catalogRoutes(app: FastifyInstance, deps: { catalog: Catalog; gi
       .map((v) => ({ hash: v.hash, revision: v.revision, state: v.state, image: v.image, current: v.supersededAt === undefined, ...(v.supersededAt !== undefined ? { supersededAt: new Date(v.supersededAt).toISOString() } : {}), ...(v.error ? { error: v.error } : {}) }));
     return { ...view, versions };
   });
-  app.get('/v1/catalog/plan', { config: { auth: 'admin' }, schema: { summary: 'What syncing the newest revision would change' } }, async (_req, reply) => {
+  app.get('/v1/catalog/plan', { config: { auth: READ_ROUTE }, schema: { summary: 'What syncing the newest revision would change' } }, async (_req, reply) => {
     if (!deps.gitops) return noSource(reply);
     return deps.gitops.plan();
   });

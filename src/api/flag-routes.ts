@@ -2,7 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import { flagDigest } from '../core/flag.ts';
 import type { Store } from '../core/store.ts';
 import type { AppDeps } from './app.ts';
-import { assertTeam } from './guards.ts';
+import { READ_ROUTE } from './auth.ts';
+import { assertTeam, scopedTeam } from './guards.ts';
 import { flagVerifyBody, problems } from './schemas.ts';
 
 const verifyResponse = {
@@ -40,11 +41,15 @@ export function flagRoutes(app: FastifyInstance, deps: Pick<AppDeps, 'store' | '
     schema: { summary: 'Verify a submitted flag', body: flagVerifyBody, response: { 200: verifyResponse, ...problems(403) } },
   }, async (req) => {
     assertTeam(req, req.body.team);
-    return verify(deps.store, req.body, now(), (obj, msg) => req.log.warn(obj, msg));
+    const result = await verify(deps.store, req.body, now(), (obj, msg) => req.log.warn(obj, msg));
+    // A team-scoped caller learns only "wrong": the owner's instance id would give away the
+    // other team's hostname (and TCP routes have no other gate). Unscoped keys list every
+    // instance anyway; admins see incidents.
+    return scopedTeam(req) === undefined ? result : { correct: result.correct };
   });
 
   app.get<{ Querystring: { limit?: number } }>('/v1/flags/incidents', {
-    config: { auth: 'admin' },
+    config: { auth: READ_ROUTE },
     schema: {
       summary: 'Flag-sharing incidents, newest first',
       querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: 1000 } } },

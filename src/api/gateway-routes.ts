@@ -1,7 +1,8 @@
 /**
  * The routes Traefik calls: `GET /v1/authz` (forward-auth, no key: Traefik sends none),
  * `GET /v1/gateway/page` (the catch-all page, reached through Traefik's replacePath; no key)
- * and `GET /v1/traefik/config` (HTTP provider, admin key: it lists every routed hostname).
+ * and `GET /v1/traefik/config` (HTTP provider: a `gateway` key, which opens nothing else, or an
+ * operator or admin key; it lists every routed hostname).
  * The first two log below info, so neither a request line per player request nor a token in a
  * query string ever reaches the log.
  */
@@ -75,7 +76,7 @@ export function gatewayRoutes(app: FastifyInstance, deps: GatewayRouteDeps): voi
     return sendPage(reply, kind, req.headers.accept);
   });
 
-  app.get('/v1/traefik/config', { config: { auth: 'admin' }, schema: { summary: 'The Traefik dynamic configuration (HTTP provider), same as the file' } }, async (req, reply) => {
+  app.get('/v1/traefik/config', { config: { auth: ['gateway', 'operator', 'admin'] }, schema: { summary: 'The Traefik dynamic configuration (HTTP provider), same as the file' } }, async (req, reply) => {
     const current = deps.snapshot.get();
     if (!current) return sendProblem(reply, 503, Codes.notReady, 'the gateway has not rendered a configuration yet');
     reply.header('etag', current.etag).header('cache-control', 'no-cache');

@@ -30,9 +30,14 @@ export async function rateLimit(store: Store, limits: RateLimits, action: string
   if (!rule) return;
   const r = await store.hitRate(`${action}:${team}`, rule.limit, rule.windowMs, now);
   if (r.allowed) return;
-  const seconds = Math.max(1, Math.ceil(r.retryAfterMs / 1000));
+  throw rateLimitedError(action, r.retryAfterMs, reply, `for team ${team}: at most ${rule.limit} per ${rule.windowMs / 1000}s`);
+}
+
+/** The E_RATE_LIMITED error for `action`, after setting `Retry-After` (seconds) on the reply. */
+export function rateLimitedError(action: string, retryAfterMs: number, reply: FastifyReply, what = ''): PoseidonError {
+  const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
   reply.header('retry-after', String(seconds));
-  throw new PoseidonError(Codes.rateLimited, `too many ${action} requests for team ${team}: at most ${rule.limit} per ${rule.windowMs / 1000}s; retry in ${seconds}s`, {
+  return new PoseidonError(Codes.rateLimited, `too many ${action} requests${what ? ` ${what}` : ''}; retry in ${seconds}s`, {
     kind: 'input', detail: { retryAfterSeconds: seconds },
   });
 }

@@ -6,7 +6,7 @@ import { renewFields, restartFields } from '../core/lifecycle.ts';
 import { newInstanceId, ownerKey, portHostname } from '../core/naming.ts';
 import { CONFLICT, type CreateResult, type Store } from '../core/store.ts';
 import type { AppDeps } from './app.ts';
-import { assertTeam, rateLimit, scopedTeam } from './guards.ts';
+import { assertTeam, rateLimit, rateLimitedError, scopedTeam } from './guards.ts';
 import { sendProblem } from './problem.ts';
 import { idempotencyHeaders, idParams, instanceSchema, launchBody, listQuery, problems } from './schemas.ts';
 import { instanceView, type InstanceView } from './views.ts';
@@ -43,9 +43,11 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
     const inst = newInstance(deps, req.body, at);
     const key = req.headers['idempotency-key'];
     const idempotency = key ? { key: `${req.principal?.key ?? ''}:${key}`, fingerprint: fingerprint(req.body), ttlMs: lc.idempotencyTtlMs } : undefined;
-    // A retry of a known key is answered from the store and costs no rate; anything else counts.
-    if (!idempotency || !(await deps.store.idempotentInstance(idempotency.key, at))) await rateLimit(deps.store, lc.rateLimits, 'launch', inst.team, reply, at);
-    const result = await deps.store.createInstance(inst, at, { teamLimit: lc.teamLimit, capacity: lc.capacity, ...(idempotency ? { idempotency } : {}) });
+    // The rate counts inside the create, after the replay check, so copies of one idempotent
+    // request (a client retrying while the first is in flight) cost one launch between them.
+    const rule = lc.rateLimits.get('launch');
+    const rate = rule ? { key: `launch:${inst.team}`, limit: rule.limit, windowMs: rule.windowMs } : undefined;
+    const result = await deps.store.createInstance(inst, at, { teamLimit: lc.teamLimit, capacity: lc.capacity, ...(idempotency ? { idempotency } : {}), ...(rate ? { rate } : {}) });
     if (result.created) {
       remember(result.instance);
       req.log.info({ instance: inst.id, challenge: inst.challenge, team: inst.team, status: result.instance.status }, 'instance requested');
@@ -90,9 +92,9 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
   });
 
   app.post<{ Params: { id: string } }>('/v1/instances/:id/restart', { schema: { summary: 'Replace the container with a fresh one', params: idParams, response: { ...one, ...problems(403, 404, 409, 429) } } }, async (req, reply) => {
-    const { at, inst, spec } = await ownedAction(req.params.id, 'restart', req, reply);
+    const { at, inst } = await ownedAction(req.params.id, 'restart', req, reply);
     const hash = deps.catalogVersion?.(inst, 'restart') ?? deps.catalog.get(inst.challenge)?.hash ?? inst.specHash;
-    const updated = await conditional(deps.store, inst, { generation: inst.generation, status: inst.status, desired: inst.desired, expiresAt: inst.expiresAt }, restartFields(inst, spec, hash, at), at);
+    const updated = await conditional(deps.store, inst, { generation: inst.generation, status: inst.status, desired: inst.desired, expiresAt: inst.expiresAt }, restartFields(inst, hash, at), at);
     req.log.info({ instance: inst.id, generation: updated.generation }, 'instance restart requested');
     return reply.code(202).send(instanceView(remember(updated)));
   });
@@ -125,6 +127,8 @@ function fingerprint(body: LaunchBody): string {
 
 async function refused(deps: AppDeps, result: Exclude<CreateResult, { created: true }>, reply: Parameters<typeof sendProblem>[0]) {
   switch (result.reason) {
+    case 'rate-limited':
+      throw rateLimitedError('launch', result.retryAfterMs, reply);
     case 'replay':
       return reply.code(202).send(await view(deps, result.existing));
     case 'key-reused':

@@ -1,3 +1,4 @@
+import { PLATFORM_ROUTE, type RouteAuth } from './auth.ts';
 import type { FastifyInstance, RouteOptions } from 'fastify';
 
 declare module 'fastify' {
@@ -11,7 +12,7 @@ interface Operation {
   method: string;
   path: string;
   schema: Record<string, unknown>;
-  auth: string | undefined;
+  auth: RouteAuth | undefined;
 }
 
 /** `/v1/instances/:id` -> `/v1/instances/{id}`. */
@@ -72,7 +73,7 @@ function document(ops: Operation[], info: { title: string; version: string }): o
     };
     if (op.schema.body) entry.requestBody = { required: true, content: { 'application/json': { schema: op.schema.body } } };
     if (op.auth === 'none') entry.security = [];
-    if (op.auth === 'admin') entry['x-poseidon-role'] = 'admin';
+    if (op.auth !== 'none') entry['x-poseidon-roles'] = op.auth === 'admin' ? ['admin'] : [...(op.auth ?? PLATFORM_ROUTE)];
     (paths[openapiPath(op.path)] ??= {})[op.method] = entry;
   }
   return {

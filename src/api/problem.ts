@@ -47,6 +47,12 @@ export function sendProblem(reply: FastifyReply, status: number, code: string, d
     .send({ type: `https://poseidon.dev/problems/${code}`, title: code, status, code, detail, ...extra });
 }
 
+/** Error messages may quote client input (a content type, a URL): bounded and printable. */
+export function bounded(text: string, max = 200): string {
+  const clean = text.replace(/[^\x20-\x7e]/g, '?');
+  return clean.length > max ? `${clean.slice(0, max)}…` : clean;
+}
+
 /** Maps fastify's own errors (validation, body size, content type) to codes. */
 function fromFastify(err: FastifyError): { status: number; code: string; detail: string } {
   if (err.validation) {
@@ -58,7 +64,7 @@ function fromFastify(err: FastifyError): { status: number; code: string; detail:
     return { status: 400, code: Codes.badRequest, detail: `${ctx}${field ? ` ${field}` : ''}: ${extra ? 'unknown field' : first?.message ?? 'invalid'}` };
   }
   if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return { status: 413, code: Codes.bodyTooLarge, detail: 'request body is too large' };
-  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return { status: err.statusCode, code: Codes.badRequest, detail: err.message };
+  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return { status: err.statusCode, code: Codes.badRequest, detail: bounded(err.message) };
   return { status: 500, code: Codes.internal, detail: 'internal error' };
 }
 

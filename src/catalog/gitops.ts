@@ -4,7 +4,7 @@
  * preparation on the workers, and the sync loop. `main.ts` calls `createGitOps` and `start`.
  */
 import type { Config } from '../config/config.ts';
-import type { Logger } from '../controller/types.ts';
+import type { Logger } from '../core/reconcile.ts';
 import { wantsRunning } from '../core/instance.ts';
 import type { Source } from '../core/source.ts';
 import type { Store } from '../core/store.ts';

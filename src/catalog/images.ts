@@ -6,7 +6,7 @@
  */
 import type { RuntimeName } from '../core/challenge.ts';
 import { LABELS } from '../core/runtime.ts';
-import type { Logger } from '../controller/types.ts';
+import type { Logger } from '../core/reconcile.ts';
 import type { CatalogEntry, ChallengeState, WorkerImage } from './catalog.ts';
 
 /** One Docker engine images can be made present on (`DockerRuntime` fits as it is). */

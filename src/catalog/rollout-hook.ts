@@ -3,7 +3,7 @@
  * after the challenge's update policy (`core/rollout.ts`). A move to another version is recorded
  * on the instance (`specHash`) before anything is replaced, so labels, plans and renewals agree.
  */
-import type { Logger } from '../controller/types.ts';
+import type { Logger } from '../core/reconcile.ts';
 import type { Instance } from '../core/instance.ts';
 import type { Store } from '../core/store.ts';
 import type { Catalog, CatalogEntry } from './catalog.ts';

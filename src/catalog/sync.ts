@@ -7,7 +7,7 @@
  */
 import { Codes, isPoseidonError, PoseidonError } from '../core/errors.ts';
 import type { Source } from '../core/source.ts';
-import type { Logger } from '../controller/types.ts';
+import type { Logger } from '../core/reconcile.ts';
 import type { ApplyResult, Catalog } from './catalog.ts';
 import type { CatalogStore } from './catalog-store.ts';
 import type { ImagePreparer } from './images.ts';

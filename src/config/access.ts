@@ -9,7 +9,7 @@ import { parsePortRange } from '../core/leases.ts';
 export const ACCESS_ENV_NAMES: Record<string, string> = {
   POSEIDON_ACCESS_SECRET: 'accessSecret', POSEIDON_AUTH_MODE: 'authMode',
   POSEIDON_AUTH_DELEGATE_URL: 'authDelegateUrl', POSEIDON_AUTH_DELEGATE_CACHE_SECONDS: 'authDelegateCacheSeconds',
-  POSEIDON_AUTH_DELEGATE_TIMEOUT_MS: 'authDelegateTimeoutMs', POSEIDON_ACCESS_LINK_SECONDS: 'accessLinkSeconds',
+  POSEIDON_AUTH_DELEGATE_TIMEOUT_MS: 'authDelegateTimeoutMs', POSEIDON_AUTH_DELEGATE_COOKIES: 'authDelegateCookies', POSEIDON_ACCESS_LINK_SECONDS: 'accessLinkSeconds',
   POSEIDON_TRAEFIK_TLS_ENTRYPOINTS: 'tlsEntryPoints', POSEIDON_TLS_CERT_RESOLVER: 'tlsCertResolver',
   POSEIDON_TLS_DOMAINS: 'tlsDomains', POSEIDON_TLS_CERT_FILE: 'tlsCertFile', POSEIDON_TLS_KEY_FILE: 'tlsKeyFile',
   POSEIDON_LEASE_PORTS: 'leasePorts', POSEIDON_LEASE_ADDRESS: 'leaseAddress', POSEIDON_LEASE_HOST: 'leaseHost',
@@ -23,6 +23,8 @@ export interface AccessConfig {
   readonly authDelegateUrl?: string;
   readonly authDelegateCacheSeconds: number;
   readonly authDelegateTimeoutMs: number;
+  /** Names of the platform's session cookies, the only cookies forwarded in delegate mode. */
+  readonly authDelegateCookies: readonly string[];
   readonly accessLinkSeconds: number;
   /** Empty: no TLS. */
   readonly tlsEntryPoints: readonly string[];

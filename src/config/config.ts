@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv } from 'ajv';
 import { Codes, PoseidonError } from '../core/errors.ts';
@@ -30,6 +30,10 @@ export interface Config extends AccessConfig, GitOpsConfig {
   readonly logLevel: string;
   /** Extra API keys, `name:role[:team]:sha256hex`. */
   readonly apiKeys: readonly string[];
+  /** Failed key attempts per client address, `count/seconds`. */
+  readonly authFailures: string;
+  /** Proxies trusted for X-Forwarded-For (addresses or CIDRs). */
+  readonly trustProxy: readonly string[];
   readonly teamLimit: number;
   readonly capacity: number;
   readonly queueMaxWaitSeconds: number;
@@ -61,13 +65,14 @@ const ENV_NAMES: Record<string, string> = {
   POSEIDON_RATE_LIMITS: 'rateLimits', POSEIDON_RENEW_MAX_LOAD: 'renewMaxLoad',
   POSEIDON_IDEMPOTENCY_TTL_SECONDS: 'idempotencyTtlSeconds', POSEIDON_FLAG_RETENTION_DAYS: 'flagRetentionDays',
   POSEIDON_EXPIRING_SOON_SECONDS: 'expiringSoonSeconds', POSEIDON_EVENTS_WEBHOOK_URL: 'eventsWebhookUrl',
-  POSEIDON_EVENTS_WEBHOOK_SECRET: 'eventsWebhookSecret',
+  POSEIDON_EVENTS_WEBHOOK_SECRET: 'eventsWebhookSecret', POSEIDON_AUTH_FAILURES: 'authFailures',
+  POSEIDON_TRUST_PROXY: 'trustProxy',
   ...ACCESS_ENV_NAMES,
   ...GITOPS_ENV_NAMES,
 };
 const SECRET_KEYS = new Set(['apiKey', 'flagSecret', 'redisUrl', 'apiKeys', 'eventsWebhookSecret', 'accessSecret', ...GITOPS_SECRET_KEYS]);
 /** Variables holding comma-separated lists. */
-const LIST_KEYS = new Set(['traefikEntryPoints', 'apiKeys', 'rateLimits', 'tlsEntryPoints']);
+const LIST_KEYS = new Set(['traefikEntryPoints', 'apiKeys', 'rateLimits', 'tlsEntryPoints', 'trustProxy', 'authDelegateCookies']);
 const schemaPath = new URL('../../schemas/config.schema.json', import.meta.url);
 const schema = JSON.parse(readFileSync(schemaPath, 'utf8')) as object;
 const validate = new Ajv({ useDefaults: true, coerceTypes: true, allErrors: true }).compile(schema);
@@ -83,13 +88,32 @@ function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   return raw;
 }
 
-/** Reads a persisted generated secret, or creates it (mode 0600). */
-function persistedSecret(dataDir: string, file: string): string {
+/** Shortest secret accepted from any source (environment, file or generated). */
+export const MIN_SECRET_LENGTH = 16;
+
+/**
+ * Reads a persisted generated secret, or creates it. Created atomically (a temp file, mode 0600,
+ * renamed into place), so a crash never leaves a short or empty file; a file that is short or
+ * empty anyway (a `touch`, an editor) refuses start-up instead of meaning "no secret".
+ */
+function persistedSecret(dataDir: string, file: string, variable: string): string {
   const p = path.join(dataDir, file);
-  if (existsSync(p)) return readFileSync(p, 'utf8').trim();
-  mkdirSync(dataDir, { recursive: true });
+  if (existsSync(p)) {
+    const secret = readFileSync(p, 'utf8').trim();
+    if (secret.length < MIN_SECRET_LENGTH) {
+      throw new PoseidonError(Codes.configInvalid, `invalid configuration: ${p} holds ${secret.length === 0 ? 'an empty' : 'a too short'} secret (at least ${MIN_SECRET_LENGTH} characters); delete it to have a new one generated, or set ${variable}`, { kind: 'input' });
+    }
+    return secret;
+  }
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const secret = randomBytes(24).toString('base64url');
-  writeFileSync(p, `${secret}\n`, { mode: 0o600 });
+  const tmp = `${p}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    writeFileSync(tmp, `${secret}\n`, { mode: 0o600, flag: 'wx' });
+    renameSync(tmp, p);
+  } finally {
+    rmSync(tmp, { force: true });
+  }
   return secret;
 }
 
@@ -122,9 +146,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   checkAccess(raw);
   const dataDir = path.resolve(cwd, raw.dataDir as string);
   const generated: ('apiKey' | 'flagSecret' | 'accessSecret')[] = [];
-  if (raw.apiKey === undefined) { raw.apiKey = persistedSecret(dataDir, 'api-key'); generated.push('apiKey'); }
-  if (raw.flagSecret === undefined) { raw.flagSecret = persistedSecret(dataDir, 'flag-secret'); generated.push('flagSecret'); }
-  if (raw.accessSecret === undefined) { raw.accessSecret = persistedSecret(dataDir, 'access-secret'); generated.push('accessSecret'); }
+  if (raw.apiKey === undefined) { raw.apiKey = persistedSecret(dataDir, 'api-key', 'POSEIDON_API_KEY'); generated.push('apiKey'); }
+  if (raw.flagSecret === undefined) { raw.flagSecret = persistedSecret(dataDir, 'flag-secret', 'POSEIDON_FLAG_SECRET'); generated.push('flagSecret'); }
+  if (raw.accessSecret === undefined) { raw.accessSecret = persistedSecret(dataDir, 'access-secret', 'POSEIDON_ACCESS_SECRET'); generated.push('accessSecret'); }
   const config = {
     ...raw,
     dataDir,

@@ -1,6 +1,6 @@
 import type { Catalog } from '../catalog/catalog.ts';
 import type { Store } from '../core/store.ts';
-import type { Logger, ReconcileContext, ReconcileResult } from './types.ts';
+import type { Logger, ReconcileContext, ReconcileResult } from '../core/reconcile.ts';
 
 export interface AdmissionDeps {
   store: Store;

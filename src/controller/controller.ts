@@ -1,7 +1,7 @@
 import { INSTANCE_ID_PATTERN } from '../core/naming.ts';
 import type { ContainerRuntime } from '../core/runtime.ts';
 import type { Store } from '../core/store.ts';
-import type { Logger, ReconcileContext, ReconcileResult } from './types.ts';
+import type { Logger, ReconcileContext, ReconcileResult } from '../core/reconcile.ts';
 import { WorkQueue } from './work-queue.ts';
 
 export const GATEWAY_KEY = 'gateway';

@@ -4,7 +4,7 @@ import type { ContainerRuntime } from '../core/runtime.ts';
 import type { Store } from '../core/store.ts';
 import { assertValidRoute, renderTraefikConfig, serializeTraefikConfig, type GatewayOptions, type GatewayRoute } from '../gateway/traefik.ts';
 import type { TraefikFileWriter } from '../gateway/file-writer.ts';
-import type { Logger, ReconcileContext, ReconcileResult } from './types.ts';
+import type { Logger, ReconcileContext, ReconcileResult } from '../core/reconcile.ts';
 
 export interface GatewayReconcilerDeps {
   store: Store;

@@ -10,7 +10,7 @@ import { versionToRun } from '../catalog/rollout-hook.ts';
 import type { FlagFiles } from './flag-files.ts';
 import type { Exposure } from '../gateway/exposure.ts';
 import type { Semaphore } from './semaphore.ts';
-import type { Logger, ReconcileContext, ReconcileResult } from './types.ts';
+import type { Logger, ReconcileContext, ReconcileResult } from '../core/reconcile.ts';
 
 export interface InstanceReconcilerDeps {
   store: Store;

@@ -1,5 +1,5 @@
 import { isPoseidonError } from '../core/errors.ts';
-import type { Logger, ReconcileContext, Reconciler } from './types.ts';
+import type { Logger, ReconcileContext, Reconciler } from '../core/reconcile.ts';
 
 export interface WorkQueueOptions {
   concurrency: number;

@@ -43,19 +43,13 @@ export function renewFields(inst: Instance, spec: ChallengeSpec, now: number, lo
 }
 
 /**
- * Pure restart rule: a fresh container (next generation) with the same hostname and a full
- * TTL (capped by the maximum lifetime), running the challenge's current version.
+ * Pure restart rule: a fresh container (next generation) with the same hostname, running the
+ * challenge's current version. The expiry stays as it is: lifetime is extended only by renew,
+ * with its count, window and load rules (a restart that reset the TTL was an unlimited renew).
  */
-export function restartFields(inst: Instance, spec: ChallengeSpec, specHash: string, now: number): InstanceIntent {
+export function restartFields(inst: Instance, specHash: string, now: number): InstanceIntent {
   mustBeActive(inst, now);
-  return {
-    generation: inst.generation + 1,
-    status: 'pending',
-    reason: undefined,
-    endpoints: [],
-    specHash,
-    expiresAt: Math.min(now + spec.ttl.defaultSeconds * 1000, inst.maxExpiresAt),
-  };
+  return { generation: inst.generation + 1, status: 'pending', reason: undefined, endpoints: [], specHash };
 }
 
 /** Parses `action=count/seconds` rate rules (validated by the config schema). */

@@ -10,7 +10,8 @@ import type { Instance, InstanceIntent, InstanceObservation } from './instance.t
 export type CreateResult =
   | { created: true; instance: Instance }
   | { created: false; reason: 'owner' | 'replay' | 'key-reused'; existing: Instance }
-  | { created: false; reason: 'team-limit'; existing: Instance; holders: Instance[] };
+  | { created: false; reason: 'team-limit'; existing: Instance; holders: Instance[] }
+  | { created: false; reason: 'rate-limited'; retryAfterMs: number };
 
 export interface CreateOptions {
   /** Most live instances one team may hold across challenges; 0 or absent: no limit. */
@@ -19,6 +20,12 @@ export interface CreateOptions {
   capacity?: number;
   /** Replay protection: the same key returns the first instance for `ttlMs`. */
   idempotency?: { key: string; fingerprint: string; ttlMs: number };
+  /**
+   * Counts one hit on this fixed window (as `hitRate`) in the same atomic step, after the
+   * idempotency replay check: a replay (even a concurrent copy of the first request) costs
+   * nothing, every other attempt counts, refused or not.
+   */
+  rate?: { key: string; limit: number; windowMs: number };
 }
 
 /** Outcome of trying to admit a queued instance. */
@@ -68,6 +75,8 @@ export interface Store {
    * Atomically inserts `instance` unless its owner already holds a live instance (see
    * `isLive`) of the same challenge; `now` is the clock used for that liveness check.
    * Concurrent calls for the same owner and challenge yield exactly one `created: true`.
+   * Idempotent by id: the same instance sent again (a command retried after a lost reply)
+   * answers `created: true` with the stored record and writes nothing more.
    */
   createInstance(instance: Instance, now: number, opts?: CreateOptions): Promise<CreateResult>;
   /**

@@ -1,5 +1,5 @@
 import { createHmac, randomUUID } from 'node:crypto';
-import type { Logger } from '../controller/types.ts';
+import type { Logger } from '../core/reconcile.ts';
 import type { LifecycleEvent } from './hub.ts';
 
 export interface WebhookOptions {

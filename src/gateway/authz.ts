@@ -4,7 +4,7 @@
  * cookie. In token mode the hot path (a cookie for a held instance) is an HMAC check and two map
  * lookups: no store or network call. Denials carry the page the player should see.
  */
-import type { Logger } from '../controller/types.ts';
+import type { Logger } from '../core/reconcile.ts';
 import { isLive, wantsRunning, type Instance } from '../core/instance.ts';
 import { hostPrefix } from '../core/naming.ts';
 import type { AccessClaims, AccessTokens, PlayerClaims } from './access-token.ts';

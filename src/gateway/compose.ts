@@ -4,7 +4,7 @@
  * the snapshot the HTTP provider serves.
  */
 import type { Config } from '../config/config.ts';
-import type { Logger } from '../controller/types.ts';
+import type { Logger } from '../core/reconcile.ts';
 import { parsePortRange, type LeaseStore } from '../core/leases.ts';
 import type { Store } from '../core/store.ts';
 import { MemoryLeaseStore } from '../store/memory-leases.ts';
@@ -47,7 +47,7 @@ export function composeAccess(config: Config, store: Store, log: Logger): Access
     mode: config.authMode, log,
   };
   if (config.authMode === 'delegate' && config.authDelegateUrl) {
-    context.delegate = new DelegateAuth({ url: config.authDelegateUrl, cacheMs: config.authDelegateCacheSeconds * 1000, timeoutMs: config.authDelegateTimeoutMs, log });
+    context.delegate = new DelegateAuth({ url: config.authDelegateUrl, cookies: [...config.authDelegateCookies], cacheMs: config.authDelegateCacheSeconds * 1000, timeoutMs: config.authDelegateTimeoutMs, log });
   }
   const leases: LeaseStore = config.redisUrl ? new RedisLeaseStore({ url: config.redisUrl, prefix: config.redisPrefix }) : new MemoryLeaseStore();
   const exposure = new Exposure({

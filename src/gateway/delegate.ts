@@ -15,6 +15,12 @@ export type DelegateAnswer =
 
 export interface DelegateOptions {
   url: string;
+  /**
+   * The platform's session cookie names (CTFd: `session`): only these cookies are sent, and the
+   * cache is keyed by them alone, so challenge cookies never reach the platform and a random
+   * extra cookie per request costs no call. Empty: none forwarded (Authorization only).
+   */
+  cookies: readonly string[];
   cacheMs: number;
   timeoutMs: number;
   /** Entries kept at most (oldest dropped first). Default 10,000. */
@@ -45,7 +51,8 @@ export class DelegateAuth {
    * Who `cookie`/`authorization` belong to. No credential at all is `anonymous` without a call.
    * Never rejects: failures come back as `unavailable`.
    */
-  whoIs(cookie: string | undefined, authorization: string | undefined): Promise<DelegateAnswer> {
+  whoIs(cookieHeader: string | undefined, authorization: string | undefined): Promise<DelegateAnswer> {
+    const cookie = sessionCookies(cookieHeader, this.#opts.cookies);
     if (!cookie && !authorization) return Promise.resolve({ kind: 'anonymous' });
     const key = createHash('sha256').update(`${cookie ?? ''}\n${authorization ?? ''}`).digest('base64');
     const hit = this.#cache.get(key);
@@ -99,6 +106,27 @@ export class DelegateAuth {
     }
     return parseAnswer(await readCapped(res));
   }
+}
+
+/**
+ * The `name=value` pairs of `header` whose name is one of `names` (at most 4 per name, each
+ * value at most 4 KiB), in header order, joined as a Cookie header; undefined when none.
+ */
+export function sessionCookies(header: string | undefined, names: readonly string[]): string | undefined {
+  if (!header || names.length === 0) return undefined;
+  const kept: string[] = [];
+  const seen = new Map<string, number>();
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) continue;
+    const name = part.slice(0, eq).trim();
+    const value = part.slice(eq + 1).trim();
+    const n = seen.get(name) ?? 0;
+    if (!names.includes(name) || n >= 4 || value.length > 4096) continue;
+    seen.set(name, n + 1);
+    kept.push(`${name}=${value}`);
+  }
+  return kept.length ? kept.join('; ') : undefined;
 }
 
 async function readCapped(res: Response): Promise<string | undefined> {

@@ -4,7 +4,7 @@
  * swept by the gateway pass as a safety net) and the player-facing endpoint URLs (`https://`
  * with TLS, `tls://host:port` for TCP over SNI, `tcp://<lease host>:<port>` for leased ports).
  */
-import type { Logger } from '../controller/types.ts';
+import type { Logger } from '../core/reconcile.ts';
 import type { ChallengeSpec } from '../core/challenge.ts';
 import { Codes, PoseidonError } from '../core/errors.ts';
 import { wantsRunning, type Endpoint, type Instance } from '../core/instance.ts';

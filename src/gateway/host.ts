@@ -43,10 +43,16 @@ function whyNot(host: string, baseDomain: string): string {
   return 'not an instance host';
 }
 
+/** `:<port>` with a port number 1..65535 and no leading zero. */
+const PORT_SUFFIX = /:([1-9][0-9]{0,4})$/;
+
 /**
  * Parses `raw` (a Host or X-Forwarded-Host value) under `baseDomain`. Upper case maps to the
- * same host (DNS is case-insensitive and Traefik's Host matcher is too). Refused: missing or
- * repeated values (a comma means the header was sent twice), any port, a trailing dot,
+ * same host (DNS is case-insensitive and Traefik's Host matcher is too). A port is ignored, as
+ * Traefik's `Host` matcher ignores it: Traefik sends `host:8443` from an entry point on a
+ * non-default port, and the decision is about the host (cookies are not port-bound either).
+ * Refused: missing or repeated values (a comma means the header was sent twice), a malformed
+ * port (`:0`, `:65536`, `:08`, several colons, IPv6 literals), a trailing dot,
  * whitespace or any character outside `[a-z0-9.-]`, labels over 63 characters, and names that
  * are not exactly one instance label plus one challenge label above the base domain.
  */
@@ -54,9 +60,11 @@ export function parseInstanceHost(raw: string | string[] | undefined, baseDomain
   if (raw === undefined || raw === '') return { ok: false, reason: 'no host' };
   if (Array.isArray(raw) || raw.includes(',')) return { ok: false, reason: 'more than one host' };
   if (raw.length > 253) return { ok: false, reason: 'host too long' };
-  if (raw.includes(':')) return { ok: false, reason: 'host with a port' };
-  if (raw.endsWith('.')) return { ok: false, reason: 'host with a trailing dot' };
-  const host = raw.toLowerCase();
+  const port = PORT_SUFFIX.exec(raw);
+  const bare = port && Number(port[1]) <= 65535 ? raw.slice(0, port.index) : raw;
+  if (bare.includes(':')) return { ok: false, reason: 'host with a malformed port' };
+  if (bare.endsWith('.')) return { ok: false, reason: 'host with a trailing dot' };
+  const host = bare.toLowerCase();
   const m = instanceHostPattern(baseDomain).exec(host);
   // A port name makes the first label longer than the 16-hex prefix; DNS allows 63.
   if (!m || (m[2] !== undefined && m[2].length > 46)) return { ok: false, reason: m ? 'not an instance host' : whyNot(host, baseDomain) };

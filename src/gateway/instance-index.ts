@@ -6,7 +6,7 @@
  * refresh period after a missed notification, or allow an instance stopped a moment ago until
  * its route is gone from Traefik; see README "Forward-auth".
  */
-import type { Logger } from '../controller/types.ts';
+import type { Logger } from '../core/reconcile.ts';
 import { hostPrefix } from '../core/naming.ts';
 import type { Instance } from '../core/instance.ts';
 import type { Store } from '../core/store.ts';

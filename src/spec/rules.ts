@@ -124,16 +124,29 @@ function flagRules(doc: Doc): RawIssue[] {
   return [...issues, ...flagEnvCollision(doc, flag)];
 }
 
+/** Kernel and engine-managed places a flag file must not be mounted over. */
+const RESERVED_DIRS = ['/proc', '/sys', '/dev', '/run', '/var/run'];
+const RESERVED_FILES = ['/etc/hosts', '/etc/hostname', '/etc/resolv.conf'];
+
+/**
+ * The flag file becomes a read-only bind mount, so its path must be one Docker takes as a mount
+ * target: absolute and normalized, made of plain characters (a `:` or `,` would be read as mount
+ * options, which used to leave the instance pending forever), and not in a kernel or
+ * engine-managed place.
+ */
 function flagFileRule(file: string): RawIssue[] {
   const path = ['flag', 'file'];
   if (!file.startsWith('/')) return []; // the schema reports it
   if (file === '/') return [{ path, message: 'must be a file path, not "/"' }];
   if (file.endsWith('/')) return [{ path, message: 'must not end with "/"' }];
-  if (file.includes('\0')) return [{ path, message: 'must not contain NUL characters' }];
+  const bad = /[^A-Za-z0-9._@+/-]/.exec(file);
+  if (bad) return [{ path, message: `must use only letters, digits and . _ @ + - / (found ${JSON.stringify(bad[0])}; ":" and "," would be read as mount options)` }];
   const segments = file.slice(1).split('/');
   if (segments.some((s) => s === '..' || s === '.' || s === '')) {
     return [{ path, message: 'must be a normalized absolute path (no "..", "." or empty segments)' }];
   }
+  const reserved = RESERVED_DIRS.find((d) => file === d || file.startsWith(`${d}/`)) ?? RESERVED_FILES.find((f) => f === file);
+  if (reserved) return [{ path, message: `must not be in ${reserved} (managed by the kernel or the engine); use e.g. /flag.txt` }];
   return [];
 }
 

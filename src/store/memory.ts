@@ -37,11 +37,14 @@ export class MemoryStore implements Store {
   async createInstance(instance: Instance, now: number, opts: CreateOptions = {}): Promise<CreateResult> {
     this.#open();
     const stored = normalizeInstance(instance);
-    const refused = this.#refusal(instance, now, opts);
-    if (refused) return refused;
-    if (this.#instances.has(instance.id)) {
+    const prior = this.#instances.get(instance.id);
+    if (prior) {
+      // The same create sent again (see `Store.createInstance`) answers as created.
+      if (prior.owner === stored.owner && prior.createdAt === stored.createdAt) return { created: true, instance: structuredClone(prior) };
       throw new PoseidonError('E_STORE', 'instance id collision', { kind: 'terminal' });
     }
+    const refused = this.#refusal(instance, now, opts);
+    if (refused) return refused;
     const cap = opts.capacity ?? 0;
     if (cap > 0 && (this.#liveAdmitted(now) >= cap || this.#liveQueue(now).length > 0)) {
       stored.status = 'queued';
@@ -64,6 +67,10 @@ export class MemoryStore implements Store {
     if (first) {
       const reason = idem?.fingerprint === opts.idempotency?.fingerprint ? 'replay' : 'key-reused';
       return { created: false, reason, existing: structuredClone(first) };
+    }
+    if (opts.rate) {
+      const r = this.#hit(opts.rate.key, opts.rate.limit, opts.rate.windowMs, now);
+      if (!r.allowed) return { created: false, reason: 'rate-limited', retryAfterMs: r.retryAfterMs };
     }
     const heldBy = this.#slots.get(slotKey(instance.owner, instance.challenge));
     const holder = heldBy === undefined ? undefined : this.#instances.get(heldBy);
@@ -140,6 +147,10 @@ export class MemoryStore implements Store {
   /** See `Store.hitRate`. */
   async hitRate(key: string, limit: number, windowMs: number, now: number): Promise<RateResult> {
     this.#open();
+    return this.#hit(key, limit, windowMs, now);
+  }
+
+  #hit(key: string, limit: number, windowMs: number, now: number): RateResult {
     let w = this.#rates.get(key);
     if (!w || w.resetAt <= now) {
       w = { count: 0, resetAt: now + windowMs };

@@ -92,13 +92,22 @@ end
 `;
 
 /*
- * Create. KEYS: inst, slot, ids, team index, challenge index, admitted, queue, queue-seq, idem.
- * ARGV: now, id, instPrefix, channel, teamLimit, capacity, useIdem, fingerprint, idemTtlMs, fields...
- * Order of refusals: replay of an idempotency key, the owner's live slot, the team limit.
+ * Create. KEYS: inst, slot, ids, team index, challenge index, admitted, queue, queue-seq, idem, rate.
+ * ARGV: now, id, instPrefix, channel, teamLimit, capacity, useIdem, fingerprint, idemTtlMs,
+ * rateLimit (0: none), rateWindowMs, owner, createdAt, fields...
+ * A record already stored under this id by the same owner at the same createdAt is this very
+ * create retried after a lost reply: answered as created. Then, in order: replay of an
+ * idempotency key, the rate window (every non-replay attempt counts), the owner's live slot,
+ * the team limit.
  */
 const CREATE = HELPERS + `
 local now = tonumber(ARGV[1])
 local prefix = ARGV[3]
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local f = redis.call('HMGET', KEYS[1], 'owner', 'createdAt', 'status')
+  if f[1] == ARGV[12] and f[2] == ARGV[13] then return {'created', f[3]} end
+  return {'collision'}
+end
 if ARGV[7] == '1' then
   local prev = redis.call('GET', KEYS[9])
   if prev then
@@ -108,6 +117,16 @@ if ARGV[7] == '1' then
       if string.sub(prev, 1, sep - 1) == ARGV[8] then return {'replay', h} end
       return {'key-reused', h}
     end
+  end
+end
+local rlimit = tonumber(ARGV[10])
+if rlimit > 0 then
+  local c = redis.call('INCR', KEYS[10])
+  if c == 1 then redis.call('PEXPIRE', KEYS[10], ARGV[11]) end
+  if c > rlimit then
+    local ttl = redis.call('PTTL', KEYS[10])
+    if ttl < 0 then redis.call('PEXPIRE', KEYS[10], ARGV[11]); ttl = tonumber(ARGV[11]) end
+    return {'rate-limited', tostring(ttl)}
   end
 end
 local held = redis.call('GET', KEYS[2])
@@ -122,10 +141,7 @@ if limit > 0 then
   end
   if #holders >= limit then return {'team-limit', holders} end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return {'collision'}
-end
-redis.call('HSET', KEYS[1], unpack(ARGV, 10))
+redis.call('HSET', KEYS[1], unpack(ARGV, 14))
 local status = 'pending'
 local cap = tonumber(ARGV[6])
 if cap > 0 and (prune_admitted(KEYS[6], prefix, now) >= cap or queue_head(KEYS[7], prefix, now)) then
@@ -284,7 +300,7 @@ export interface StoreScripts {
 
 /** Registers the scripts on `client` and returns it typed with them. */
 export function withScripts(client: Redis): Redis & StoreScripts {
-  client.defineCommand('poseidonCreate', { numberOfKeys: 9, lua: CREATE });
+  client.defineCommand('poseidonCreate', { numberOfKeys: 10, lua: CREATE });
   client.defineCommand('poseidonUpdate', { numberOfKeys: 1, lua: UPDATE });
   client.defineCommand('poseidonDelete', { numberOfKeys: 7, lua: DELETE });
   client.defineCommand('poseidonAdmit', { numberOfKeys: 3, lua: ADMIT });

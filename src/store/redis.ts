@@ -81,12 +81,15 @@ export class RedisStore implements Store {
     const stored = normalizeInstance(instance); // validates before anything is written
     const fields = Object.entries(encodeInstance(stored)).flat();
     const idem = opts.idempotency;
+    const rate = opts.rate;
     const reply = await this.#run(() =>
       this.#client.poseidonCreate(
         k.inst(instance.id), k.slot(instance.owner, instance.challenge), k.ids,
         k.team(instance.team), k.challenge(instance.challenge), k.admitted, k.queue, k.queueSeq, k.idem(idem?.key ?? '-'),
+        k.rate(rate?.key ?? '-'),
         now, instance.id, k.instPrefix, k.changes, opts.teamLimit ?? 0, opts.capacity ?? 0,
-        idem ? '1' : '0', idem?.fingerprint ?? '', idem?.ttlMs ?? 0, ...fields,
+        idem ? '1' : '0', idem?.fingerprint ?? '', idem?.ttlMs ?? 0, rate?.limit ?? 0, rate?.windowMs ?? 0,
+        stored.owner, String(stored.createdAt), ...fields,
       ),
     );
     return createResult(reply as [string, unknown], stored);
@@ -309,6 +312,8 @@ function createResult([outcome, payload]: [string, unknown], stored: Instance): 
       return { created: true, instance: { ...stored, status: payload === 'queued' ? 'queued' : stored.status } };
     case 'owner': case 'replay': case 'key-reused':
       return { created: false, reason: outcome, existing: decode(payload) };
+    case 'rate-limited':
+      return { created: false, reason: 'rate-limited', retryAfterMs: Math.max(0, Number(payload)) };
     case 'team-limit': {
       const holders = (payload as unknown[]).map(decode).sort(compareInstances);
       return { created: false, reason: 'team-limit', existing: holders[0] as Instance, holders };
