@@ -1,0 +1,6 @@
+class ChallengeCreateException(Exception):
+    pass
+
+
+class ChallengeUpdateException(Exception):
+    pass
