@@ -14,7 +14,7 @@
 #                address pool 10.22<i>.0.0/16, gVisor (runsc) registered on w1 only
 # The description is written to /var/run/poseidon-test/hosts.env (spec/helpers/hosts.ts reads it).
 # Engine and registry logs go to /var/log/poseidon-test/ and are kept after `down`.
-set -euo pipefail
+set -Eeuo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then exec sudo -E bash "$0" "$@"; fi
 
@@ -35,6 +35,7 @@ LOCK=/run/lock/poseidon-test-hosts.lock
 
 log() { printf '[test-hosts] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+trap 'log "ERROR: line $LINENO: $BASH_COMMAND failed"' ERR
 
 ns() { echo "pt-w$1"; }
 addr() { echo "$HOST_ADDR$1"; }          # 10.250.0.1 + i -> 10.250.0.11, .12, ...
@@ -104,12 +105,24 @@ stop_engine() {
   if [ -e "/var/run/netns/$(ns "$i")" ]; then
     for p in $(ip netns pids "$(ns "$i")" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
   fi
-  # Empty cgroups of its containers (an engine killed mid-way cannot remove them itself).
+  # Its containers' own processes: once their shim is gone (an engine killed mid-way), they live
+  # on, reparented, under names that mention nothing of the rig; their cgroups know them.
+  local cgs=() d pids
   for c in "$LIB/w$i/containers"/*; do
     [ -e "$c" ] || continue
     c=$(basename "$c")
-    for n in /sys/fs/cgroup/*/docker/"$c" /sys/fs/cgroup/docker/"$c"; do [ -d "$n" ] && rmdir "$n" 2>/dev/null || true; done
+    for d in /sys/fs/cgroup/*/docker/"$c" /sys/fs/cgroup/docker/"$c"; do [ -d "$d" ] && cgs+=("$d"); done
   done
+  if [ ${#cgs[@]} -gt 0 ]; then
+    for n in 1 2 3 4 5 6 7 8 9 10; do
+      pids=$(cat "${cgs[@]/%//cgroup.procs}" 2>/dev/null | sort -u | tr '\n' ' ')
+      [ -n "${pids// /}" ] || break
+      [ "$n" != 1 ] || log "w$i: killing leftover container processes: $pids"
+      kill -9 $pids 2>/dev/null || true
+      sleep 0.1
+    done
+    for d in "${cgs[@]}"; do rmdir "$d" 2>/dev/null || true; done
+  fi
   unmount_under "$RUN/w$i"
   unmount_under "$LIB/w$i"
 }
@@ -158,7 +171,10 @@ ensure_bridge() {
 ensure_ns() {
   local i=$1 n; n=$(ns "$i")
   [ -e "/var/run/netns/$n" ] || ip netns add "$n"
-  if ! ip link show "$(veth "$i")" >/dev/null 2>&1; then
+  # The pair must join the host bridge to *this* namespace (a namespace deleted while its engine
+  # ran lives on with the old pair's other end).
+  if ! ip link show "$(veth "$i")" >/dev/null 2>&1 || ! ip -n "$n" link show eth0 >/dev/null 2>&1; then
+    ip link del "$(veth "$i")" 2>/dev/null || true
     ip -n "$n" link del eth0 2>/dev/null || true
     ip link add "$(veth "$i")" type veth peer name eth0 netns "$n"
   fi
@@ -311,7 +327,7 @@ write_env() {
 }
 
 up() {
-  local t0 i pids=() loads=()
+  local t0 i pids=()
   t0=$(date +%s%N)
   preflight
   mkdir -p "$RUN" "$LIB" "$LOGS"
@@ -343,6 +359,7 @@ status() {
     [ -e "/var/run/netns/$(ns "$i")" ] || { log "w$i: namespace $(ns "$i") missing"; ok=1; }
   done
   registry_ok || { log "registry does not answer on $REGISTRY"; ok=1; }
+  iptables -C "$(fw_chain)" "${FW_RULE[@]}" 2>/dev/null || { log "firewall rule for $BR missing"; ok=1; }
   cat "$ENV_FILE"
   return $ok
 }
