@@ -161,6 +161,7 @@ it('the host reaches each namespace address, and namespaces reach each other acr
     // w1 -> w2: bridged between namespaces (this crosses the host's FORWARD chain).
     const [w1, w2] = rig.hosts as [TestHost, TestHost];
     const client = inNamespace(w1, process.execPath, ['-e',
+      `setTimeout(() => { console.error('timeout'); process.exit(2); }, 5000).unref();` +
       `require('net').connect(${port}, '${w2.address}').on('data', (d) => process.stdout.write(d)).on('error', (e) => { console.error(e.message); process.exit(1); })`]);
     let out = '';
     client.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
