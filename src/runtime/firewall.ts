@@ -112,12 +112,14 @@ export function planFirewall(opts: Omit<FirewallOptions, 'log' | 'lockPath'>): F
   ];
 }
 
-interface Table { chains: Set<string>; rules: Map<string, string[]> }
+/** A parsed `iptables -S`: chain names and each chain's rules (without `-A CHAIN`), in order. */
+export interface Table { chains: Set<string>; rules: Map<string, string[]> }
 type Read = { ok: true; table: Table } | { ok: false; reason: string };
 /** A change for one family: human-readable `changes`, `blocked` (cannot fix), and the restore lines. */
 interface Assessment { changes: string[]; blocked: string[]; lines: string[] }
 
-function parseTable(text: string): Table {
+/** Pure: parses `iptables -S` output. */
+export function parseTable(text: string): Table {
   const t: Table = { chains: new Set(), rules: new Map() };
   for (const line of text.split('\n')) {
     const m = /^-([NPA]) (\S+)(?: (.*))?$/.exec(line.trim());
@@ -195,7 +197,9 @@ function run(cmd: string, args: string[], input?: string): Promise<string> {
       }
       reject(new PoseidonError(FirewallCodes.failed, `firewall: ${cmd} failed: ${text}`, { cause: err }));
     });
-    child.stdin?.end(input ?? '');
+    // A command that exits before reading stdin (EPIPE) reports through its exit status instead.
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(input);
   });
 }
 
