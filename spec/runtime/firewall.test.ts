@@ -7,7 +7,7 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -166,6 +166,12 @@ async function counters(chain: string): Promise<Map<string, number>> {
 const delta = (a: Map<string, number>, b: Map<string, number>, rule: string) => (b.get(rule) ?? 0) - (a.get(rule) ?? 0);
 const sum = (m: Map<string, number>, pred: (r: string) => boolean) => [...m].filter(([r]) => pred(r)).reduce((s, [, n]) => s + n, 0);
 
+/** The host's resolv.conf nameservers in ranges the firewall blocks: Docker's DNS forwards to them. */
+function privateResolvers(): string[] {
+  const all = readFileSync('/etc/resolv.conf', 'utf8').split('\n').map((l) => /^nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/.exec(l)?.[1]);
+  return all.filter((ip): ip is string => !!ip && /^(10\.|172\.(1[6-9]|2\d|3[01])\.|192\.168\.|169\.254\.|100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\.)/.test(ip));
+}
+
 async function gatewayFetch(gw: string, target: string): Promise<string> {
   const script = 'ip=$(nslookup "$1" 127.0.0.11 | sed -n "s/^Address: *\\([0-9.]*\\)$/\\1/p" | tail -1); [ -n "$ip" ] || exit 9; timeout 5 wget -q -O - "http://$ip:8080/"';
   return (await exec(gw, ['sh', '-c', script, 'sh', target])).out.trim();
@@ -229,7 +235,7 @@ it('sets up instance networks (internal, routed, NAT), containers and host serve
   const v4 = (n: string) => ifs.find(([x]) => x === n)?.[1]?.find((a) => a.family === 'IPv4')?.address;
   w.lan = ifs.map(([n]) => n).filter((n) => n !== 'docker0').map(v4).find(Boolean) ?? v4('docker0');
   assert.ok(w.lan, 'a second host address');
-  w.opts = { bridgePrefix: P, egressBridgePrefix: `${P}g`, chainPrefix: CHAINS, allowHostPorts: [w.ports.allowed], log };
+  w.opts = { bridgePrefix: P, egressBridgePrefix: `${P}g`, chainPrefix: CHAINS, allowHostPorts: [w.ports.allowed], allowDns: privateResolvers(), log };
   w.fw = new HostFirewall(w.opts);
 });
 
@@ -361,6 +367,20 @@ it('AFTER ensure(): metadata, LAN and (for non-egress bridges) public destinatio
   assert.is(sum(ob, (r) => r.endsWith('-j DROP')) - sum(oa, (r) => r.endsWith('-j DROP')), 0, 'none of our DROP rules saw it');
 });
 
+it('allowDns: Docker DNS of an egress instance forwards to the host\'s private resolver on port 53 only', async () => {
+  const [resolver] = w.opts!.allowDns!;
+  if (!resolver) return console.log('  (the host resolver is public or loopback: nothing to allow, nothing to check)');
+  const iso = `${CHAINS}-ISOLATION`;
+  const rule = `-d ${resolver}/32 -i ${P}g+ -p udp -m udp --dport 53 -j RETURN`;
+  const a = await counters(iso);
+  await exec(ids.egress!, ['sh', '-c', 'timeout 10 nslookup example.com 127.0.0.11']); // the answer depends on the network; the path does not
+  const b = await counters(iso);
+  console.log(`  egress: Docker DNS -> ${resolver}:53 via "${rule}" +${delta(a, b, rule)}`);
+  assert.ok(delta(a, b, rule) >= 1, 'the query left through the DNS allowance');
+  assert.is(sum(b, (r) => r.endsWith('-j DROP')) - sum(a, (r) => r.endsWith('-j DROP')), 0);
+  assert.is(await probe(ids.egress!, resolver, 80), 'no answer', 'only port 53 is allowed');
+});
+
 it('allowHostPorts: the one allowed host port is reachable, others are not', async () => {
   assert.is(await probe(ids.inst!, w.gw[`${P}i`]!, w.ports.allowed!), 'open (host-allowed)');
   assert.is(await probe(ids.inst!, w.gw[`${P}i`]!, w.ports.any!), 'no answer');
@@ -407,13 +427,14 @@ it('without iptables on PATH, or not root, the module says so (E_FIREWALL_UNAVAI
   try {
     const script = path.join(dir, 'status.mts');
     writeFileSync(script, `import { HostFirewall } from ${JSON.stringify(path.join(ROOT, 'src/runtime/firewall.ts'))};\n` +
-      `try { await new HostFirewall({ bridgePrefix: 'pzq', log: { info() {}, warn() {} } }).status(); console.log('OK'); } catch (e) { console.log(e.code, e.message); }\n`);
+      `const fw = new HostFirewall({ bridgePrefix: 'pzq', lockPath: ${JSON.stringify(path.join(dir, 'lock'))}, log: { info() {}, warn() {} } });\n` +
+      `for (const op of ['status', 'ensure']) { try { await fw[op](); console.log(op, 'OK'); } catch (e) { console.log(op, e.code, e.message); } }\n`);
     chmodSync(dir, 0o755); // readable by `nobody`
     const run = (opts: object) => new Promise<string>((resolve) => execFile(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, timeout: 60_000, ...opts }, (_e, out) => resolve(out.trim())));
     const noPath = await run({ env: { ...process.env, PATH: '/nonexistent' } });
-    assert.match(noPath, new RegExp(`^${FirewallCodes.unavailable} .*iptables not found`));
+    for (const op of ['status', 'ensure']) assert.match(noPath, new RegExp(`^${op} ${FirewallCodes.unavailable} .*iptables not found`, 'm'), noPath);
     const nobody = await run({ uid: 65534, gid: 65534, env: { ...process.env, HOME: dir } });
-    assert.match(nobody, new RegExp(`^${FirewallCodes.unavailable} .*not permitted`));
+    for (const op of ['status', 'ensure']) assert.match(nobody, new RegExp(`^${op} ${FirewallCodes.unavailable} .*not permitted`, 'm'), nobody);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -35,6 +35,10 @@ export interface FirewallOptions {
   egressBridgePrefix?: string;
   /** Extra IPv4 CIDRs instances must not reach (a LAN that is not in a private range). */
   denyDestinations?: string[];
+  /** DNS resolvers (IPv4) that Docker's embedded DNS forwards to on behalf of egress instances when
+   *  they sit in a blocked range (the host's resolv.conf: a LAN, 169.254.169.253, 168.63.129.16…):
+   *  port 53 only, egress bridges only when egressBridgePrefix is set. Default none. */
+  allowDns?: string[];
   /** Chain names are `<chainPrefix>-INPUT` and `<chainPrefix>-ISOLATION`; default `POSEIDON`. */
   chainPrefix?: string;
   /** flock file shared by every Poseidon process on the host; default /run/poseidon-firewall.lock. */
@@ -98,11 +102,15 @@ export function planFirewall(opts: Omit<FirewallOptions, 'log' | 'lockPath'>): F
   const bad = ports.find((n) => !Number.isInteger(n) || n < 1 || n > 65535);
   if (bad !== undefined) throw invalid(`allowHostPorts: not a port: ${bad}`);
   const deny = [...new Set((opts.denyDestinations ?? []).map(canonicalCidr))];
+  const dns = [...new Set((opts.allowDns ?? []).map(canonicalCidr))];
+  const dnsFrom = eg ? ` -i ${eg}+` : ''; // iptables prints -d before -i
   const input = `${chain}-INPUT`;
   const iso = `${chain}-ISOLATION`;
   const keep = ['-m physdev --physdev-is-bridged -j RETURN', '-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN'];
   const inputRules = [keep[1]!, ...ports.flatMap((n) => [`-p tcp -m tcp --dport ${n} -j RETURN`, `-p udp -m udp --dport ${n} -j RETURN`]), '-j DROP'];
-  const v4Forward = [...keep, `-o ${p}+ -j DROP`, ...[...METADATA_V4, ...LOCAL_V4, ...deny].map((d) => `-d ${d} -j DROP`),
+  const v4Forward = [...keep, `-o ${p}+ -j DROP`,
+    ...dns.flatMap((d) => ['udp', 'tcp'].map((x) => `-d ${d}${dnsFrom} -p ${x} -m ${x} --dport 53 -j RETURN`)),
+    ...[...METADATA_V4, ...LOCAL_V4, ...deny].map((d) => `-d ${d} -j DROP`),
     ...(eg ? [`-i ${eg}+ -j RETURN`, '-j DROP'] : [])];
   const jumps = (fwd: string): JumpPlan[] => [{ hook: 'INPUT', rule: `-i ${p}+ -j ${input}` }, { hook: fwd, rule: `-i ${p}+ -j ${iso}` }];
   return [
@@ -239,6 +247,7 @@ export class HostFirewall {
    */
   async ensure(): Promise<string[]> {
     await this.checkInterfaces();
+    await this.read('ipv4'); // fails fast, with iptables' own words, when it is missing or not permitted
     const changes: string[] = [];
     const left: string[] = [];
     await this.locked(async () => {
@@ -304,7 +313,10 @@ export class HostFirewall {
 
   /** Runs `fn` holding an exclusive flock on lockPath: flock(1) locks our open file description, then exits. */
   private async locked<T>(fn: () => Promise<T>): Promise<T> {
-    const handle = await open(this.lockPath, 'a', 0o600);
+    const handle = await open(this.lockPath, 'a', 0o600).catch((err: NodeJS.ErrnoException) => {
+      const denied = ['EACCES', 'EPERM', 'EROFS'].includes(err.code ?? '');
+      throw new PoseidonError(denied ? FirewallCodes.unavailable : FirewallCodes.failed, `firewall: ${denied ? 'not permitted to open' : 'cannot open'} lock ${this.lockPath} (${err.code})`, { kind: denied ? 'terminal' : 'transient', cause: err });
+    });
     try {
       const got = await new Promise<boolean>((resolve, reject) => {
         const child = spawn('flock', ['-x', '-w', '60', '3'], { stdio: ['ignore', 'ignore', 'ignore', handle.fd] });
