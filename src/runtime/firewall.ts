@@ -235,7 +235,7 @@ export class HostFirewall {
       const r = await this.read(plan.family);
       if (!r.ok) { families.push({ family: plan.family, available: false, reason: r.reason, problems: [] }); continue; }
       const a = assess(plan, r.table);
-      families.push({ family: plan.family, available: true, problems: [...a.changes.map((c) => `needs: ${c}`), ...a.blocked] });
+      families.push({ family: plan.family, available: true, problems: [...a.changes.map((c) => `ensure would: ${c}`), ...a.blocked] });
     }
     return { installed: families[0]!.available && families.every((f) => f.problems.length === 0), families };
   }
@@ -252,19 +252,31 @@ export class HostFirewall {
     const left: string[] = [];
     await this.locked(async () => {
       for (const plan of this.plans) {
-        const r = await this.read(plan.family);
-        if (!r.ok) { this.unavailable(plan.family, r); continue; }
-        const a = assess(plan, r.table);
-        if (a.lines.length > 0) await this.restore(plan.family, a.lines);
-        changes.push(...a.changes);
-        const after = await this.read(plan.family);
-        const still = after.ok ? assess(plan, after.table) : { changes: [after.reason], blocked: [] };
-        left.push(...still.changes, ...still.blocked);
+        // IPv4 is the guarantee; IPv6 is defence in depth (Docker disables IPv6 in containers on
+        // networks without --ipv6), so an IPv6 failure is logged and shown by status(), not thrown.
+        const r = await this.apply(plan).catch((err: unknown) => {
+          if (plan.family === 'ipv4') throw err;
+          return { changes: [], left: [err instanceof Error ? err.message : String(err)] };
+        });
+        changes.push(...r.changes);
+        if (plan.family === 'ipv4') left.push(...r.left);
+        else if (r.left.length > 0) this.warnV6(r.left.join('; '));
       }
     });
     if (changes.length > 0) this.log.info({ changes }, 'host firewall repaired');
     if (left.length > 0) throw new PoseidonError(FirewallCodes.failed, `firewall: incomplete: ${left.join('; ')}`, { detail: { problems: left } });
     return changes;
+  }
+
+  /** One family: read, one atomic restore if anything differs, read again; what changed and what is still wrong. */
+  private async apply(plan: FamilyPlan): Promise<{ changes: string[]; left: string[] }> {
+    const r = await this.read(plan.family);
+    if (!r.ok) return { changes: [], left: [r.reason] };
+    const a = assess(plan, r.table);
+    if (a.lines.length > 0) await this.restore(plan.family, a.lines);
+    const after = await this.read(plan.family);
+    const still = after.ok ? assess(plan, after.table) : { changes: [after.reason], blocked: [] };
+    return { changes: a.changes, left: [...still.changes, ...still.blocked] };
   }
 
   /** Deletes our jumps and chains (nothing else) in every family; returns what it removed. */
@@ -293,8 +305,8 @@ export class HostFirewall {
     }
   }
 
-  private unavailable(family: Family, r: Extract<Read, { ok: false }>): void {
-    if (family === 'ipv6' && !this.warnedV6) this.log.warn({ family, reason: r.reason }, 'host firewall: IPv6 rules not installed');
+  private warnV6(reason: string): void {
+    if (!this.warnedV6) this.log.warn({ family: 'ipv6', reason }, 'host firewall: IPv6 rules not installed');
     this.warnedV6 = true;
   }
 
