@@ -8,6 +8,7 @@ import { isPoseidonError } from '../../src/core/errors.ts';
 import type { Instance } from '../../src/core/instance.ts';
 import type { Store } from '../../src/core/store.ts';
 import { registerLifecycle } from './contract-lifecycle.ts';
+import { registerPlacement } from './contract-placement.ts';
 import { count, listenSettled, makeFullInstance, makeInstance, NOW, waitFor, existingId } from './helpers.ts';
 
 /** What an adapter's factory returns: an empty store and a function removing all it wrote. */
@@ -41,6 +42,7 @@ export function storeContract(name: string, make: () => Promise<StoreFixture>): 
   registerListing(test, s);
   registerEvents(test, s);
   registerLifecycle(test, s);
+  registerPlacement(test, s);
   test.run();
 }
 
