@@ -178,8 +178,10 @@ class Client:
     def verify_flag(self, challenge, team, flag):
         return self.call("POST", "/v1/flags/verify", body={"challenge": challenge, "team": team, "flag": flag}, ok=(200,))
 
-    def incidents(self, limit=100):
-        return self.call("GET", "/v1/flags/incidents", query={"limit": str(limit)}).get("incidents", [])
+    def incidents(self):
+        """Newest first (Poseidon's default page, 100). No ``limit``: this Poseidon validates
+        query strings without type coercion, so ``?limit=`` is refused as a string."""
+        return self.call("GET", "/v1/flags/incidents").get("incidents", [])
 
     def bypass(self, name, challenge, ttl_seconds=300):
         return self.call("POST", "/v1/access/bypass", body={"name": name, "challenge": challenge, "ttlSeconds": ttl_seconds}, ok=(200,))

@@ -121,8 +121,13 @@ def _player(challenge_id, mutating=False):
 
 def _names():
     """Poseidon challenge id -> CTFd challenge name, for messages naming a team's instances."""
-    bound = {c.poseidon_id: c.name for c in PoseidonChallenge.query.all() if c.poseidon_id}
-    return lambda pid: bound.get(pid, pid)
+    bound = {}
+    # A player is told the names of the challenges they can see (all of them, when several
+    # CTFd challenges use the same Poseidon challenge).
+    for c in PoseidonChallenge.query.order_by(PoseidonChallenge.id).all():
+        if c.poseidon_id and c.state == "visible":
+            bound.setdefault(c.poseidon_id, []).append(c.name)
+    return lambda pid: " / ".join(bound.get(pid, [])) or "another challenge"
 
 
 # -- player API -------------------------------------------------------------------------------
@@ -360,7 +365,7 @@ def admin_test():
         return _answer({"ok": False, "message": "Poseidon answered %s %s." % (err.status, err.code)})
     out = {"ok": True, "version": (version or {}).get("version"), "api": (version or {}).get("api"), "catalog": _summary(catalog or {})}
     try:
-        client.incidents(limit=1)
+        client.incidents()
         out["adminKey"] = True
     except PoseidonError:
         out["adminKey"] = False
@@ -461,7 +466,7 @@ def admin_poseidon_incidents():
     if denied:
         return denied
     try:
-        items = settings.client().incidents(limit=200)
+        items = settings.client().incidents()
     except NotConfigured:
         return _answer({"message": "Set the Poseidon URL and API key first.", "incidents": []}, 503)
     except PoseidonUnavailable:

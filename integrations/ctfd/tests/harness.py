@@ -39,6 +39,10 @@ def free_port():
         return s.getsockname()[1]
 
 
+class Fatal(Exception):
+    """Raised inside a ``wait_until`` condition: stop waiting at once."""
+
+
 def wait_until(what, fn, timeout=60.0, every=0.2):
     """Polls ``fn`` until it returns something other than None/False (bounded by ``timeout``)."""
     deadline = time.monotonic() + timeout
@@ -48,6 +52,8 @@ def wait_until(what, fn, timeout=60.0, every=0.2):
             value = fn()
             if value not in (None, False):
                 return value
+        except (Fatal, AssertionError):
+            raise
         except Exception as err:  # noqa: BLE001 - reported on timeout
             last = err
         time.sleep(every)
@@ -137,7 +143,7 @@ class Poseidon:
 
         def healthy():
             if self.proc.poll() is not None:
-                raise RuntimeError("poseidon exited (%s):\n%s" % (self.proc.returncode, self.logs()[-3000:]))
+                raise Fatal("poseidon exited (%s):\n%s" % (self.proc.returncode, self.logs()[-3000:]))
             return requests.get(self.url + "/healthz", timeout=2).ok
         wait_until("poseidon /healthz", healthy, timeout=90)
         return self
