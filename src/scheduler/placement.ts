@@ -77,11 +77,29 @@ export const SCORES: readonly ScorePlugin[] = [
     // Fewest instances of the same challenge: one broken host takes fewer of one challenge down.
     name: 'spread', weight: 1,
     score: (n, c, all) => {
-      const max = Math.max(...all.map((x) => x.load.byChallenge[n.challenge] ?? 0));
+      const max = challengeMax(n.challenge, all);
       return max === 0 ? 100 : (100 * (max - (c.load.byChallenge[n.challenge] ?? 0))) / max;
     },
   },
 ];
+
+/*
+ * The most instances of `challenge` on any of `all`, computed once per `all` (place() hands every
+ * candidate the same fresh `feasible` array): scanning `all` for every candidate made a placement
+ * quadratic in the number of workers (bench/placement.bench.ts: 8x the rest of the work at 50).
+ */
+const maxima = new WeakMap<readonly Candidate[], Map<string, number>>();
+function challengeMax(challenge: string, all: readonly Candidate[]): number {
+  let byChallenge = maxima.get(all);
+  if (!byChallenge) maxima.set(all, (byChallenge = new Map()));
+  let max = byChallenge.get(challenge);
+  if (max === undefined) {
+    max = 0;
+    for (const x of all) max = Math.max(max, x.load.byChallenge[challenge] ?? 0);
+    byChallenge.set(challenge, max);
+  }
+  return max;
+}
 
 /**
  * Picks the worker for `needs` among `candidates`: the feasible one with the highest weighted
