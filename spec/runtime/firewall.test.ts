@@ -309,6 +309,7 @@ it('ensure() installs the chains and jumps; a second ensure() changes nothing', 
   assert.ok(first.some((c) => c.includes(`created chain ${CHAINS}-ISOLATION`)), first.join('\n'));
   assert.ok(first.some((c) => c.includes(`added jump DOCKER-USER -i ${P}+`)));
   assert.equal(second, []);
+  assert.is(lines.filter((l) => l.msg === 'host firewall repaired').length, 1, 'the change is logged once, the no-op is not');
   assert.is((await w.fw!.status()).installed, true);
   assert.is(await jumpCount('iptables', 'DOCKER-USER', `${CHAINS}-ISOLATION`), 1);
   assert.is(await jumpCount('iptables', 'INPUT', `${CHAINS}-INPUT`), 1);
