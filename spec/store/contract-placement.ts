@@ -189,12 +189,17 @@ function registerIndexes(test: Test, s: Get): void {
   }
 }
 
+/** Stores `inst` without an epoch: a raw hash on Redis (as written before placement existed), a create elsewhere. */
+async function storeOld(st: Store, inst: Omit<Instance, 'epoch'>): Promise<void> {
+  if (st instanceof RedisStore) await writeRawHash(st.prefix, inst);
+  else assert.ok((await st.createInstance(inst as Instance, NOW)).created);
+}
+
 function registerOldRecords(test: Test, s: Get): void {
   test('a record written before placement existed (no epoch) reads as epoch 0 and can be placed', async (ctx) => {
     const st = s(ctx);
     const { epoch: _e, ...old } = makeInstance({ epoch: 0 });
-    if (st instanceof RedisStore) await writeRawHash(st.prefix, old);
-    else assert.ok((await st.createInstance(old as Instance, NOW)).created);
+    await storeOld(st, old);
     const want = { ...old, epoch: 0 };
     assert.equal(await st.getInstance(old.id), want);
     assert.equal(await st.listInstances({ team: old.team }), [want]);
@@ -202,6 +207,24 @@ function registerOldRecords(test: Test, s: Get): void {
     const placed = await st.assign(old.id, { epoch: 0 }, 'w1', {}, NOW + 1);
     assert.equal(placed, { ...want, epoch: 1, worker: 'w1', placedAt: NOW + 1, updatedAt: NOW + 1 });
     assert.equal(await byWorker(st, ['w1']), { w1: [old.id] });
+  });
+
+  test('a record without an epoch matches compareAndUpdate expecting epoch 0 (as it reads)', async (ctx) => {
+    const st = s(ctx);
+    const { epoch: _e, ...old } = makeInstance({ epoch: 0 });
+    await storeOld(st, old);
+    assert.is(await st.compareAndUpdate(old.id, { epoch: 1 }, { status: 'running' }, NOW + 1), CONFLICT);
+    const res = await st.compareAndUpdate(old.id, { epoch: 0 }, { status: 'running' }, NOW + 1);
+    assert.equal(res, { ...old, epoch: 0, status: 'running', updatedAt: NOW + 1 });
+  });
+
+  test('re-assign to the same worker bumps the epoch and keeps it listed there once', async (ctx) => {
+    const st = s(ctx);
+    const inst = await created(st);
+    await st.assign(inst.id, { epoch: 0 }, 'w1', {}, NOW);
+    const again = await st.assign(inst.id, { epoch: 1, worker: 'w1' }, 'w1', {}, NOW + 1);
+    assert.equal(again !== CONFLICT && again && [again.epoch, again.worker], [2, 'w1']);
+    assert.equal(await byWorker(st, ['w1']), { w1: [inst.id] });
   });
 }
 
