@@ -109,9 +109,10 @@ function registerRegistration(test: Test, get: Get): void {
     const { fleet } = get(ctx);
     const { ingress: _i, leasePorts: _l, leaseHost: _h, ...bare } = workerRecord('bare');
     await fleet.heartbeat(bare);
-    await fleet.heartbeat({ ...workerRecord('undef'), ingress: undefined, leasePorts: undefined, leaseHost: undefined });
+    const returned = await fleet.heartbeat({ ...workerRecord('undef'), ingress: undefined, leasePorts: undefined, leaseHost: undefined });
     const listed = (await fleet.list()).workers.map((w) => w.record);
-    for (const rec of listed) {
+    assert.equal(listed[1], returned, 'heartbeat returns the record as stored');
+    for (const rec of [...listed, returned]) {
       assert.equal(['ingress', 'leasePorts', 'leaseHost'].filter((k) => k in rec), [], rec.id);
       const { heartbeatAt: _b, ...rest } = rec;
       assert.equal(rest, { ...bare, id: rec.id });
