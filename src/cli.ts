@@ -1,12 +1,16 @@
-import { startServer } from './main.ts';
+import { startServer, startWorkerProcess } from './main.ts';
+import { runFleet } from './cli-fleet.ts';
 import { runValidate } from './spec/validate-command.ts';
 import { runPlan } from './catalog/plan-command.ts';
 
 const USAGE = `usage: poseidon <command>
 
 commands:
-  serve [--dev]         run the API, catalog, controller and gateway (config from environment);
+  serve [--dev]         the manager (API, catalog, placement, gateway) and an embedded worker for the
+                        local engine (config from environment; POSEIDON_EMBEDDED_WORKER=false: none);
                         --dev publishes instance ports on 127.0.0.1 for use without Traefik
+  worker                the agent of one more Docker host (REDIS_URL, POSEIDON_ADVERTISE_ADDRESS, ...)
+  workers [--json]      the fleet; cordon|uncordon|drain <id> act on one worker (--server URL)
   validate [dir] [--json]  check challenge definitions (default dir ./challenges)
   plan [--server URL] [--json]  what syncing the source's newest revision would change (asks the server)
   help                  this text
@@ -27,12 +31,31 @@ async function serve(args: string[]): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
 }
 
+async function worker(args: string[]): Promise<void> {
+  if (args.length) throw new Error(`worker: unknown option ${args.join(' ')}\n${USAGE}`);
+  const proc = await startWorkerProcess();
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    // Containers keep running: a worker restart converges with what it finds.
+    proc.stop().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
 async function main(argv: string[]): Promise<number | undefined> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'serve':
       await serve(rest);
       return undefined;
+    case 'worker':
+      await worker(rest);
+      return undefined;
+    case 'workers': case 'cordon': case 'uncordon': case 'drain':
+      return runFleet(command, rest, { stdout: (s: string) => process.stdout.write(`${s}\n`), stderr: (s: string) => process.stderr.write(`${s}\n`), cwd: process.cwd() });
     case 'validate':
       return runValidate(rest, { stdout: (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`), stderr: (s: string) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`), cwd: process.cwd() });
     case 'plan':

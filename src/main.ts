@@ -1,35 +1,31 @@
+/**
+ * Process entry points: `poseidon serve` (the manager, plus by default an embedded worker for the
+ * local engine, so one command still runs a whole single-host setup) and `poseidon worker` (the
+ * agent on another Docker host: Redis and its engine, nothing else).
+ */
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { buildApp, type LifecycleSettings } from './api/app.ts';
-import { parseApiKeys } from './api/auth.ts';
-import { parseRateLimits } from './core/lifecycle.ts';
 import type { Catalog } from './catalog/catalog.ts';
-import { createGitOps } from './catalog/gitops.ts';
-import { engineWorker } from './catalog/images.ts';
+import { catalogVersions, RedisVersionSource } from './catalog/version-source.ts';
+import { openBackends, type Backends } from './compose/backends.ts';
+import { composeManager, type Manager } from './compose/manager.ts';
+import { composeWorker } from './compose/worker.ts';
 import { loadConfig, type Config } from './config/config.ts';
-import { Controller } from './controller/controller.ts';
-import { admissionReconciler } from './controller/admission.ts';
-import { FlagFiles } from './controller/flag-files.ts';
-import { Semaphore } from './controller/semaphore.ts';
-import { gatewayReconciler } from './controller/gateway-reconciler.ts';
-import { instanceReconciler } from './controller/instance-reconciler.ts';
 import type { Store } from './core/store.ts';
-import { composeAccess } from './gateway/compose.ts';
-import { TraefikFileWriter } from './gateway/file-writer.ts';
-import { EventHub } from './events/hub.ts';
-import { WebhookSender } from './events/webhook.ts';
+import { BRIDGE_PREFIX, EGRESS_BRIDGE_PREFIX } from './core/naming.ts';
 import { createLogger } from './logger.ts';
-import { DockerRuntime } from './runtime/docker.ts';
-import { openStore } from './store/open.ts';
+import { HostFirewall } from './runtime/firewall.ts';
 import { redactUrl } from './store/redis.ts';
-import { VERSION } from './version.ts';
+import type { WorkerAgent } from './worker/agent.ts';
 
 export interface Server {
   app: FastifyInstance;
-  controller: Controller;
+  manager: Manager;
   catalog: Catalog;
   store: Store;
   config: Config;
+  /** The embedded worker (absent with POSEIDON_EMBEDDED_WORKER=false). */
+  worker?: WorkerAgent;
   stop(): Promise<void>;
 }
 
@@ -44,98 +40,86 @@ function announce(log: Logger, config: Config): void {
     const [file, variable] = names[what];
     log.warn({ file: `${config.dataDir}/${file}` }, `${variable} not set: using the generated one stored in this file`);
   }
+  if (config.publishAddress) log.warn({ address: config.publishAddress }, 'publishing instance ports on a loopback address (development); no-egress networks become routed bridges');
 }
 
-/** The limits the API enforces, from config. */
-function lifecycleSettings(config: Config): LifecycleSettings {
-  return {
-    teamLimit: config.teamLimit, capacity: config.capacity, rateLimits: parseRateLimits(config.rateLimits),
-    renewMaxLoad: config.renewMaxLoad, idempotencyTtlMs: config.idempotencyTtlSeconds * 1000,
-    flagSecret: config.flagSecret, flagRetentionMs: config.flagRetentionDays * 86_400_000,
-  };
+/**
+ * The host firewall for this worker's instances (docs/firewall.md), per POSEIDON_FIREWALL:
+ * `on` refuses to start without it, `auto` installs it when it can and says so loudly when it
+ * cannot, `off` leaves the host alone.
+ */
+async function firewallFor(config: Config, log: Logger): Promise<HostFirewall | undefined> {
+  if (config.firewall === 'off') return undefined;
+  const fw = new HostFirewall({
+    bridgePrefix: BRIDGE_PREFIX, egressBridgePrefix: EGRESS_BRIDGE_PREFIX, allowHostPorts: [...config.firewallAllowHostPorts],
+    denyDestinations: [...config.firewallDeny], allowDns: [...config.firewallDns], log: log.child({ component: 'firewall' }),
+  });
+  try {
+    const changed = await fw.ensure();
+    log.info({ changed }, 'host firewall in place: instances reach neither the host, nor each other, nor the LAN or metadata');
+    return fw;
+  } catch (err) {
+    if (config.firewall === 'on') throw err;
+    log.warn({ err: (err as Error).message }, '!!! host firewall NOT installed (POSEIDON_FIREWALL=auto): instances can reach services on this host and the LAN');
+    return undefined;
+  }
 }
 
-/** `count/seconds` (schema-checked) as the API's failed-attempt limit. */
-function failureLimit(rule: string): { attempts: number; windowMs: number } {
-  const [count = '20', seconds = '60'] = rule.split('/');
-  return { attempts: Number(count), windowMs: Number(seconds) * 1000 };
-}
-
-/** Composition root of `poseidon serve`: config, store, engine, catalog, controller, API. */
+/** Composition root of `poseidon serve`. */
 export async function startServer(opts: { env?: NodeJS.ProcessEnv; dev?: boolean } = {}): Promise<Server> {
   const config = loadConfig(opts.env, undefined, { dev: opts.dev ?? false });
   const log = createLogger(config.logLevel);
   announce(log, config);
-  if (config.publishAddress) log.warn({ address: config.publishAddress }, 'publishing instance ports on a loopback address (development); no-egress networks become routed bridges');
-  const store = await openStore({ ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}), prefix: config.redisPrefix });
-  const runtime = new DockerRuntime(config.managerId, { socketPath: config.dockerSocket });
-  const access = composeAccess(config, store, log.child({ component: 'access' }));
-  // The catalog follows its source (git or the challenges directory); see src/catalog/gitops.ts.
-  const gitops = createGitOps({ config, store, workers: [engineWorker('local', runtime)], log: log.child({ component: 'catalog' }) });
-  const { catalog } = gitops;
-  await gitops.start();
-
-  const controllerLog = log.child({ component: 'controller' });
-  let controller: Controller | undefined;
-  const reconcileInstance = instanceReconciler({
-    store, runtime, catalog, flagFiles: new FlagFiles(config.dataDir), log: controllerLog,
-    settings: {
-      managerId: config.managerId, flagSecret: config.flagSecret, baseDomain: config.baseDomain,
-      publishAddress: config.publishAddress, retentionMs: config.retentionSeconds * 1000,
-      flagRetentionMs: config.flagRetentionDays * 86_400_000,
-      ...(config.gatewayContainer ? { gatewayContainer: config.gatewayContainer } : {}),
-    },
-    onRoutesChanged: () => controller?.routesChanged(),
-    mayRemoveOrphan: (id) => controller?.mayRemoveOrphan(id) ?? false,
-    launches: new Semaphore(config.launchConcurrency),
-    exposure: access.exposure,
-  });
-  // Always on: with capacity 0 nothing new queues, but instances queued earlier still get admitted.
-  const reconcileAdmission = admissionReconciler({
-    store, catalog, log: controllerLog, capacity: config.capacity, queueMaxWaitMs: config.queueMaxWaitSeconds * 1000,
-    admitted: (id) => controller?.queue.add(id),
-  });
-  const reconcileGateway = gatewayReconciler({
-    store, runtime, writer: new TraefikFileWriter(config.traefikDir), log: controllerLog,
-    ...(config.gatewayContainer ? { gatewayContainer: config.gatewayContainer } : {}),
-    options: access.gateway, onRendered: (text) => access.snapshot.set(text), sweepLeases: (list, at) => access.exposure.sweep(list, at),
-  });
-  controller = new Controller({
-    store, runtime, log: controllerLog, reconcileInstance, reconcileGateway: (ctx) => reconcileGateway(ctx),
-    resyncMs: config.resyncSeconds * 1000, orphanBreakerRatio: config.orphanBreakerRatio,
-    reconcileAdmission,
-  });
-  await access.start();
-  await controller.start();
-  // Images build in the background; instances of a challenge wait (pending) until it is ready.
-  gitops.attach((id) => controller?.queue.add(id));
-
-  const events = new EventHub(store, access.index, config.expiringSoonSeconds * 1000);
-  events.start();
-  const webhook = config.eventsWebhookUrl && config.eventsWebhookSecret
-    ? new WebhookSender({ url: config.eventsWebhookUrl, secret: config.eventsWebhookSecret, log: log.child({ component: 'webhook' }) })
-    : undefined;
-  if (webhook) events.subscribe({}, (ev) => webhook.send(ev));
-  const app = buildApp({
-    store, catalog, apiKey: config.apiKey, apiKeys: parseApiKeys(config.apiKeys), baseDomain: config.baseDomain,
-    lifecycle: lifecycleSettings(config), events, logger: log.child({ component: 'api' }),
-    gitops: gitops.api, catalogVersion: (inst, reason) => catalog.versionHashFor(inst, reason),
-    access: { context: access.context, snapshot: access.snapshot, linkSeconds: config.accessLinkSeconds, queueMaxWaitMs: config.queueMaxWaitSeconds * 1000 },
-    index: access.index, version: VERSION, authFailures: failureLimit(config.authFailures),
-    ...(config.trustProxy.length > 0 ? { trustProxy: [...config.trustProxy] } : {}),
-  });
-  await app.listen({ port: config.port, host: config.host });
-  const ctl = controller;
+  const backends = await openBackends(config);
+  const manager = await composeManager(config, backends, log);
+  let worker: WorkerAgent | undefined;
+  try {
+    if (config.embeddedWorker) {
+      const firewall = await firewallFor(config, log);
+      worker = (await composeWorker(config, backends, catalogVersions(manager.catalog), log, true, firewall)).agent;
+    }
+    await manager.start();
+    await worker?.start();
+    await manager.app.listen({ port: config.port, host: config.host });
+  } catch (err) {
+    await worker?.stop().catch(() => undefined);
+    await manager.stop().catch(() => undefined);
+    await backends.close().catch(() => undefined);
+    throw err;
+  }
   return {
-    app, controller: ctl, catalog, store, config,
+    app: manager.app, manager, catalog: manager.catalog, store: backends.store, config, ...(worker ? { worker } : {}),
     async stop() {
-      webhook?.stop();
-      events.stop();
-      await app.close();
-      await gitops.stop();
-      await ctl.stop();
-      await access.stop();
-      await store.close();
+      await manager.stop();
+      await worker?.stop();
+      await backends.close();
+    },
+  };
+}
+
+export interface WorkerProcess {
+  agent: WorkerAgent;
+  config: Config;
+  backends: Backends;
+  stop(): Promise<void>;
+}
+
+/** Composition root of `poseidon worker`: Redis, the local engine, and the agent. */
+export async function startWorkerProcess(opts: { env?: NodeJS.ProcessEnv } = {}): Promise<WorkerProcess> {
+  const config = loadConfig(opts.env, undefined, { role: 'worker' });
+  const log = createLogger(config.logLevel);
+  log.info({ redis: redactUrl(config.redisUrl ?? '') }, 'worker starting');
+  const backends = await openBackends(config);
+  const versions = new RedisVersionSource({ url: config.redisUrl as string, prefix: config.redisPrefix });
+  const firewall = await firewallFor(config, log);
+  const { agent } = await composeWorker(config, backends, versions, log, false, firewall);
+  await agent.start();
+  return {
+    agent, config, backends,
+    async stop() {
+      await agent.stop();
+      await versions.close();
+      await backends.close();
     },
   };
 }

@@ -6,7 +6,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Catalog } from '../../src/catalog/catalog.ts';
 import { admissionReconciler } from '../../src/controller/admission.ts';
-import { Semaphore } from '../../src/controller/semaphore.ts';
+import { Semaphore } from '../../src/core/semaphore.ts';
 import { newInstanceId } from '../../src/core/naming.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { loadTestCatalog } from '../helpers/catalog.ts';

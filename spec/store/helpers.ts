@@ -15,6 +15,7 @@ export function makeInstance(overrides: Partial<Instance> = {}): Instance {
     team,
     owner: `team:${team}`,
     generation: 1,
+    epoch: 0,
     desired: 'running',
     status: 'pending',
     hostname: 'abc.web-1.ctf.test',

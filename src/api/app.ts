@@ -15,6 +15,7 @@ import { eventRoutes } from './event-routes.ts';
 import { gatewayRoutes } from './gateway-routes.ts';
 import { flagRoutes } from './flag-routes.ts';
 import { instanceRoutes } from './instance-routes.ts';
+import { workerRoutes, type WorkerRouteDeps } from './worker-routes.ts';
 import { registerOpenApi } from './openapi.ts';
 import { bounded, errorHandler, sendProblem } from './problem.ts';
 
@@ -49,12 +50,20 @@ export interface AppDeps {
   trustProxy?: boolean | string | string[];
   /** Reported by `GET /v1/version`. */
   version?: string;
+  /** The fleet (`/v1/workers` and cordon, uncordon, drain); not registered without it. */
+  workers?: WorkerRouteDeps;
+}
+
+/** The capacity the limits use now. */
+export function capacityNow(lc: LifecycleSettings): number {
+  return typeof lc.capacity === 'function' ? lc.capacity() : lc.capacity;
 }
 
 /** Limits and lifetimes the instance routes enforce (from config). */
 export interface LifecycleSettings {
   teamLimit: number;
-  capacity: number;
+  /** Admitted live instances at most (a number, or what the fleet offers now); 0: no limit. */
+  capacity: number | (() => number);
   rateLimits: RateLimits;
   renewMaxLoad: number;
   idempotencyTtlMs: number;
@@ -115,6 +124,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     accessRoutes(app, { access: deps.access.context, store: deps.store, catalog: deps.catalog, linkSeconds: deps.access.linkSeconds, ...(deps.access.queueMaxWaitMs !== undefined ? { queueMaxWaitMs: deps.access.queueMaxWaitMs } : {}), ...(deps.now ? { now: deps.now } : {}) });
   }
   catalogRoutes(app, deps);
+  if (deps.workers) workerRoutes(app, deps.workers);
   return app;
 }
 

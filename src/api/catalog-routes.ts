@@ -5,23 +5,16 @@
  * before anything touches git.
  */
 import { READ_ROUTE } from './auth.ts';
+import type { GitOpsApi } from '../catalog/gitops-api.ts';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Catalog } from '../catalog/catalog.ts';
 import { catalogView } from '../catalog/catalog-view.ts';
-import type { CatalogPlan } from '../catalog/plan.ts';
-import type { SyncResult, SyncStatus } from '../catalog/sync-status.ts';
+import type { SyncStatus } from '../catalog/sync-status.ts';
 import { Codes } from '../core/errors.ts';
 import { sendProblem, statusOf } from './problem.ts';
 import { pushedRef, signatureHeader, verifyWebhook } from './webhook-signature.ts';
 
-/** What the routes need from the sync loop (`CatalogSync` plus the webhook settings). */
-export interface GitOpsApi {
-  status(): SyncStatus;
-  syncNow(opts?: { force?: boolean }): Promise<SyncResult>;
-  trigger(reason: string): void;
-  plan(): Promise<CatalogPlan>;
-  webhook: { secret?: string; branch?: string };
-}
+export type { GitOpsApi };
 
 /** Largest webhook body accepted (GitHub sends up to 25 MB; push payloads are far smaller). */
 export const WEBHOOK_BODY_LIMIT = 1024 * 1024;

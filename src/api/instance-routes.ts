@@ -5,7 +5,7 @@ import type { Instance } from '../core/instance.ts';
 import { renewFields, restartFields } from '../core/lifecycle.ts';
 import { newInstanceId, ownerKey, portHostname } from '../core/naming.ts';
 import { CONFLICT, type CreateResult, type Store } from '../core/store.ts';
-import type { AppDeps } from './app.ts';
+import { capacityNow, type AppDeps } from './app.ts';
 import { assertTeam, rateLimit, rateLimitedError, scopedTeam } from './guards.ts';
 import { sendProblem } from './problem.ts';
 import { idempotencyHeaders, idParams, instanceSchema, launchBody, listQuery, problems } from './schemas.ts';
@@ -47,7 +47,7 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
     // request (a client retrying while the first is in flight) cost one launch between them.
     const rule = lc.rateLimits.get('launch');
     const rate = rule ? { key: `launch:${inst.team}`, limit: rule.limit, windowMs: rule.windowMs } : undefined;
-    const result = await deps.store.createInstance(inst, at, { teamLimit: lc.teamLimit, capacity: lc.capacity, ...(idempotency ? { idempotency } : {}), ...(rate ? { rate } : {}) });
+    const result = await deps.store.createInstance(inst, at, { teamLimit: lc.teamLimit, capacity: capacityNow(lc), ...(idempotency ? { idempotency } : {}), ...(rate ? { rate } : {}) });
     if (result.created) {
       remember(result.instance);
       req.log.info({ instance: inst.id, challenge: inst.challenge, team: inst.team, status: result.instance.status }, 'instance requested');
@@ -76,14 +76,15 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
     assertTeam(req, inst.team);
     const final = inst.status === 'stopped' || inst.status === 'failed';
     if (!final) await rateLimit(deps.store, lc.rateLimits, 'stop', inst.team, reply, now());
-    const updated = final ? inst : await deps.store.updateInstance(inst.id, { desired: 'stopped', status: 'stopping' }, now());
+    // Only the request: the worker (or, for an unplaced instance, the manager) reports stopping and stopped.
+    const updated = final || inst.desired === 'stopped' ? inst : await deps.store.updateInstance(inst.id, { desired: 'stopped' }, now());
     req.log.info({ instance: inst.id }, 'instance stop requested');
     return reply.code(202).send(instanceView(remember(updated ?? inst)));
   });
 
   app.post<{ Params: { id: string } }>('/v1/instances/:id/renew', { schema: { summary: 'Extend the lifetime', params: idParams, response: { ...one, ...problems(403, 404, 409, 429) } } }, async (req, reply) => {
     const { at, inst, spec } = await ownedAction(req.params.id, 'renew', req, reply);
-    const load = { admitted: await deps.store.countAdmitted(at), capacity: lc.capacity, maxLoad: lc.renewMaxLoad };
+    const load = { admitted: await deps.store.countAdmitted(at), capacity: capacityNow(lc), maxLoad: lc.renewMaxLoad };
     const fields = renewFields(inst, spec, at, load);
     const policy = deps.catalogVersion?.(inst, 'renew');
     const updated = await conditional(deps.store, inst, { renewals: inst.renewals, expiresAt: inst.expiresAt, status: inst.status, desired: inst.desired }, { ...fields, ...(policy ? { specHash: policy } : {}) }, at);
@@ -158,7 +159,7 @@ function newInstance(deps: AppDeps, body: LaunchBody, at: number): Instance {
   const id = newInstanceId();
   const inst: Instance = {
     id, challenge: spec.id, team: body.team, owner: ownerKey(spec, body.team, body.user),
-    generation: 1, desired: 'running', status: 'pending', hostname: portHostname(id, spec, 0, deps.baseDomain),
+    generation: 1, epoch: 0, desired: 'running', status: 'pending', hostname: portHostname(id, spec, 0, deps.baseDomain),
     endpoints: [], specHash: entry.hash, createdAt: at, updatedAt: at, renewals: 0,
     expiresAt: at + spec.ttl.defaultSeconds * 1000, maxExpiresAt: at + spec.ttl.maxSeconds * 1000,
   };

@@ -32,6 +32,7 @@ const STATUS: Record<string, number> = {
   [Codes.gitRewrite]: 409,
   [Codes.gitCorrupt]: 502,
   [Codes.sourceUnreadable]: 502,
+  [Codes.workerNotFound]: 404,
 };
 
 /** The HTTP status of a stable error code, or `fallback` for codes without one. */

@@ -47,7 +47,7 @@ export const instanceSchema = {
     desired: { enum: ['running', 'stopped'] }, reason: { type: 'string' }, hostname: { type: 'string' },
     endpoints: { type: 'array', items: endpoint }, generation: { type: 'integer' }, renewals: { type: 'integer' },
     createdAt: { type: 'string', format: 'date-time' }, expiresAt: { type: 'string', format: 'date-time' },
-    maxExpiresAt: { type: 'string', format: 'date-time' },
+    maxExpiresAt: { type: 'string', format: 'date-time' }, worker: { type: 'string' },
     queue: { type: 'object', properties: { position: { type: 'integer' }, estimatedStartAt: { type: 'string', format: 'date-time' } } },
   },
 } as const;

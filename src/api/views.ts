@@ -18,6 +18,8 @@ export interface InstanceView {
   maxExpiresAt: string;
   /** While queued: 1-based position and an estimate of when a place frees up. */
   queue?: { position: number; estimatedStartAt?: string };
+  /** The worker it is placed on (absent until placed). */
+  worker?: string;
 }
 
 export function instanceView(i: Instance, queue?: InstanceView['queue']): InstanceView {
@@ -36,6 +38,7 @@ export function instanceView(i: Instance, queue?: InstanceView['queue']): Instan
   };
   if (i.user !== undefined) v.user = i.user;
   if (i.reason !== undefined) v.reason = i.reason;
+  if (i.worker !== undefined) v.worker = i.worker;
   if (queue) v.queue = queue;
   if (i.status === 'running') v.endpoints = i.endpoints.map(({ backend: _b, ...e }) => e);
   return v;

@@ -5,7 +5,8 @@
  * Redis when the instance store is Redis (the same shared state); nothing otherwise, because
  * in-process instances die with the process too.
  */
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { createRedisClient } from '../store/redis-client.ts';
 import type { CatalogEntry, CatalogHead } from './catalog.ts';
 
 /** A persisted catalog. */
@@ -49,8 +50,7 @@ export class RedisCatalogStore implements CatalogStore {
   private readonly written = new Map<string, string>();
 
   constructor(url: string, private readonly prefix: string) {
-    this.client = new Redis(url, { lazyConnect: true, connectTimeout: 1000, commandTimeout: 2000, maxRetriesPerRequest: 1 });
-    this.client.on('error', () => undefined);
+    this.client = createRedisClient(url);
   }
 
   async load(): Promise<CatalogState | undefined> {

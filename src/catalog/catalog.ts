@@ -31,6 +31,13 @@ export interface CatalogEntry {
   /** When it stopped being its challenge's current version (epoch ms). */
   supersededAt?: number;
   workers: Record<string, WorkerImage>;
+  /**
+   * With a registry, a built image is built once by the manager and pushed: false until it is,
+   * then true (workers pull it). Absent: nothing to publish (`image:`, or no registry).
+   */
+  published?: boolean;
+  /** Why the manager could not build or push it. */
+  publishError?: string;
 }
 
 /** Per-challenge record: the current good version and what the newest files say. */
@@ -202,7 +209,7 @@ export class Catalog {
       existing.spec = c.spec;
       existing.file = c.file;
     } else {
-      this.versions.set(c.hash, { spec: c.spec, hash: c.hash, image: c.image, state: 'building', revision, file: c.file, workers: {} });
+      this.versions.set(c.hash, { spec: c.spec, hash: c.hash, image: c.image, state: 'building', revision, file: c.file, workers: {}, ...(c.publish ? { published: false } : {}) });
     }
     this.fileIds.set(c.file, c.spec.id);
     const policy = c.spec.update ?? DEFAULT_UPDATE_POLICY;
@@ -271,6 +278,15 @@ export class Catalog {
     v.workers = workers;
     if (error === undefined) delete v.error;
     else v.error = error;
+  }
+
+  /** Records the manager's build-and-push outcome of a version (with a registry). */
+  markPublished(hash: string, error?: string): void {
+    const v = this.versions.get(hash);
+    if (!v) return;
+    v.published = error === undefined;
+    if (error === undefined) delete v.publishError;
+    else v.publishError = error;
   }
 
   /** Serializable state: the head, plus `allVersions()` for the versions. */

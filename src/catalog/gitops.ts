@@ -1,27 +1,31 @@
 /**
- * Wiring of the catalog for `poseidon serve`: the source (git when POSEIDON_GIT_URL is set, the
- * challenges directory otherwise), the persisted state (Redis when the store is Redis), image
- * preparation on the workers, and the sync loop. `main.ts` calls `createGitOps` and `start`.
+ * The catalog for `poseidon serve`: a source (git or a directory), the persisted state, image
+ * publication (with a registry) and the sync loop, assembled from parts the composition root
+ * builds. `start` restores and syncs; instances of challenges that change are handed to the
+ * manager's queue once `attach`ed.
  */
-import type { Config } from '../config/config.ts';
-import type { Logger } from '../core/reconcile.ts';
 import { wantsRunning } from '../core/instance.ts';
+import type { Logger } from '../core/reconcile.ts';
 import type { Source } from '../core/source.ts';
 import type { Store } from '../core/store.ts';
-import { DirSource } from '../source/dir-source.ts';
-import { GitSource } from '../source/git-source.ts';
-import type { GitOpsApi } from '../api/catalog-routes.ts';
+import type { GitOpsApi } from './gitops-api.ts';
 import { Catalog } from './catalog.ts';
-import { NoCatalogStore, RedisCatalogStore, type CatalogStore } from './catalog-store.ts';
-import { ImagePreparer, type ImageWorker } from './images.ts';
+import type { CatalogStore } from './catalog-store.ts';
+import { ImagePublisher, NO_PUBLISHING, type ImagePublisherOptions } from './images.ts';
 import type { LiveInstances } from './plan.ts';
 import { CatalogSync } from './sync.ts';
 
 export interface GitOpsDeps {
-  config: Config;
+  source: Source;
   store: Store;
-  workers: readonly ImageWorker[];
+  catalogStore: CatalogStore;
   log: Logger;
+  /** Poll period of the source (0: only its watcher, webhooks and admins trigger). */
+  pollMs: number;
+  /** Webhook settings for `POST /v1/hooks/git`. */
+  webhook: GitOpsApi['webhook'];
+  /** With a registry: where built images are pushed and the engine that builds them. */
+  publish?: { registry: string } & Pick<ImagePublisherOptions, 'builder' | 'owner'>;
   now?: () => number;
 }
 
@@ -32,23 +36,11 @@ export interface GitOps {
   api: GitOpsApi;
   /** Restores, runs the first sync (waiting at most `waitMs`, default 30 s) and starts the loop. */
   start(waitMs?: number): Promise<void>;
-  /** From now on, instance ids whose challenge changed are handed to `enqueue` (the controller). */
+  /** From now on, instance ids whose challenge changed are handed to `enqueue` (the manager's queue). */
   attach(enqueue: (id: string) => void): void;
+  /** Hands the instances of challenges `ids` to the attached queue. */
+  changed(ids: readonly string[]): void;
   stop(): Promise<void>;
-}
-
-/** The source `config` asks for. */
-export function sourceFor(config: Config): Source {
-  if (!config.gitUrl) return new DirSource({ dir: config.challengesDir });
-  return new GitSource({
-    url: config.gitUrl, branch: config.gitBranch, path: config.gitPath, workdir: `${config.dataDir}/git`, env: { ...config.gitEnv },
-    credentials: {
-      ...(config.gitToken !== undefined ? { token: config.gitToken } : {}),
-      ...(config.gitUsername !== undefined ? { username: config.gitUsername } : {}),
-      ...(config.gitSshKey !== undefined ? { sshKey: config.gitSshKey } : {}),
-      ...(config.gitKnownHosts !== undefined ? { knownHosts: config.gitKnownHosts } : {}),
-    },
-  });
 }
 
 /** Spec hashes of live instances per challenge, read fresh from the store. */
@@ -63,45 +55,47 @@ export function liveInstances(store: Store, now: () => number = Date.now): LiveI
   };
 }
 
-/** Builds the catalog, source, image preparer and sync loop from `deps` (see the module comment). */
+/** Builds the catalog and its sync loop from `deps` (see the module comment). */
 export function createGitOps(deps: GitOpsDeps): GitOps {
-  const { config, store, log } = deps;
+  const { store, log } = deps;
   const catalog = new Catalog();
   let enqueue: ((id: string) => void) | undefined;
-  const changed = (ids: string[]): void => {
+  const changed = (ids: readonly string[]): void => {
     if (!enqueue || ids.length === 0) return;
     const wanted = new Set(ids);
     void store.listInstances().then((list) => {
       for (const inst of list) if (wanted.has(inst.challenge)) enqueue?.(inst.id);
     }, (err: unknown) => log.warn({ err: (err as Error).message }, 'could not list instances of changed challenges'));
   };
-  const images = new ImagePreparer({
-    workers: deps.workers, managerId: config.managerId, log,
-    onOutcome: (hash, state, workers, error) => {
-      const before = catalog.version(hash);
-      const was = before?.state;
-      catalog.markImage(hash, state, workers, error);
-      if (before && was !== state) changed([before.spec.id]);
-    },
-  });
-  const catalogStore: CatalogStore = config.redisUrl ? new RedisCatalogStore(config.redisUrl, config.redisPrefix) : new NoCatalogStore();
-  const sync = new CatalogSync({
-    source: sourceFor(config), catalog, images, store: catalogStore, log,
-    // A directory is watched, not polled.
-    pollMs: config.gitUrl ? config.gitPollSeconds * 1000 : 0,
+  let sync: CatalogSync | undefined;
+  const images = deps.publish
+    ? new ImagePublisher({
+      builder: deps.publish.builder, owner: deps.publish.owner, log,
+      onPublished: async (hash, error) => {
+        catalog.markPublished(hash, error);
+        // Remote workers read publication from the persisted catalog.
+        await sync?.persistNow();
+        const v = catalog.version(hash);
+        if (v) changed([v.spec.id]);
+      },
+    })
+    : NO_PUBLISHING;
+  sync = new CatalogSync({
+    source: deps.source, catalog, images, store: deps.catalogStore, log, pollMs: deps.pollMs,
+    ...(deps.publish ? { registry: deps.publish.registry } : {}),
     live: liveInstances(store, deps.now), onChanged: changed, ...(deps.now ? { now: deps.now } : {}),
   });
+  const loop = sync;
   const api: GitOpsApi = {
-    status: () => sync.status(), syncNow: (o) => sync.syncNow(o), trigger: (r) => sync.trigger(r), plan: () => sync.plan(),
-    webhook: { ...(config.webhookSecret ? { secret: config.webhookSecret } : {}), branch: config.gitBranch },
+    status: () => loop.status(), syncNow: (o) => loop.syncNow(o), trigger: (r) => loop.trigger(r), plan: () => loop.plan(), webhook: deps.webhook,
   };
   return {
-    catalog, sync, api,
+    catalog, sync: loop, api, changed,
     async start(waitMs = 30_000) {
       let timer: NodeJS.Timeout | undefined;
-      const first = await Promise.race([sync.start(), new Promise<undefined>((r) => { timer = setTimeout(() => r(undefined), waitMs); })]);
+      const first = await Promise.race([loop.start(), new Promise<undefined>((r) => { timer = setTimeout(() => r(undefined), waitMs); })]);
       clearTimeout(timer);
-      const s = sync.status();
+      const s = loop.status();
       if (!first) log.warn({ source: s.source }, 'first catalog sync still running; serving what is loaded');
       else if (!first.ok) log.error({ source: s.source, code: first.code, err: first.error, served: catalog.revision }, 'first catalog sync failed; retrying with backoff');
       log.info({ source: s.source, revision: catalog.revision, challenges: catalog.list().length, invalid: catalog.invalid().length }, 'catalog loaded');
@@ -110,8 +104,8 @@ export function createGitOps(deps: GitOpsDeps): GitOps {
       enqueue = fn;
     },
     async stop() {
-      await sync.stop();
-      await catalogStore.close();
+      await loop.stop();
+      await deps.catalogStore.close();
     },
   };
 }

@@ -106,8 +106,11 @@ export function specHash(spec: ChallengeSpec, buildContextHash?: string): string
   return createHash('sha256').update(canonical(shapingFields(spec, buildContextHash))).digest('hex').slice(0, 16);
 }
 
-/** Tag of a built image: the same context and Dockerfile always give the same tag, on every worker. */
-export function buildTag(id: string, contextContentHash: string, dockerfile: string): string {
+/**
+ * Tag of a built image: the same context and Dockerfile always give the same tag, on every
+ * worker; with a registry (`host:port/path`) it is the reference pushed there.
+ */
+export function buildTag(id: string, contextContentHash: string, dockerfile: string, registry?: string): string {
   const h = createHash('sha256').update(`${contextContentHash}\0${dockerfile}`).digest('hex').slice(0, 16);
-  return `poseidon-build/${id}:${h}`;
+  return registry ? `${registry.replace(/\/+$/, '')}/${id}:${h}` : `poseidon-build/${id}:${h}`;
 }

@@ -1,153 +1,76 @@
 /**
- * Image preparation on every worker: `image:` references are pulled (policy `if-not-present` or
- * `always`), `build:` contexts are built with the Engine API under a tag derived from their
- * content, so identical content never rebuilds. A version is `ready` only when its image is
- * present on every eligible worker. One engine per `ImageWorker`; more workers plug in here.
+ * Publishing images (with a registry): each built challenge version is built once, where the
+ * manager's builder engine is, and pushed to the registry under its content-derived reference;
+ * workers pull it from there (`worker/images.ts`). `image:` challenges need no publishing, and
+ * without a registry each worker builds locally instead (a single host, as before). Work for one
+ * image is never done twice at once; failures are recorded on the version and retried later.
  */
-import type { RuntimeName } from '../core/challenge.ts';
-import { LABELS } from '../core/runtime.ts';
 import type { Logger } from '../core/reconcile.ts';
-import type { CatalogEntry, ChallengeState, WorkerImage } from './catalog.ts';
+import { LABELS, type ContainerRuntime, type Ownership } from '../core/runtime.ts';
+import { Semaphore } from '../core/semaphore.ts';
+import { tail } from '../worker/images.ts';
+import type { CatalogEntry } from './catalog.ts';
 
-/** One Docker engine images can be made present on (`DockerRuntime` fits as it is). */
-export interface ImageWorker {
-  readonly id: string;
-  /** Runtimes this worker offers; undefined offers every runtime. */
-  readonly runtimes?: readonly RuntimeName[];
-  imageExists(ref: string): Promise<boolean>;
-  pullImage(ref: string): Promise<void>;
-  /** Rejects with the build output on failure. */
-  buildImage(context: string, dockerfile: string, tag: string, labels: Record<string, string>): Promise<void>;
+/** What the catalog sync calls after each apply (and to retry failures). */
+export interface ImagePreparation {
+  /** Makes the images of `entries` available to workers; resolves when every one is settled. */
+  prepare(entries: readonly CatalogEntry[], opts?: { repull?: boolean }): Promise<void>;
 }
 
-/** An `ImageWorker` named `id` over an engine adapter (the local `DockerRuntime` today). */
-export function engineWorker(id: string, engine: Pick<ImageWorker, 'imageExists' | 'pullImage' | 'buildImage'>, runtimes?: readonly RuntimeName[]): ImageWorker {
-  return {
-    id,
-    ...(runtimes ? { runtimes } : {}),
-    imageExists: (ref) => engine.imageExists(ref),
-    pullImage: (ref) => engine.pullImage(ref),
-    buildImage: (context, dockerfile, tag, labels) => engine.buildImage(context, dockerfile, tag, labels),
-  };
-}
+/** Nothing to publish (no registry): workers prepare images themselves. */
+export const NO_PUBLISHING: ImagePreparation = { prepare: async () => undefined };
 
-/** Where `ImagePreparer` reports a version's image outcome (the catalog's `markImage`). */
-export type ImageOutcome = (hash: string, state: ChallengeState, workers: Record<string, WorkerImage>, error?: string) => void;
-
-export interface ImagePreparerOptions {
-  workers: readonly ImageWorker[];
-  managerId: string;
+export interface ImagePublisherOptions {
+  builder: Pick<ContainerRuntime, 'imageExists' | 'buildImage' | 'pushImage'>;
+  owner: Ownership;
   log: Logger;
-  onOutcome: ImageOutcome;
-  /** Pulls and builds at once per worker (default 2). */
+  /** Records the outcome on the version (`Catalog.markPublished`) and persists it. */
+  onPublished(hash: string, error?: string): void | Promise<void>;
   concurrency?: number;
 }
 
-/** Build output kept in an error, from its end (where the failing step is). */
-const OUTPUT_TAIL = 8 * 1024;
+/** See the module comment. */
+export class ImagePublisher implements ImagePreparation {
+  readonly #opts: ImagePublisherOptions;
+  readonly #inflight = new Map<string, Promise<void>>();
+  readonly #slots: Semaphore;
 
-/** See the module comment. Work for the same image on the same worker is shared, never repeated. */
-export class ImagePreparer {
-  private readonly inflight = new Map<string, Promise<WorkerImage>>();
-  private readonly slots = new Map<string, Limiter>();
-
-  constructor(private readonly opts: ImagePreparerOptions) {}
-
-  /**
-   * Makes the images of `entries` present on their eligible workers and reports each outcome;
-   * resolves when every one is settled. `repull`: pull `pull: always` images again (a new revision).
-   */
-  async prepare(entries: readonly CatalogEntry[], opts: { repull?: boolean } = {}): Promise<void> {
-    await Promise.all(entries.map((e) => this.prepareOne(e, opts.repull ?? false)));
+  constructor(opts: ImagePublisherOptions) {
+    this.#opts = opts;
+    this.#slots = new Semaphore(opts.concurrency ?? 2);
   }
 
-  private async prepareOne(entry: CatalogEntry, repull: boolean): Promise<void> {
-    const workers = this.opts.workers.filter((w) => !w.runtimes || w.runtimes.includes(entry.spec.runtime));
-    if (workers.length === 0) {
-      this.opts.onOutcome(entry.hash, 'image-missing', {}, `no worker offers runtime ${entry.spec.runtime}`);
-      return;
-    }
-    if (entry.state !== 'ready') {
-      this.opts.onOutcome(entry.hash, 'building', Object.fromEntries(workers.map((w) => [w.id, { state: 'preparing' } as WorkerImage])));
-    }
-    const results = await Promise.all(workers.map(async (w) => [w.id, await this.ensureOn(w, entry, repull)] as const));
-    const byWorker = Object.fromEntries(results);
-    const failed = results.find(([, r]) => r.state === 'failed');
-    if (failed) this.opts.onOutcome(entry.hash, 'image-missing', byWorker, `worker ${failed[0]}: ${failed[1].error ?? 'failed'}`);
-    else this.opts.onOutcome(entry.hash, 'ready', byWorker);
+  async prepare(entries: readonly CatalogEntry[]): Promise<void> {
+    await Promise.all(entries.filter((e) => e.spec.build && e.published !== true).map((e) => this.#publish(e)));
   }
 
-  private ensureOn(worker: ImageWorker, entry: CatalogEntry, repull: boolean): Promise<WorkerImage> {
-    const key = `${worker.id}\0${entry.image}\0${repull && entry.spec.pull === 'always' ? 'pull' : ''}`;
-    const running = this.inflight.get(key);
+  #publish(entry: CatalogEntry): Promise<void> {
+    const running = this.#inflight.get(entry.image);
     if (running) return running;
-    const work = this.limiter(worker.id).run(() => this.make(worker, entry, repull)).finally(() => this.inflight.delete(key));
-    this.inflight.set(key, work);
+    const work = this.#slots.run(() => this.#buildAndPush(entry)).finally(() => this.#inflight.delete(entry.image));
+    this.#inflight.set(entry.image, work);
     return work;
   }
 
-  private async make(worker: ImageWorker, entry: CatalogEntry, repull: boolean): Promise<WorkerImage> {
+  async #buildAndPush(entry: CatalogEntry): Promise<void> {
     const { spec, image } = entry;
-    const log = { challenge: spec.id, image, worker: worker.id };
+    const build = spec.build;
+    if (!build) return;
+    const log = { challenge: spec.id, image };
+    const { builder, owner } = this.#opts;
     try {
-      const present = await worker.imageExists(image);
-      if (present && !(repull && spec.pull === 'always' && !spec.build)) return { state: 'present' };
-      if (spec.build) {
-        this.opts.log.info(log, 'building image');
-        const labels = { [LABELS.managedBy]: this.opts.managerId, [LABELS.challenge]: spec.id };
-        await worker.buildImage(spec.build.context, spec.build.dockerfile, image, labels);
-      } else {
-        this.opts.log.info({ ...log, policy: spec.pull ?? 'if-not-present' }, 'pulling image');
-        await this.pull(worker, image, present);
+      if (!(await builder.imageExists(image))) {
+        this.#opts.log.info(log, 'building image');
+        const labels = { [LABELS.managedBy]: owner.managerId, [LABELS.deployment]: owner.deployment, [LABELS.challenge]: spec.id };
+        await builder.buildImage(build.context, build.dockerfile, image, labels, { network: build.network === true });
       }
-      return { state: 'present' };
+      this.#opts.log.info(log, 'pushing image');
+      await builder.pushImage(image, image);
+      await this.#opts.onPublished(entry.hash);
     } catch (err) {
       const message = tail(err instanceof Error ? err.message : String(err));
-      this.opts.log.error({ ...log, err: message.split('\n')[0] }, 'image not available');
-      return { state: 'failed', error: message };
-    }
-  }
-
-  /** Pulls; with `pull: always` a failed re-pull of a present image keeps the local copy (with a warning). */
-  private async pull(worker: ImageWorker, image: string, present: boolean): Promise<void> {
-    try {
-      await worker.pullImage(image);
-    } catch (err) {
-      if (!present) throw err;
-      this.opts.log.warn({ image, worker: worker.id, err: (err as Error).message }, 're-pull failed; using the local image');
-    }
-  }
-
-  private limiter(worker: string): Limiter {
-    let l = this.slots.get(worker);
-    if (!l) this.slots.set(worker, (l = new Limiter(this.opts.concurrency ?? 2)));
-    return l;
-  }
-}
-
-/** The first line (the reason) and the end of the rest (the failing build step). */
-function tail(text: string): string {
-  if (text.length <= OUTPUT_TAIL) return text;
-  const nl = text.indexOf('\n');
-  const first = nl < 0 ? text.slice(0, 500) : text.slice(0, Math.min(nl, 500));
-  return `${first}\n…\n${text.slice(-OUTPUT_TAIL)}`;
-}
-
-/** At most `n` tasks at once, the rest in arrival order. */
-class Limiter {
-  private active = 0;
-  private readonly waiting: (() => void)[] = [];
-
-  constructor(private readonly n: number) {}
-
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.active >= this.n) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    this.active++;
-    try {
-      return await task();
-    } finally {
-      this.active--;
-      this.waiting.shift()?.();
+      this.#opts.log.error({ ...log, err: message.split('\n')[0] }, 'image not published');
+      await this.#opts.onPublished(entry.hash, message);
     }
   }
 }

@@ -18,6 +18,8 @@ export interface Candidate {
   image: string;
   /** The challenge file, relative to the snapshot root. */
   file: string;
+  /** Its image is built here and pushed to the registry (workers pull it). */
+  publish?: true;
 }
 
 /** A challenge file that failed validation; `id` when it could be read. */
@@ -37,7 +39,7 @@ export interface LoadedSnapshot {
  * Loads `snap`. Bad files never throw (they become `invalid`); rejects with
  * E_SOURCE_UNREADABLE only when the challenges directory itself cannot be listed.
  */
-export async function loadSnapshot(snap: Snapshot): Promise<LoadedSnapshot> {
+export async function loadSnapshot(snap: Snapshot, opts: { registry?: string } = {}): Promise<LoadedSnapshot> {
   let results: LoadResult[];
   try {
     results = await loadChallengeDir(snap.path, { cwd: snap.root });
@@ -46,7 +48,7 @@ export async function loadSnapshot(snap: Snapshot): Promise<LoadedSnapshot> {
     throw new PoseidonError(Codes.sourceUnreadable, `revision ${snap.revision.slice(0, 12)}: ${err.message}`, { kind: 'transient', cause: err });
   }
   const out: LoadedSnapshot = { revision: snap.revision, candidates: [], invalid: [] };
-  const loaded = await Promise.all(results.map((r) => toCandidate(r, snap.root)));
+  const loaded = await Promise.all(results.map((r) => toCandidate(r, snap.root, opts.registry)));
   for (const item of loaded) {
     if ('spec' in item) out.candidates.push(item);
     else out.invalid.push(item);
@@ -54,7 +56,7 @@ export async function loadSnapshot(snap: Snapshot): Promise<LoadedSnapshot> {
   return out;
 }
 
-async function toCandidate(r: LoadResult, root: string): Promise<Candidate | InvalidFile> {
+async function toCandidate(r: LoadResult, root: string, registry: string | undefined): Promise<Candidate | InvalidFile> {
   if (!r.ok) return { file: r.file, ...(r.id !== undefined ? { id: r.id } : {}), issues: r.issues };
   const { spec } = r;
   if (!spec.build) return { spec, hash: specHash(spec), image: spec.image ?? '', file: r.file };
@@ -63,7 +65,10 @@ async function toCandidate(r: LoadResult, root: string): Promise<Candidate | Inv
     const line = await lineOf(path.resolve(root, r.file), 'build');
     return { file: r.file, id: spec.id, issues: [{ file: r.file, line, column: line > 0 ? 1 : 0, path: 'build', message: scan.problem }] };
   }
-  return { spec, hash: specHash(spec, scan.hash), image: buildTag(spec.id, scan.hash, spec.build.dockerfile), file: r.file };
+  return {
+    spec, hash: specHash(spec, scan.hash), image: buildTag(spec.id, scan.hash, spec.build.dockerfile, registry), file: r.file,
+    ...(registry ? { publish: true as const } : {}),
+  };
 }
 
 /** 1-based line of the top-level `key:` in a YAML file, 0 when not found. */

@@ -10,7 +10,7 @@ import type { Source } from '../core/source.ts';
 import type { Logger } from '../core/reconcile.ts';
 import type { ApplyResult, Catalog } from './catalog.ts';
 import type { CatalogStore } from './catalog-store.ts';
-import type { ImagePreparer } from './images.ts';
+import type { ImagePreparation } from './images.ts';
 import { loadSnapshot, type LoadedSnapshot } from './load-snapshot.ts';
 import { planFor, type CatalogPlan, type LiveInstances } from './plan.ts';
 import type { SyncResult, SyncStatus } from './sync-status.ts';
@@ -18,8 +18,10 @@ import type { SyncResult, SyncStatus } from './sync-status.ts';
 export interface CatalogSyncOptions {
   source: Source;
   catalog: Catalog;
-  images: ImagePreparer;
+  images: ImagePreparation;
   store: CatalogStore;
+  /** `host:port/path` built images are pushed to; undefined: each worker builds them itself. */
+  registry?: string;
   log: Logger;
   /** Poll period; 0 polls never (webhooks, the watcher and admins still trigger). */
   pollMs: number;
@@ -106,7 +108,7 @@ export class CatalogSync {
   plan(): Promise<CatalogPlan> {
     return this.exclusive(async () => {
       const { snap, rewrite } = await this.fetchForPlan();
-      const loaded = await loadSnapshot(snap);
+      const loaded = await loadSnapshot(snap, this.registryOption());
       const live = this.opts.live ? await this.opts.live() : {};
       return planFor(this.opts.catalog, loaded, live, rewrite);
     });
@@ -188,7 +190,7 @@ export class CatalogSync {
         this.retryFailedImages();
         return this.succeeded(done({ ok: true, revision: snap.revision, unchanged: true }));
       }
-      const loaded = await loadSnapshot(snap);
+      const loaded = await loadSnapshot(snap, this.registryOption());
       this.guardEmpty(loaded, force);
       const applied = catalog.apply(loaded, this.now());
       await this.afterApply(snap.revision);
@@ -228,6 +230,15 @@ export class CatalogSync {
     await this.opts.source.retain(this.recent).catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'could not free old snapshots'));
   }
 
+  private registryOption(): { registry?: string } {
+    return this.opts.registry ? { registry: this.opts.registry } : {};
+  }
+
+  /** Saves the catalog now (after a version's publication state changed). */
+  persistNow(): Promise<void> {
+    return this.exclusive(() => this.persist([]));
+  }
+
   private async persist(forgotten: readonly string[]): Promise<void> {
     const head = this.opts.catalog.head();
     if (!head) return;
@@ -248,7 +259,7 @@ export class CatalogSync {
 
   /** Images that failed (a registry hiccup, a flaky build step) are tried again, at most every few minutes. */
   private retryFailedImages(): void {
-    const failed = this.opts.catalog.list().filter((e) => e.state === 'image-missing');
+    const failed = this.opts.catalog.list().filter((e) => e.state === 'image-missing' || e.publishError !== undefined);
     if (failed.length === 0 || this.now() - this.lastImageRetry < IMAGE_RETRY_MS) return;
     this.prepareImages(false, failed);
   }

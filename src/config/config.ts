@@ -21,6 +21,8 @@ export interface Config extends AccessConfig, GitOpsConfig {
   readonly baseDomain: string;
   readonly flagSecret: string;
   readonly dockerSocket: string;
+  /** The engine to drive: a socket, or `DOCKER_HOST=tcp://host:port` (TLS with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH). */
+  readonly docker: DockerEndpoint;
   readonly managerId: string;
   readonly gatewayContainer?: string;
   readonly publishAddress: string;
@@ -46,8 +48,52 @@ export interface Config extends AccessConfig, GitOpsConfig {
   readonly expiringSoonSeconds: number;
   readonly eventsWebhookUrl?: string;
   readonly eventsWebhookSecret?: string;
+  readonly embeddedWorker: boolean;
+  readonly registry?: string;
+  readonly deploymentId?: string;
+  readonly edgeSecret?: string;
+  readonly workerId?: string;
+  readonly advertiseAddress?: string;
+  readonly workerSlots?: number;
+  readonly workerCpu?: number;
+  readonly workerMemory?: string;
+  readonly workerLabels: string;
+  readonly ingressHttp?: string;
+  readonly ingressTls?: string;
+  readonly heartbeatSeconds: number;
+  readonly workerLostSeconds: number;
+  readonly onWorkerLost: 'reschedule' | 'fail';
+  readonly firewall: 'auto' | 'on' | 'off';
+  readonly firewallAllowHostPorts: readonly number[];
+  readonly firewallDeny: readonly string[];
+  readonly firewallDns: readonly string[];
   /** Which secrets were generated (and persisted in dataDir) because the environment lacked them. */
   readonly generated: readonly ('apiKey' | 'flagSecret' | 'accessSecret')[];
+}
+
+/** How to reach the Docker engine. */
+export type DockerEndpoint =
+  | { socketPath: string }
+  | { host: string; port: number; protocol: 'http' | 'https'; ca?: Buffer; cert?: Buffer; key?: Buffer };
+
+/** POSEIDON_DOCKER_SOCKET when set, else DOCKER_HOST (unix:// or tcp://), else the default socket. */
+function dockerEndpoint(socket: string, env: NodeJS.ProcessEnv, explicitSocket: boolean): DockerEndpoint {
+  const host = env.DOCKER_HOST;
+  if (explicitSocket || !host) return { socketPath: socket };
+  if (host.startsWith('unix://')) return { socketPath: host.slice('unix://'.length) };
+  const m = /^tcp:\/\/([A-Za-z0-9.-]+):([0-9]{1,5})\/?$/.exec(host);
+  if (!m) throw new PoseidonError(Codes.configInvalid, `invalid configuration: DOCKER_HOST must be unix:///path or tcp://host:port (got ${JSON.stringify(host)})`, { kind: 'input' });
+  const tls = env.DOCKER_TLS_VERIFY !== undefined && env.DOCKER_TLS_VERIFY !== '' && env.DOCKER_TLS_VERIFY !== '0';
+  if (!tls) return { host: m[1] as string, port: Number(m[2]), protocol: 'http' };
+  const dir = env.DOCKER_CERT_PATH ?? path.join(env.HOME ?? '/root', '.docker');
+  const read = (f: string): Buffer => {
+    try {
+      return readFileSync(path.join(dir, f));
+    } catch {
+      throw new PoseidonError(Codes.configInvalid, `invalid configuration: DOCKER_TLS_VERIFY is set but ${path.join(dir, f)} cannot be read (DOCKER_CERT_PATH)`, { kind: 'input' });
+    }
+  };
+  return { host: m[1] as string, port: Number(m[2]), protocol: 'https', ca: read('ca.pem'), cert: read('cert.pem'), key: read('key.pem') };
 }
 
 const ENV_NAMES: Record<string, string> = {
@@ -66,13 +112,19 @@ const ENV_NAMES: Record<string, string> = {
   POSEIDON_IDEMPOTENCY_TTL_SECONDS: 'idempotencyTtlSeconds', POSEIDON_FLAG_RETENTION_DAYS: 'flagRetentionDays',
   POSEIDON_EXPIRING_SOON_SECONDS: 'expiringSoonSeconds', POSEIDON_EVENTS_WEBHOOK_URL: 'eventsWebhookUrl',
   POSEIDON_EVENTS_WEBHOOK_SECRET: 'eventsWebhookSecret', POSEIDON_AUTH_FAILURES: 'authFailures',
-  POSEIDON_TRUST_PROXY: 'trustProxy',
+  POSEIDON_TRUST_PROXY: 'trustProxy', POSEIDON_EMBEDDED_WORKER: 'embeddedWorker', POSEIDON_REGISTRY: 'registry',
+  POSEIDON_DEPLOYMENT_ID: 'deploymentId', POSEIDON_EDGE_SECRET: 'edgeSecret', POSEIDON_WORKER_ID: 'workerId',
+  POSEIDON_ADVERTISE_ADDRESS: 'advertiseAddress', POSEIDON_WORKER_SLOTS: 'workerSlots', POSEIDON_WORKER_CPU: 'workerCpu',
+  POSEIDON_WORKER_MEMORY: 'workerMemory', POSEIDON_WORKER_LABELS: 'workerLabels', POSEIDON_INGRESS_HTTP: 'ingressHttp',
+  POSEIDON_INGRESS_TLS: 'ingressTls', POSEIDON_HEARTBEAT_SECONDS: 'heartbeatSeconds', POSEIDON_WORKER_LOST_SECONDS: 'workerLostSeconds',
+  POSEIDON_ON_WORKER_LOST: 'onWorkerLost', POSEIDON_FIREWALL: 'firewall', POSEIDON_FIREWALL_ALLOW_HOST_PORTS: 'firewallAllowHostPorts',
+  POSEIDON_FIREWALL_DENY: 'firewallDeny', POSEIDON_FIREWALL_DNS: 'firewallDns',
   ...ACCESS_ENV_NAMES,
   ...GITOPS_ENV_NAMES,
 };
-const SECRET_KEYS = new Set(['apiKey', 'flagSecret', 'redisUrl', 'apiKeys', 'eventsWebhookSecret', 'accessSecret', ...GITOPS_SECRET_KEYS]);
+const SECRET_KEYS = new Set(['apiKey', 'flagSecret', 'redisUrl', 'apiKeys', 'eventsWebhookSecret', 'accessSecret', 'edgeSecret', ...GITOPS_SECRET_KEYS]);
 /** Variables holding comma-separated lists. */
-const LIST_KEYS = new Set(['traefikEntryPoints', 'apiKeys', 'rateLimits', 'tlsEntryPoints', 'trustProxy', 'authDelegateCookies']);
+const LIST_KEYS = new Set(['traefikEntryPoints', 'apiKeys', 'rateLimits', 'tlsEntryPoints', 'trustProxy', 'authDelegateCookies', 'firewallAllowHostPorts', 'firewallDeny', 'firewallDns']);
 const schemaPath = new URL('../../schemas/config.schema.json', import.meta.url);
 const schema = JSON.parse(readFileSync(schemaPath, 'utf8')) as object;
 const validate = new Ajv({ useDefaults: true, coerceTypes: true, allErrors: true }).compile(schema);
@@ -120,6 +172,11 @@ function persistedSecret(dataDir: string, file: string, variable: string): strin
 export interface LoadOptions {
   /** Laptop profile (`npm start`): publish instance ports on 127.0.0.1 unless configured otherwise. */
   dev?: boolean;
+  /**
+   * `worker`: `poseidon worker`, which needs Redis and never holds the manager's secrets (API key,
+   * flag secret, access secret are neither read nor generated). Default `manager`.
+   */
+  role?: 'manager' | 'worker';
 }
 
 /**
@@ -144,7 +201,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     throw new PoseidonError(Codes.configInvalid, 'invalid configuration: POSEIDON_EVENTS_WEBHOOK_SECRET is required with POSEIDON_EVENTS_WEBHOOK_URL', { kind: 'input' });
   }
   checkAccess(raw);
+  if ((raw.ingressHttp === undefined) !== (raw.ingressTls === undefined)) {
+    throw new PoseidonError(Codes.configInvalid, 'invalid configuration: POSEIDON_INGRESS_HTTP and POSEIDON_INGRESS_TLS go together', { kind: 'input' });
+  }
   const dataDir = path.resolve(cwd, raw.dataDir as string);
+  raw.docker = dockerEndpoint(raw.dockerSocket as string, env, env.POSEIDON_DOCKER_SOCKET !== undefined && env.POSEIDON_DOCKER_SOCKET !== '');
+  if (opts.role === 'worker') return workerConfig(raw, env, cwd, dataDir);
   const generated: ('apiKey' | 'flagSecret' | 'accessSecret')[] = [];
   if (raw.apiKey === undefined) { raw.apiKey = persistedSecret(dataDir, 'api-key', 'POSEIDON_API_KEY'); generated.push('apiKey'); }
   if (raw.flagSecret === undefined) { raw.flagSecret = persistedSecret(dataDir, 'flag-secret', 'POSEIDON_FLAG_SECRET'); generated.push('flagSecret'); }
@@ -158,4 +220,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     gitEnv: gitProcessEnv(env),
   } as unknown as Config;
   return Object.freeze(config);
+}
+
+/** A worker's configuration: Redis required, the manager's secrets dropped (never needed there). */
+function workerConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, cwd: string, dataDir: string): Config {
+  if (raw.redisUrl === undefined) {
+    throw new PoseidonError(Codes.configInvalid, 'invalid configuration: REDIS_URL is required for poseidon worker (the registry it registers in)', { kind: 'input' });
+  }
+  const { apiKey: _a, flagSecret: _f, accessSecret: _s, ...rest } = raw;
+  return Object.freeze({
+    ...rest, apiKey: '', flagSecret: '', accessSecret: '', dataDir, generated: [],
+    challengesDir: path.resolve(cwd, raw.challengesDir as string), traefikDir: path.resolve(cwd, raw.traefikDir as string), gitEnv: gitProcessEnv(env),
+  } as unknown as Config);
 }

@@ -6,8 +6,8 @@ export interface AdmissionDeps {
   store: Store;
   catalog: Catalog;
   log: Logger;
-  /** Most admitted live instances; 0 means no limit (nothing ever queues). */
-  capacity: number;
+  /** Most admitted live instances now (it follows the fleet); 0 means no limit. */
+  capacity(): number;
   queueMaxWaitMs: number;
   /** Called with each admitted id so its reconcile starts at once. */
   admitted(id: string): void;
@@ -33,7 +33,7 @@ export function admissionReconciler(deps: AdmissionDeps) {
         continue;
       }
       const times = { expiresAt: now + spec.ttl.defaultSeconds * 1000, maxExpiresAt: now + spec.ttl.maxSeconds * 1000 };
-      const result = await deps.store.admit(id, now, deps.capacity, times);
+      const result = await deps.store.admit(id, now, deps.capacity(), times);
       if (result === 'full') return { requeueAfterMs: Math.max(0, deadline - now) };
       if (result === 'admitted') {
         deps.log.info({ instance: id, waitedMs: now - inst.createdAt }, 'instance admitted');

@@ -1,47 +1,36 @@
-import { INSTANCE_ID_PATTERN } from '../core/naming.ts';
-import type { ContainerRuntime } from '../core/runtime.ts';
-import type { Store } from '../core/store.ts';
 import type { Logger, ReconcileContext, ReconcileResult } from '../core/reconcile.ts';
 import { WorkQueue } from './work-queue.ts';
 
-export const GATEWAY_KEY = 'gateway';
-export const ADMISSION_KEY = 'admission';
+/** Something that calls `enqueue(key)` when a key may need a pass; returns unsubscribe. */
+export type KeySource = (enqueue: (key: string) => void) => () => void;
 
 export interface ControllerDeps {
-  store: Store;
-  runtime: ContainerRuntime;
   log: Logger;
-  reconcileInstance(ctx: ReconcileContext, id: string): Promise<ReconcileResult>;
-  reconcileGateway(ctx: ReconcileContext): Promise<ReconcileResult>;
-  /** The admission pass; absent when there is no capacity limit. */
-  reconcileAdmission?(ctx: ReconcileContext): Promise<ReconcileResult>;
+  /** One pass for one key (an instance id, or a named key such as `gateway`). */
+  reconcile(ctx: ReconcileContext, key: string): Promise<ReconcileResult>;
+  /** Every key that exists in desired or observed state; never resolves on a failed read. */
+  keys(): Promise<Iterable<string>>;
+  /** Period of the full resync (jittered ±10%). */
   resyncMs: number;
-  /** Largest share of managed containers one resync may find orphaned and remove. */
-  orphanBreakerRatio: number;
+  /** Hints: store changes, engine events, fleet changes, timers. */
+  sources?: KeySource[];
   concurrency?: number;
 }
 
-/** Orphan counts at or below this never trip the breaker (a test rig or a small host). */
-const BREAKER_MIN = 5;
-
 /**
- * Drives reconciliation. Store changes, engine events and timers only enqueue keys (an instance
- * id or `gateway`); a periodic jittered resync enqueues every key seen in desired or observed
- * state, because events are only hints. Orphans (managed objects whose instance has no record)
- * are removed unless too many at once, which trips the circuit breaker instead.
+ * Drives reconciliation (after controller-runtime): sources only enqueue keys, and a periodic
+ * jittered resync enqueues every key seen in desired or observed state, because events are only
+ * hints (Docker keeps 256 events, Redis pub/sub drops messages on reconnect). The queue never
+ * runs one key twice at once and retries failures with backoff.
  */
 export class Controller {
   readonly queue: WorkQueue;
   private readonly abort = new AbortController();
   private resyncTimer: NodeJS.Timeout | undefined;
-  private unsubscribe: (() => void) | undefined;
-  /** Last breaker trip, shown to operators; undefined when the last resync was clean. */
-  breaker: { orphans: number; managed: number; at: number } | undefined;
-  /** Orphans the last resync let through the breaker: the only unknown ids that may be removed. */
-  private cleared = new Set<string>();
+  private readonly unsubscribe: (() => void)[] = [];
 
   constructor(private readonly deps: ControllerDeps) {
-    this.queue = new WorkQueue((ctx, key) => this.dispatch(ctx, key), {
+    this.queue = new WorkQueue((ctx, key) => deps.reconcile(ctx, key), {
       concurrency: deps.concurrency ?? 8,
       baseBackoffMs: 250,
       maxBackoffMs: 30_000,
@@ -49,58 +38,28 @@ export class Controller {
     });
   }
 
-  /** Subscribes to changes and events, runs a first resync (the start-up orphan sweep), then keeps resyncing. */
+  /** Subscribes to the sources, runs a first resync, then keeps resyncing. */
   async start(): Promise<void> {
-    this.unsubscribe = this.deps.store.onChange((id) => {
-      this.queue.add(id);
-      // Any change may free a place or add a waiter.
-      if (this.deps.reconcileAdmission) this.queue.add(ADMISSION_KEY);
-    });
-    this.deps.runtime.watchEvents((id) => this.queue.add(id), this.abort.signal);
+    for (const source of this.deps.sources ?? []) this.unsubscribe.push(source((key) => this.queue.add(key)));
     await this.resync();
     this.scheduleResync();
   }
 
-  /** Whether the last resync cleared `id` (no record) for removal; see `ControllerDeps.orphanBreakerRatio`. */
-  mayRemoveOrphan(id: string): boolean {
-    return this.cleared.has(id);
-  }
-
-  /** Enqueues the gateway render. */
-  routesChanged(): void {
-    this.queue.add(GATEWAY_KEY);
-  }
-
-  /** Enqueues every key in desired and observed state. Never acts on a failed read. */
+  /** Enqueues every key. Rejects (and enqueues nothing) when a read fails. */
   async resync(): Promise<void> {
-    const [ids, containers, networks] = await Promise.all([
-      this.deps.store.listIds(),
-      this.deps.runtime.listContainers(),
-      this.deps.runtime.listNetworks(),
-    ]);
-    const desired = new Set(ids);
-    const observed = new Set([...containers, ...networks].map((o) => o.instance));
-    const orphans = [...observed].filter((id) => !desired.has(id));
-    const limit = Math.max(BREAKER_MIN, Math.floor(this.deps.orphanBreakerRatio * containers.length));
-    if (orphans.length > limit) {
-      this.breaker = { orphans: orphans.length, managed: containers.length, at: Date.now() };
-      this.cleared = new Set();
-      this.deps.log.error({ orphans: orphans.length, managed: containers.length }, 'orphan circuit breaker tripped; not removing');
-    } else {
-      this.breaker = undefined;
-      this.cleared = new Set(orphans);
-      for (const id of orphans) this.queue.add(id);
-    }
-    for (const id of desired) this.queue.add(id);
-    this.queue.add(GATEWAY_KEY);
-    if (this.deps.reconcileAdmission) this.queue.add(ADMISSION_KEY);
+    for (const key of await this.deps.keys()) this.queue.add(key);
   }
 
   async stop(): Promise<void> {
     this.abort.abort();
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
-    this.unsubscribe?.();
+    for (const u of this.unsubscribe.splice(0)) u();
     await this.queue.stop();
+  }
+
+  /** Signals aborted when the controller stops (for sources that need one). */
+  get signal(): AbortSignal {
+    return this.abort.signal;
   }
 
   private scheduleResync(): void {
@@ -112,13 +71,13 @@ export class Controller {
     }, ms);
     this.resyncTimer.unref();
   }
+}
 
-  private dispatch(ctx: ReconcileContext, key: string): Promise<ReconcileResult> {
-    if (key === GATEWAY_KEY) return this.deps.reconcileGateway(ctx);
-    if (key === ADMISSION_KEY && this.deps.reconcileAdmission) return this.deps.reconcileAdmission(ctx);
-    if (INSTANCE_ID_PATTERN.test(key)) return this.deps.reconcileInstance(ctx, key);
-    // A managed object with a malformed instance label: nothing can desire it; the reconciler removes it.
-    this.deps.log.warn({ key }, 'unexpected key');
-    return this.deps.reconcileInstance(ctx, key);
-  }
+/** A source that enqueues `key` every `ms` (for level-based checks no event announces, such as a heartbeat going stale). */
+export function every(ms: number, key: string): KeySource {
+  return (enqueue) => {
+    const timer = setInterval(() => enqueue(key), ms);
+    timer.unref();
+    return () => clearInterval(timer);
+  };
 }

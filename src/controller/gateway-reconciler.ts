@@ -1,68 +1,56 @@
+/**
+ * The edge gateway pass (key `gateway`): renders the Traefik dynamic configuration from the
+ * instances workers report running, routing each hostname to the container itself (a worker
+ * without an ingress: the edge is joined to its networks, as on a single host) or to the ingress
+ * of the worker host that runs it. Written when it changed; served by the HTTP provider too.
+ */
 import { wantsRunning, type Instance } from '../core/instance.ts';
-import { containerName } from '../core/naming.ts';
-import type { ContainerRuntime } from '../core/runtime.ts';
-import type { Store } from '../core/store.ts';
-import { assertValidRoute, renderTraefikConfig, serializeTraefikConfig, type GatewayOptions, type GatewayRoute } from '../gateway/traefik.ts';
-import type { TraefikFileWriter } from '../gateway/file-writer.ts';
 import type { Logger, ReconcileContext, ReconcileResult } from '../core/reconcile.ts';
+import type { Store } from '../core/store.ts';
+import type { WorkerView } from '../core/worker.ts';
+import type { TraefikFileWriter } from '../gateway/file-writer.ts';
+import { assertValidRoute, renderTraefikConfig, serializeTraefikConfig, type GatewayOptions, type GatewayRoute } from '../gateway/traefik.ts';
 
 export interface GatewayReconcilerDeps {
   store: Store;
-  runtime: ContainerRuntime;
+  /** Workers by id (the fleet view). */
+  workers(): readonly WorkerView[];
   writer: TraefikFileWriter;
   options: GatewayOptions;
   log: Logger;
   /** Receives every rendered file's text (the HTTP provider endpoint serves the last one). */
   onRendered?(text: string): void;
-  /** The gateway container (Traefik) that must be on every routed instance's network. */
-  gatewayContainer?: string;
-  /** Frees port leases of instances in `instances` (read at `listedAt`) that no longer run. */
-  sweepLeases?(instances: Instance[], listedAt: number): Promise<unknown>;
-}
-
-/** Routes for instances that are running by both accounts: status in the store and a running container. */
-export function routesFor(instances: Instance[], runningIds: Set<string>, now: number): GatewayRoute[] {
-  return instances
-    .filter((i) => i.status === 'running' && wantsRunning(i, now) && runningIds.has(i.id))
-    .flatMap((i) => i.endpoints.map((e) => ({ instance: i.id, challenge: i.challenge, name: e.name, protocol: e.protocol, hostname: e.hostname, backend: e.backend })));
 }
 
 /**
- * Renders the Traefik dynamic configuration from observed running instances and writes it when
- * it changed. Requeues itself at the earliest expiry among routed instances, so a route never
- * outlives its instance's `expiresAt` by more than one pass.
+ * Routes for instances running by their worker's account on a worker that is not lost; through
+ * the worker's ingress when it has one. Pure.
  */
+export function routesFor(instances: readonly Instance[], workers: ReadonlyMap<string, WorkerView>, now: number): GatewayRoute[] {
+  return instances.flatMap((i) => {
+    const w = i.worker === undefined ? undefined : workers.get(i.worker);
+    if (i.status !== 'running' || !wantsRunning(i, now) || !w || w.state === 'lost') return [];
+    return i.endpoints.map((e) => ({
+      instance: i.id, challenge: i.challenge, name: e.name, protocol: e.protocol, hostname: e.hostname, backend: e.backend,
+      ...(w.ingress ? { via: w.ingress } : {}),
+    }));
+  });
+}
+
+/** See the module comment. Requeues itself at the earliest expiry among routed instances. */
 export function gatewayReconciler(deps: GatewayReconcilerDeps) {
   return async (ctx: ReconcileContext): Promise<ReconcileResult> => {
     const now = ctx.now().getTime();
     const instances = await deps.store.listInstances();
-    const running = new Set((await deps.runtime.listContainers()).filter((c) => c.state === 'running').map((c) => c.instance));
-    const routes = routesFor(instances, running, now).filter((r) => valid(deps, r));
-    await joinGateway(deps, routes);
-    const cfg = renderTraefikConfig(routes, deps.options);
-    const text = serializeTraefikConfig(cfg);
+    const workers = new Map(deps.workers().map((w) => [w.id, w]));
+    const routes = routesFor(instances, workers, now).filter((r) => valid(deps, r));
+    const text = serializeTraefikConfig(renderTraefikConfig(routes, deps.options));
     deps.onRendered?.(text);
-    const wrote = await deps.writer.write(text);
-    if (wrote) deps.log.info({ routes: routes.length }, 'gateway configuration written');
-    await deps.sweepLeases?.(instances, now).catch((err: unknown) => deps.log.warn({ err: (err as Error).message }, 'lease sweep failed'));
+    if (await deps.writer.write(text)) deps.log.info({ routes: routes.length }, 'gateway configuration written');
     const routed = new Set(routes.map((r) => r.instance));
     const next = Math.min(...instances.filter((i) => routed.has(i.id)).map((i) => i.expiresAt));
     return Number.isFinite(next) ? { requeueAfterMs: Math.max(0, next - now) } : {};
   };
-}
-
-/**
- * Level-based: the gateway joins every routed instance's network it is not on, so a recreated
- * Traefik container (an image bump) gets its routes back on the next pass, not at next launch.
- */
-async function joinGateway(deps: GatewayReconcilerDeps, routes: GatewayRoute[]): Promise<void> {
-  const gw = deps.gatewayContainer;
-  if (!gw || routes.length === 0) return;
-  const joined = new Set(await deps.runtime.networksOf(gw));
-  for (const name of new Set(routes.map((r) => containerName(r.instance)))) {
-    if (joined.has(name)) continue;
-    await deps.runtime.connect(name, gw).catch((err: unknown) => deps.log.warn({ network: name, err: (err as Error).message }, 'gateway join failed'));
-  }
 }
 
 /** One bad route must not take every team's routes down: drop it and say so. */

@@ -24,6 +24,8 @@ export interface BuildSpec {
   context: string;
   /** Dockerfile path relative to the context. Default `Dockerfile`. */
   dockerfile: string;
+  /** RUN steps get a network (package installs); present only when true: builds have none by default. */
+  network?: true;
 }
 
 export interface Resources {
@@ -79,9 +81,18 @@ export interface ChallengeSpec {
   /** When workers pull `image` (`always`: again for each new revision); absent means `if-not-present`. */
   pull?: 'if-not-present' | 'always';
   network: { egress: boolean };
-  /** Read-only root with a tmpfs at /tmp (default), unless the spec opts out. */
-  filesystem: { readOnly: boolean; tmpfsBytes: number };
+  /**
+   * Read-only root with a tmpfs at /tmp (default), unless the spec opts out. `sizeBytes` bounds
+   * a writable root where the engine's storage driver allows it.
+   */
+  filesystem: { readOnly: boolean; tmpfsBytes: number; sizeBytes?: number };
   healthcheck?: HealthCheck;
+  /** The user the process runs as (`uid`, `uid:gid` or a name in the image); absent: the image's. */
+  user?: string;
+  /** Placement constraints: labels a worker must carry; absent: any worker. */
+  placement?: { labels: Record<string, string> };
+  /** What happens to running instances when their worker is lost; absent: the deployment default. */
+  onWorkerLost?: 'reschedule' | 'fail';
   /** Absolute path of the YAML file this spec came from. */
   source: string;
 }

@@ -1,11 +1,15 @@
 import type { ChallengeSpec, HealthCheck } from './challenge.ts';
 import type { Instance } from './instance.ts';
-import { LABELS, type ContainerPlan, type NetworkPlan } from './runtime.ts';
-import { containerName } from './naming.ts';
+import { LABELS, type ContainerPlan, type NetworkPlan, type Ownership } from './runtime.ts';
+import { bridgeName, containerName } from './naming.ts';
 
 export interface PlanOptions {
-  managerId: string;
+  owner: Ownership;
   image: string;
+  /** VOLUME paths of the image: each gets a tmpfs of the spec's size instead of an unbounded anonymous volume. */
+  imageVolumes?: readonly string[];
+  /** Whether the engine can bound the writable layer (`--storage-opt size`). */
+  diskQuota?: boolean;
   flag: string;
   /** Host path of the instance's flag file, when the spec delivers the flag as a file. */
   flagFileHostPath?: string;
@@ -15,9 +19,11 @@ export interface PlanOptions {
 }
 
 /** Labels shared by an instance's container and network: the observed-state record. */
-export function instanceLabels(inst: Instance, managerId: string): Record<string, string> {
+export function instanceLabels(inst: Instance, owner: Ownership): Record<string, string> {
   return {
-    [LABELS.managedBy]: managerId,
+    [LABELS.managedBy]: owner.managerId,
+    [LABELS.deployment]: owner.deployment,
+    [LABELS.epoch]: String(inst.epoch),
     [LABELS.instance]: inst.id,
     [LABELS.challenge]: inst.challenge,
     [LABELS.owner]: inst.owner,
@@ -32,10 +38,10 @@ export function instanceLabels(inst: Instance, managerId: string): Record<string
  * publishes no ports from internal networks, so local publishing and leased ports need a bridge:
  * without egress it gets no NAT (masquerade off), so nothing in it reaches the Internet.
  */
-export function planNetwork(inst: Instance, spec: ChallengeSpec, managerId: string, publishing: boolean): NetworkPlan {
+export function planNetwork(inst: Instance, spec: ChallengeSpec, owner: Ownership, publishing: boolean): NetworkPlan {
   const bridged = publishing || spec.expose.some((p) => p.lease === true);
   const internal = !spec.network.egress && !bridged;
-  const plan: NetworkPlan = { name: containerName(inst.id), labels: instanceLabels(inst, managerId), internal };
+  const plan: NetworkPlan = { name: containerName(inst.id), bridge: bridgeName(inst.id, spec.network.egress), labels: instanceLabels(inst, owner), internal };
   if (!internal && !spec.network.egress) plan.masquerade = false;
   return plan;
 }
@@ -49,6 +55,22 @@ export function healthTest(spec: ChallengeSpec, hc: HealthCheck): string[] {
   return ['CMD-SHELL', `timeout 1 nc 127.0.0.1 ${port} </dev/null >/dev/null 2>&1; [ $? -ne 1 ]`];
 }
 
+/**
+ * Size-limited tmpfs mounts: `/tmp` under a read-only root, and every VOLUME of the image (even
+ * with a writable root), so no path of the container gets an unbounded anonymous volume on the
+ * host's disk. A volume inside /tmp is covered by /tmp's.
+ */
+export function tmpfsMounts(spec: ChallengeSpec, volumes: readonly string[]): { path: string; bytes: number }[] {
+  const bytes = spec.filesystem.tmpfsBytes;
+  const out = spec.filesystem.readOnly ? [{ path: '/tmp', bytes }] : [];
+  for (const raw of [...volumes].sort()) {
+    const p = raw.replace(/\/+$/, '') || '/';
+    if (p === '/' || out.some((m) => p === m.path || p.startsWith(`${m.path}/`))) continue;
+    out.push({ path: p, bytes });
+  }
+  return out;
+}
+
 /** Pure: the container an instance should have, with the hardening defaults applied. */
 export function planContainer(inst: Instance, spec: ChallengeSpec, opts: PlanOptions): ContainerPlan {
   const env: Record<string, string> = { ...spec.env };
@@ -58,18 +80,20 @@ export function planContainer(inst: Instance, spec: ChallengeSpec, opts: PlanOpt
     name: containerName(inst.id),
     image: opts.image,
     env,
-    labels: instanceLabels(inst, opts.managerId),
+    labels: instanceLabels(inst, opts.owner),
     network: containerName(inst.id),
     alias: containerName(inst.id),
     cpu: spec.resources.cpu,
     memoryBytes: spec.resources.memoryBytes,
     pids: spec.resources.pids,
     readOnly: spec.filesystem.readOnly,
-    tmpfsBytes: spec.filesystem.tmpfsBytes,
     runtime: spec.runtime === 'gvisor' ? 'runsc' : 'runc',
     ports: spec.expose.map((p) => p.port),
     files: spec.flag.file && opts.flagFileHostPath ? [{ hostPath: opts.flagFileHostPath, containerPath: spec.flag.file }] : [],
+    tmpfs: tmpfsMounts(spec, opts.imageVolumes ?? []),
   };
+  if (spec.user !== undefined) plan.user = spec.user;
+  if (!spec.filesystem.readOnly && spec.filesystem.sizeBytes !== undefined && opts.diskQuota) plan.diskBytes = spec.filesystem.sizeBytes;
   if (spec.command) plan.command = spec.command;
   if (opts.publishAddress) plan.publishAddress = opts.publishAddress;
   if (opts.leased && Object.keys(opts.leased).length > 0) plan.leased = { ...opts.leased };

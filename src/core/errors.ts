@@ -62,6 +62,10 @@ export const Codes = {
   sourceUnreadable: 'E_SOURCE_UNREADABLE',
   sourceEmpty: 'E_SOURCE_EMPTY',
   webhookSignature: 'E_WEBHOOK_SIGNATURE',
+  flagSeal: 'E_FLAG_SEAL',
+  noCapacity: 'E_NO_CAPACITY',
+  workerLost: 'E_WORKER_LOST',
+  workerNotFound: 'E_WORKER_NOT_FOUND',
 } as const;
 
 export function isPoseidonError(err: unknown, code?: string): err is PoseidonError {

@@ -48,16 +48,31 @@ export interface Instance {
   updatedAt: number;
   /** When it reached a final state (stopped/failed); drives record retention. */
   finishedAt?: number;
+  /** The worker it is placed on; absent until placed (and after a lost worker's instance failed). */
+  worker?: string;
+  /**
+   * Placement epoch (fencing token): bumped by every (re)placement. A worker acts on an instance
+   * only while `worker` names it and writes status only for the epoch it read, so a partitioned
+   * worker that comes back can neither run nor report an instance placed elsewhere since.
+   */
+  epoch: number;
+  /** When the current placement was made (epoch ms). */
+  placedAt?: number;
+  /**
+   * The flag sealed for the placed worker (`<specHash>:<key fingerprint>:<sealed>`, see
+   * `core/seal.ts`): only that worker's private key opens it; the flag secret never leaves the manager.
+   */
+  sealedFlag?: string;
 }
 
-/** Fields the controller writes (observed side). */
+/** Fields a worker writes (observed side). */
 export type InstanceObservation = Partial<
   Pick<Instance, 'status' | 'reason' | 'endpoints' | 'finishedAt'>
 >;
 
-/** Fields the API writes (desired side). */
+/** Fields the API and the manager write (desired side and placement). */
 export type InstanceIntent = Partial<
-  Pick<Instance, 'desired' | 'expiresAt' | 'generation' | 'renewals' | 'status' | 'reason' | 'specHash' | 'endpoints'>
+  Pick<Instance, 'desired' | 'expiresAt' | 'generation' | 'renewals' | 'status' | 'reason' | 'specHash' | 'endpoints' | 'finishedAt' | 'worker' | 'epoch' | 'placedAt' | 'sealedFlag'>
 >;
 
 export const FINAL_STATUSES: ReadonlySet<InstanceStatus> = new Set(['stopped', 'failed']);

@@ -46,10 +46,11 @@ export function renewFields(inst: Instance, spec: ChallengeSpec, now: number, lo
  * Pure restart rule: a fresh container (next generation) with the same hostname, running the
  * challenge's current version. The expiry stays as it is: lifetime is extended only by renew,
  * with its count, window and load rules (a restart that reset the TTL was an unlimited renew).
+ * Only the request changes here; the worker reports the new container's status.
  */
 export function restartFields(inst: Instance, specHash: string, now: number): InstanceIntent {
   mustBeActive(inst, now);
-  return { generation: inst.generation + 1, status: 'pending', reason: undefined, endpoints: [], specHash };
+  return { generation: inst.generation + 1, specHash };
 }
 
 /** Parses `action=count/seconds` rate rules (validated by the config schema). */

@@ -14,6 +14,20 @@ export function containerName(instanceId: string): string {
   return `poseidon-${instanceId}`;
 }
 
+/** Prefix of every instance network's Linux bridge (the firewall matches `pz+`). */
+export const BRIDGE_PREFIX = 'pz';
+
+/** Prefix of the bridges of instances with egress (the firewall lets only these out). */
+export const EGRESS_BRIDGE_PREFIX = 'pzg';
+
+/**
+ * Linux bridge of an instance's network: `pz` (or `pzg` with egress) + 12 hex of its id
+ * (interface names hold 15 characters; hex never contains `g`, so the two never collide).
+ */
+export function bridgeName(instanceId: string, egress = false): string {
+  return `${egress ? EGRESS_BRIDGE_PREFIX : BRIDGE_PREFIX}${instanceId.slice(0, 12)}`;
+}
+
 const prefixes = new Map<string, string>();
 
 /**

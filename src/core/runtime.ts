@@ -7,6 +7,10 @@ export type HealthState = 'starting' | 'healthy' | 'unhealthy';
 
 export const LABELS = {
   managedBy: 'poseidon.managed-by',
+  /** The deployment (one Poseidon installation): two deployments on one engine never touch each other's objects. */
+  deployment: 'poseidon.deployment',
+  /** The placement epoch the container was created for (a newer assignment makes it stale). */
+  epoch: 'poseidon.epoch',
   instance: 'poseidon.instance',
   challenge: 'poseidon.challenge',
   owner: 'poseidon.owner',
@@ -15,12 +19,23 @@ export const LABELS = {
   expiresAt: 'poseidon.expires-at',
 } as const;
 
+/** Whose objects these are: only objects carrying both labels are listed, changed or removed. */
+export interface Ownership {
+  /** `poseidon.managed-by` (POSEIDON_MANAGER_ID). */
+  managerId: string;
+  /** `poseidon.deployment`: generated once per deployment and stored (or POSEIDON_DEPLOYMENT_ID). */
+  deployment: string;
+}
+
 export interface ObservedContainer {
   id: string;
   name: string;
+  /** A valid instance id (objects with a malformed `poseidon.instance` label are never listed). */
   instance: string;
   challenge: string;
   generation: number;
+  /** Placement epoch from its label (0 for containers made before epochs existed). */
+  epoch: number;
   specHash: string;
   state: ContainerState;
   exitCode?: number;
@@ -54,7 +69,6 @@ export interface ContainerPlan {
   memoryBytes: number;
   pids: number;
   readOnly: boolean;
-  tmpfsBytes: number;
   runtime: 'runc' | 'runsc';
   ports: number[];
   /** When set, each port is published on this loopback address (random host port). */
@@ -64,15 +78,51 @@ export interface ContainerPlan {
   healthcheck?: { test: string[]; intervalMs: number; timeoutMs: number; retries: number };
   /** Bind-mounted read-only at `containerPath`. */
   files: { hostPath: string; containerPath: string }[];
+  /** The user the process runs as (`uid[:gid]` or a name); absent: the image's. */
+  user?: string;
+  /** Size-limited tmpfs mounts (over the image's VOLUME paths, so they get no unbounded anonymous volume). */
+  tmpfs: { path: string; bytes: number }[];
+  /** Writable-layer limit (bytes) for engines whose storage driver supports `--storage-opt size`. */
+  diskBytes?: number;
 }
 
 export interface NetworkPlan {
   name: string;
+  /** Linux bridge name (`pz…`): the host firewall matches every instance bridge by this prefix. */
+  bridge: string;
   labels: Record<string, string>;
   /** Internal networks have no route out (no egress). */
   internal: boolean;
   /** false: a routed bridge without NAT (published ports work, nothing reaches the Internet). Default: Docker's (NAT on). */
   masquerade?: boolean;
+}
+
+/** What an engine is (for worker records, placement and plans). */
+export interface EngineInfo {
+  /** The engine's host name (default worker id). */
+  name: string;
+  cpus: number;
+  memoryBytes: number;
+  /** Runtimes registered with the engine (`runc`, `runsc`, ...). */
+  runtimes: string[];
+  /** Whether `--storage-opt size` works (overlay2 on xfs with pquota, devicemapper, btrfs, zfs). */
+  diskQuota: boolean;
+  version: string;
+}
+
+/** What a plan needs to know about an image. */
+export interface ImageFacts {
+  /** Paths of its VOLUME lines. */
+  volumes: string[];
+  /** Its configured user ('' for root). */
+  user: string;
+}
+
+/** One engine event about a managed object (a hint: the reconcile reads everything fresh). */
+export interface EngineEvent {
+  instance: string;
+  /** Docker's action (`start`, `die`, `health_status: healthy`, ...). */
+  action: string;
 }
 
 export interface ContainerRuntime {
@@ -97,10 +147,19 @@ export interface ContainerRuntime {
   /** Joins an existing container (the gateway) to a network; already joined is not an error. */
   connect(network: string, container: string): Promise<void>;
   imageExists(ref: string): Promise<boolean>;
+  /** VOLUME paths and user of a present image (cached by image id); rejects when it is absent. */
+  imageFacts(ref: string): Promise<ImageFacts>;
   /** Pulls `ref` from its registry; rejects when it cannot. */
   pullImage(ref: string): Promise<void>;
-  /** Builds `context` into `tag`; rejects with the build output on failure. */
-  buildImage(context: string, dockerfile: string, tag: string, labels: Record<string, string>): Promise<void>;
-  /** Calls `onInstance(id)` for each engine event about a managed object until `signal` aborts. */
-  watchEvents(onInstance: (instance: string) => void, signal: AbortSignal): void;
+  /**
+   * Builds `context` into `tag`; rejects with the build output on failure. Without `network`
+   * the build's RUN steps have no network at all (no metadata service, no LAN).
+   */
+  buildImage(context: string, dockerfile: string, tag: string, labels: Record<string, string>, opts?: { network?: boolean }): Promise<void>;
+  /** Tags `ref` as `target` and pushes it to its registry; rejects with the engine's message. */
+  pushImage(ref: string, target: string): Promise<void>;
+  /** The engine's facts (cached after the first call). */
+  info(): Promise<EngineInfo>;
+  /** Calls `onEvent` for each engine event about a managed object until `signal` aborts. */
+  watchEvents(onEvent: (ev: EngineEvent) => void, signal: AbortSignal): void;
 }

@@ -5,9 +5,28 @@
  * AES-256-GCM with the instance, its placement epoch and the worker as associated data, so a
  * sealed flag copied onto another instance, epoch or worker does not open.
  */
-import { createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createCipheriv, createHash, createDecipheriv, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 
 const INFO = Buffer.from('poseidon-flag-v1');
+
+/** Short fingerprint of a public key: sealed flags name the key they were sealed for, so a worker re-registered with a new key gets a new seal. */
+export function keyFingerprint(publicKeyPem: string): string {
+  return createHash('sha256').update(publicKeyPem.trim()).digest('hex').slice(0, 12);
+}
+
+/**
+ * The value of `Instance.sealedFlag`: `<specHash>:<key fingerprint>:<sealed>`, so a version
+ * change or a new worker key is seen without opening it.
+ */
+export function sealedFlagField(specHash: string, publicKeyPem: string, sealed: string): string {
+  return `${specHash}:${keyFingerprint(publicKeyPem)}:${sealed}`;
+}
+
+/** Splits a `sealedFlag` field; undefined when malformed. */
+export function parseSealedFlag(field: string | undefined): { specHash: string; key: string; sealed: string } | undefined {
+  const m = /^([^:]+):([0-9a-f]{12}):(.+)$/.exec(field ?? '');
+  return m ? { specHash: m[1] as string, key: m[2] as string, sealed: m[3] as string } : undefined;
+}
 
 /** A new X25519 key pair as PEM (public SPKI, private PKCS#8). */
 export function newSealingKeys(): { publicKey: string; privateKey: string } {

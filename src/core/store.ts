@@ -61,6 +61,14 @@ export interface RateResult {
 export interface InstanceFilter {
   team?: string;
   challenge?: string;
+  /** Instances placed on this worker. */
+  worker?: string;
+}
+
+/** Where an instance is placed now, as read by the caller of `assign`. */
+export interface Placement {
+  epoch: number;
+  worker?: string;
 }
 
 /**
@@ -85,10 +93,17 @@ export interface Store {
    */
   compareAndUpdate(
     id: string,
-    expect: Partial<Pick<Instance, 'generation' | 'renewals' | 'expiresAt' | 'status' | 'desired'>>,
+    expect: Partial<Pick<Instance, 'generation' | 'renewals' | 'expiresAt' | 'status' | 'desired' | 'epoch'>>,
     fields: InstanceObservation | InstanceIntent,
     now: number,
   ): Promise<Instance | typeof CONFLICT | undefined>;
+  /**
+   * (Re)places an instance: writes `fields` (with `epoch` = `from.epoch + 1`, and `worker`, or
+   * no worker when `to` is undefined) only if its placement is still `from`, and moves it between
+   * the per-worker indexes in the same atomic step. `CONFLICT` when another placement won,
+   * undefined when there is no such instance. Two managers racing never place it twice.
+   */
+  assign(id: string, from: Placement, to: string | undefined, fields: InstanceIntent, now: number): Promise<Instance | typeof CONFLICT | undefined>;
   /** The instance id an idempotency key (as given to `createInstance`) created, while remembered. */
   idempotentInstance(key: string, now: number): Promise<string | undefined>;
   /** Ids waiting for admission, oldest first. */

@@ -1,8 +1,9 @@
 /**
- * How an instance's ports reach players, for the instance reconciler: port leases for
- * `lease: true` TCP ports (taken before the container is created, released when it goes, and
- * swept by the gateway pass as a safety net) and the player-facing endpoint URLs (`https://`
- * with TLS, `tls://host:port` for TCP over SNI, `tcp://<lease host>:<port>` for leased ports).
+ * How an instance's ports reach players. The manager plans each endpoint's hostname and URL when
+ * it places the instance (`playerEndpoints`: `https://` with TLS, `tls://host:port` for TCP over
+ * SNI); the worker running it holds the port leases of `lease: true` TCP ports on its own host
+ * (taken before the container is created, released when it goes, swept as a safety net) and
+ * fills in what only it knows (`observedEndpoints`: published ports, `tcp://<lease host>:<port>`).
  */
 import type { Logger } from '../core/reconcile.ts';
 import type { ChallengeSpec } from '../core/challenge.ts';
@@ -13,9 +14,6 @@ import { plannedEndpoints } from '../core/naming.ts';
 import type { ObservedContainer } from '../core/runtime.ts';
 
 export interface ExposureOptions {
-  baseDomain: string;
-  /** Whether Traefik terminates TLS (URLs say https, TCP over SNI on 443). */
-  tls: boolean;
   leases: LeaseStore;
   /** Configured lease range; undefined when leases are not enabled. */
   range?: PortRange;
@@ -30,7 +28,15 @@ export interface ExposureOptions {
 /** A leased port as the container plan needs it: container port -> host binding. */
 export type LeasedBindings = Record<number, { address: string; hostPort: number }>;
 
-/** Port exposure for the instance reconciler; see the module comment. */
+/** The endpoints players use for `instanceId` of `spec` (leased ports get their URL once leased). */
+export function playerEndpoints(instanceId: string, spec: ChallengeSpec, opts: { baseDomain: string; tls: boolean }): Endpoint[] {
+  return plannedEndpoints(instanceId, spec, opts.baseDomain).map((e) => ({
+    ...e,
+    url: e.protocol === 'http' ? `${opts.tls ? 'https' : 'http'}://${e.hostname}/` : `tls://${e.hostname}:${opts.tls ? 443 : 80}`,
+  }));
+}
+
+/** Port exposure on one worker host; see the module comment. */
 export class Exposure {
   readonly #opts: ExposureOptions;
   readonly #now: () => number;
@@ -57,16 +63,17 @@ export class Exposure {
     return Object.fromEntries(leased.map((p) => [p.port, { address: leaseAddress, hostPort: ports[p.name] as number }]));
   }
 
-  /** The endpoints of `inst` as players reach them, given its observed (running) container. */
-  endpoints(inst: Instance, spec: ChallengeSpec, container: ObservedContainer): Endpoint[] {
-    const { tls, leaseHost, baseDomain } = this.#opts;
-    return plannedEndpoints(inst.id, spec, baseDomain).map((e) => {
+  /**
+   * The endpoints of `inst` as players reach them, given its observed (running) container: the
+   * ones the manager planned, with published ports, and leased ports at this host's lease host.
+   */
+  observedEndpoints(inst: Instance, spec: ChallengeSpec, container: ObservedContainer): Endpoint[] {
+    return inst.endpoints.map((e) => {
       const leased = spec.expose.find((p) => p.name === e.name)?.lease === true;
       const published = container.published[e.port];
-      const url = e.protocol === 'http' ? `${tls ? 'https' : 'http'}://${e.hostname}/`
-        : leased && published ? `tcp://${leaseHost}:${published.port}`
-          : `tls://${e.hostname}:${tls ? 443 : 80}`;
-      return published ? { ...e, url, published } : { ...e, url };
+      const url = leased && published ? `tcp://${this.#opts.leaseHost}:${published.port}` : e.url;
+      const { published: _stale, ...rest } = e;
+      return published ? { ...rest, url, published } : { ...rest, url };
     });
   }
 

@@ -136,6 +136,11 @@ export class InstanceIndex {
     return id === undefined ? undefined : this.#byId.get(id)?.inst;
   }
 
+  /** Every instance held (a live iterator over the view: do not keep it across awaits). */
+  *all(): Iterable<Instance> {
+    for (const e of this.#byId.values()) yield e.inst;
+  }
+
   /** Number of instances held. */
   get size(): number {
     return this.#byId.size;

@@ -40,7 +40,7 @@ export function checkHostname(what: string, value: string): void {
   if (!ok) throw invalid(what, value);
 }
 
-function checkBackend(value: string): void {
+export function checkBackend(value: string): void {
   if (typeof value !== 'string' || !BACKEND.test(value)) throw invalid('backend', value);
   const port = Number(value.slice(value.lastIndexOf(':') + 1));
   if (port < 1 || port > 65535) throw invalid('backend', value);
@@ -60,6 +60,11 @@ function checkPoseidonUrl(value: string): void {
   const bad = (url.protocol !== 'http:' && url.protocol !== 'https:') || url.username || url.password ||
     url.search || url.hash || /\s/.test(value);
   if (bad) throw invalid('poseidonUrl', value);
+}
+
+/** Throws unless `value` is a secret that may appear in a rule verbatim (base64url, 16..128). */
+export function checkEdgeSecret(value: string): void {
+  if (typeof value !== 'string' || !/^[A-Za-z0-9_-]{16,128}$/.test(value)) throw invalid('edge secret', '[hidden]');
 }
 
 /** Checks deployment-wide options; throws (see {@link invalid}) on the first bad one. */
@@ -98,6 +103,10 @@ export function assertValidRoute(route: GatewayRoute, baseDomain: string): void 
   // Forward-auth picks the instance by the hostname's prefix: it must be this route's instance.
   if (m[1] !== hostPrefix(route.instance)) throw invalid('hostname', route.hostname);
   checkBackend(route.backend);
+  if (route.via) {
+    checkBackend(route.via.http);
+    checkBackend(route.via.tls);
+  }
 }
 
 /** `baseDomain` as a Go regular expression literal (dots escaped; the grammar allows nothing else special). */

@@ -9,7 +9,7 @@
  * without a route of its own to Poseidon's page. With TLS: routers on the TLS entry points, and
  * the plain entry points redirect to HTTPS.
  */
-import { assertValidRoute, checkOptions, invalid, regexDomain } from './traefik-grammar.ts';
+import { assertValidRoute, checkBackend, checkEdgeSecret, checkHostname, checkOptions, invalid, regexDomain } from './traefik-grammar.ts';
 
 export { assertValidRoute } from './traefik-grammar.ts';
 
@@ -26,6 +26,11 @@ export interface GatewayRoute {
   hostname: string;
   /** `host:port` the gateway dials, e.g. `poseidon-<instance>:8080`. */
   backend: string;
+  /**
+   * The ingress of the worker host that runs it, when that is not the edge itself: the edge
+   * routes there (HTTP to `http`, TLS passed through to `tls`) instead of to `backend`.
+   */
+  via?: { http: string; tls: string };
 }
 
 /** TLS termination at Traefik. */
@@ -52,6 +57,8 @@ export interface GatewayOptions {
   /** Extra middlewares appended to every instance router after Poseidon's own. */
   middlewares?: string[];
   tls?: GatewayTls;
+  /** What the edge adds on every request it sends to a worker's ingress (required with `via` routes). */
+  edgeSecret?: string;
 }
 
 export interface TraefikRouterTls {
@@ -84,7 +91,7 @@ export interface TraefikTcpRouter {
   entryPoints: string[];
   rule: string;
   service: string;
-  tls: TraefikRouterTls;
+  tls: TraefikRouterTls & { passthrough?: boolean };
 }
 
 export interface TraefikTcpService {
@@ -110,6 +117,10 @@ export const AUTHZ_MIDDLEWARE = 'poseidon-authz';
 export const STRIP_MIDDLEWARE = 'poseidon-strip';
 export const PAGE_MIDDLEWARE = 'poseidon-page';
 export const HTTPS_MIDDLEWARE = 'poseidon-https';
+/** Sets the edge secret on requests to a worker's ingress (overwriting whatever a client sent). */
+export const EDGE_MIDDLEWARE = 'poseidon-edge';
+/** The header carrying the edge secret from the edge to a worker's ingress. */
+export const EDGE_HEADER = 'X-Poseidon-Edge';
 /** Poseidon paths Traefik is pointed at. */
 export const AUTHZ_PATH = '/v1/authz';
 export const PAGE_PATH = '/v1/gateway/page';
@@ -134,6 +145,8 @@ interface Draft {
   /** Shared by every router of the render (the output is read-only): entry points, middlewares, TLS per zone. */
   entryPoints: string[];
   middlewares: string[];
+  /** The chain of routes through a worker's ingress: the same, plus the edge secret. */
+  viaMiddlewares: string[];
   zoneTls: Map<string, TraefikRouterTls>;
 }
 
@@ -158,16 +171,28 @@ function routerTls(draft: Draft, hostname: string, challenge?: string, perHostAl
 }
 
 function renderHttpRoute(draft: Draft, name: string, route: GatewayRoute): void {
-  const router: TraefikHttpRouter = { entryPoints: draft.entryPoints, middlewares: draft.middlewares, rule: `Host(\`${route.hostname}\`)`, service: name };
+  const middlewares = route.via ? draft.viaMiddlewares : draft.middlewares;
+  const router: TraefikHttpRouter = { entryPoints: draft.entryPoints, middlewares, rule: `Host(\`${route.hostname}\`)`, service: name };
   const tls = routerTls(draft, route.hostname, route.challenge);
   if (tls) router.tls = tls;
   draft.routers[name] = router;
-  draft.services[name] = { loadBalancer: { passHostHeader: true, servers: [{ url: `http://${route.backend}` }] } };
+  // Through a worker's ingress, the Host header travels on: the ingress routes by it.
+  const url = route.via ? `http://${route.via.http}` : `http://${route.backend}`;
+  draft.services[name] = { loadBalancer: { passHostHeader: true, servers: [{ url }] } };
 }
 
-/** TCP over TLS, routed by SNI; Traefik terminates TLS (`openssl s_client -servername`, `ncat --ssl`). */
+/**
+ * TCP over TLS, routed by SNI: the edge terminates TLS (`openssl s_client -servername`,
+ * `ncat --ssl`), or, for an instance on another host, passes the TLS connection through to that
+ * worker's ingress, which terminates it.
+ */
 function renderTcpRoute(draft: Draft, name: string, route: GatewayRoute): void {
   const rule = `HostSNI(\`${route.hostname}\`)`;
+  if (route.via) {
+    draft.tcpRouters[name] = { entryPoints: draft.entryPoints, rule, service: name, tls: { passthrough: true } };
+    draft.tcpServices[name] = { loadBalancer: { servers: [{ address: route.via.tls }] } };
+    return;
+  }
   // Always the zone's wildcard certificate: a per-host certificate would publish the hostname in
   // Certificate Transparency logs, and for TCP the unguessable hostname is the only gate.
   draft.tcpRouters[name] = { entryPoints: draft.entryPoints, rule, service: name, tls: routerTls(draft, route.hostname, route.challenge, false) ?? {} };
@@ -199,10 +224,11 @@ function renderFixedRouters(draft: Draft, poseidonHost: string): void {
 }
 
 /** Poseidon's middlewares, in sorted order. */
-function renderMiddlewares(opts: GatewayOptions): Record<string, TraefikMiddleware> {
+function renderMiddlewares(opts: GatewayOptions, via: boolean): Record<string, TraefikMiddleware> {
   const m: Record<string, TraefikMiddleware> = {
     [AUTHZ_MIDDLEWARE]: { forwardAuth: { address: `${opts.poseidonUrl.replace(/\/+$/, '')}${AUTHZ_PATH}`, authRequestHeaders: [...AUTH_REQUEST_HEADERS], trustForwardHeader: false } },
   };
+  if (via && opts.edgeSecret) m[EDGE_MIDDLEWARE] = { headers: { customRequestHeaders: { [EDGE_HEADER]: opts.edgeSecret } } };
   if (opts.tls) m[HTTPS_MIDDLEWARE] = { redirectScheme: { permanent: true, scheme: 'https' } };
   m[PAGE_MIDDLEWARE] = { replacePath: { path: PAGE_PATH } };
   // Traefik removes a request header set to the empty string: tokens never reach a backend.
@@ -234,10 +260,13 @@ function namedRoutes(routes: readonly GatewayRoute[], baseDomain: string): [stri
  */
 export function renderTraefikConfig(routes: readonly GatewayRoute[], opts: GatewayOptions): TraefikDynamicConfig {
   checkOptions(opts);
+  const middlewares = [AUTHZ_MIDDLEWARE, STRIP_MIDDLEWARE, ...(opts.middlewares ?? [])];
+  const via = routes.some((r) => r.via && r.protocol === 'http');
+  if (via) checkEdgeSecret(opts.edgeSecret ?? '');
   const draft: Draft = {
     opts, routers: {}, services: {}, tcpRouters: {}, tcpServices: {}, hosts: new Set(), zoneTls: new Map(),
     entryPoints: [...(opts.tls ? opts.tls.entryPoints : opts.entryPoints)],
-    middlewares: [AUTHZ_MIDDLEWARE, STRIP_MIDDLEWARE, ...(opts.middlewares ?? [])],
+    middlewares, viaMiddlewares: [...middlewares, EDGE_MIDDLEWARE],
   };
   const poseidonHost = `${POSEIDON_ROUTER}.${opts.baseDomain}`;
   claimHost(draft, poseidonHost);
@@ -247,7 +276,7 @@ export function renderTraefikConfig(routes: readonly GatewayRoute[], opts: Gatew
     else renderTcpRoute(draft, name, route);
   }
   renderFixedRouters(draft, poseidonHost);
-  const cfg: TraefikDynamicConfig = { http: { middlewares: renderMiddlewares(opts), routers: draft.routers, services: draft.services } };
+  const cfg: TraefikDynamicConfig = { http: { middlewares: renderMiddlewares(opts, via), routers: draft.routers, services: draft.services } };
   if (Object.keys(draft.tcpRouters).length > 0) cfg.tcp = { routers: draft.tcpRouters, services: draft.tcpServices };
   if (opts.tls?.certFile && opts.tls.keyFile) cfg.tls = { certificates: [{ certFile: opts.tls.certFile, keyFile: opts.tls.keyFile }] };
   return cfg;
@@ -271,3 +300,59 @@ export function serializeTraefikConfig(cfg: TraefikDynamicConfig): string {
 export function traefikJsonOf(fileText: string): string {
   return fileText.slice(fileText.indexOf('{'));
 }
+
+/** One route on a worker host's ingress: the hostname the edge sends, and the container it reaches. */
+export interface IngressRoute {
+  instance: string;
+  name: string;
+  protocol: 'http' | 'tcp';
+  hostname: string;
+  /** `poseidon-<id>:<port>` on the instance network the ingress is joined to. */
+  backend: string;
+}
+
+export interface IngressOptions {
+  /** Required on every HTTP request (the edge sets it; nothing else knows it). */
+  edgeSecret: string;
+  /** The ingress entry points: `web` for HTTP from the edge, `websecure` for TLS passed through. */
+  httpEntryPoint: string;
+  tlsEntryPoint: string;
+}
+
+/** Removes the edge secret before a request reaches the container. */
+export const EDGE_STRIP_MIDDLEWARE = 'poseidon-edge-strip';
+
+/**
+ * The dynamic configuration of a worker host's ingress: per HTTP port a router
+ * `Host(h) && Header(X-Poseidon-Edge, <secret>)` (a request without what only the edge adds
+ * matches nothing: 404), the secret stripped before the container; per TCP port a `HostSNI`
+ * router terminating the TLS the edge passed through. Pure and deterministic, like the edge's.
+ */
+export function renderIngressConfig(routes: readonly IngressRoute[], opts: IngressOptions): TraefikDynamicConfig {
+  checkEdgeSecret(opts.edgeSecret);
+  const routers: Record<string, TraefikHttpRouter> = {};
+  const services: Record<string, TraefikHttpService> = {};
+  const tcpRouters: Record<string, TraefikTcpRouter> = {};
+  const tcpServices: Record<string, TraefikTcpService> = {};
+  const sorted = [...routes].sort((a, b) => (routerName(a) < routerName(b) ? -1 : 1));
+  for (const r of sorted) {
+    if (!INSTANCE_ID.test(r.instance)) throw invalid('instance', r.instance);
+    checkHostname('hostname', r.hostname);
+    checkBackend(r.backend);
+    const name = routerName(r);
+    if (r.protocol === 'http') {
+      routers[name] = { entryPoints: [opts.httpEntryPoint], middlewares: [EDGE_STRIP_MIDDLEWARE], rule: `Host(\`${r.hostname}\`) && Header(\`${EDGE_HEADER}\`, \`${opts.edgeSecret}\`)`, service: name };
+      services[name] = { loadBalancer: { passHostHeader: true, servers: [{ url: `http://${r.backend}` }] } };
+    } else {
+      tcpRouters[name] = { entryPoints: [opts.tlsEntryPoint], rule: `HostSNI(\`${r.hostname}\`)`, service: name, tls: {} };
+      tcpServices[name] = { loadBalancer: { servers: [{ address: r.backend }] } };
+    }
+  }
+  const cfg: TraefikDynamicConfig = {
+    http: { middlewares: { [EDGE_STRIP_MIDDLEWARE]: { headers: { customRequestHeaders: { [EDGE_HEADER]: '' } } } }, routers, services },
+  };
+  if (Object.keys(tcpRouters).length > 0) cfg.tcp = { routers: tcpRouters, services: tcpServices };
+  return cfg;
+}
+
+const INSTANCE_ID = /^[0-9a-f]{24}$/;

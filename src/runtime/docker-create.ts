@@ -30,7 +30,8 @@ export function toCreateOptions(plan: ContainerPlan): Docker.ContainerCreateOpti
       MemorySwap: plan.memoryBytes,
       NanoCpus: Math.round(plan.cpu * 1e9),
       ReadonlyRootfs: plan.readOnly,
-      Tmpfs: plan.readOnly ? { '/tmp': `rw,nosuid,nodev,size=${plan.tmpfsBytes}` } : {},
+      Tmpfs: Object.fromEntries(plan.tmpfs.map((t) => [t.path, `rw,nosuid,nodev,size=${t.bytes}`])),
+      ...(plan.diskBytes !== undefined ? { StorageOpt: { size: String(plan.diskBytes) } } : {}),
       Runtime: plan.runtime,
       PortBindings: bindings,
       Binds: plan.files.map((f) => `${f.hostPath}:${f.containerPath}:ro`),
@@ -40,6 +41,7 @@ export function toCreateOptions(plan: ContainerPlan): Docker.ContainerCreateOpti
     NetworkingConfig: { EndpointsConfig: { [plan.network]: { Aliases: [plan.alias] } } },
   };
   if (plan.command) opts.Cmd = plan.command;
+  if (plan.user !== undefined) opts.User = plan.user;
   if (plan.healthcheck) {
     opts.Healthcheck = {
       Test: plan.healthcheck.test,

@@ -2,15 +2,21 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import Docker from 'dockerode';
 import { Codes, PoseidonError } from '../core/errors.ts';
+import { INSTANCE_ID_PATTERN } from '../core/naming.ts';
+import { SILENT, type Logger } from '../core/reconcile.ts';
 import {
   LABELS,
   type ContainerPlan,
   type ContainerRuntime,
   type ContainerState,
+  type EngineEvent,
+  type EngineInfo,
   type HealthState,
+  type ImageFacts,
   type NetworkPlan,
   type ObservedContainer,
   type ObservedNetwork,
+  type Ownership,
 } from '../core/runtime.ts';
 import { toCreateOptions } from './docker-create.ts';
 
@@ -45,6 +51,7 @@ function parseHealth(statusText: string): HealthState | undefined {
 
 function observe(info: Docker.ContainerInfo): ObservedContainer {
   const labels = info.Labels ?? {};
+  const epoch = Number(labels[LABELS.epoch] ?? 0);
   const published: ObservedContainer['published'] = {};
   for (const p of info.Ports ?? []) {
     if (p.PublicPort && p.IP && !p.IP.includes(':')) published[p.PrivatePort] = { host: p.IP, port: p.PublicPort };
@@ -56,6 +63,7 @@ function observe(info: Docker.ContainerInfo): ObservedContainer {
     instance: labels[LABELS.instance] ?? '',
     challenge: labels[LABELS.challenge] ?? '',
     generation: Number(labels[LABELS.generation] ?? 0),
+    epoch: Number.isFinite(epoch) ? epoch : 0,
     specHash: labels[LABELS.specHash] ?? '',
     state: info.State as ContainerState,
     published,
@@ -69,10 +77,28 @@ function observe(info: Docker.ContainerInfo): ObservedContainer {
 /** Label recording a network's shape, so a changed plan is noticed without an inspect. */
 const NETWORK_MODE_LABEL = 'poseidon.network-mode';
 
-/** `internal` (no route out), `routed` (bridge without NAT) or `nat` (egress). */
+/** `internal` (no route out), `routed` (bridge without NAT) or `nat` (egress), with its bridge name. */
 function networkMode(plan: NetworkPlan): string {
-  if (plan.internal) return 'internal';
-  return plan.masquerade === false ? 'routed' : 'nat';
+  const kind = plan.internal ? 'internal' : plan.masquerade === false ? 'routed' : 'nat';
+  return `${kind}/${plan.bridge}`;
+}
+
+/** Storage drivers whose containers take `--storage-opt size` (overlay2 only on xfs with pquota: tried, see `createContainer`). */
+const QUOTA_DRIVERS = new Set(['devicemapper', 'btrfs', 'zfs', 'windowsfilter']);
+
+/** The engine's message of a failed push/pull/build stream item. */
+interface ProgressItem { error?: string; errorDetail?: { message?: string }; stream?: string }
+
+interface RawEvent { Action?: string; Actor?: { Attributes?: Record<string, string> } }
+
+/** One event line, or undefined when it is not a JSON object (events are hints: skip, never crash). */
+export function parseEvent(line: string): RawEvent | undefined {
+  try {
+    const ev = JSON.parse(line) as unknown;
+    return ev !== null && typeof ev === 'object' && !Array.isArray(ev) ? (ev as RawEvent) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Lists the files of a build context (relative paths), skipping nothing but `.git`. */
@@ -87,38 +113,95 @@ async function contextFiles(dir: string, prefix = ''): Promise<string[]> {
   return out.sort();
 }
 
-/** `ContainerRuntime` over one Docker engine (dockerode). Owns only objects labelled with `managerId`. */
+export interface DockerRuntimeOptions {
+  socketPath?: string;
+  docker?: Docker;
+  log?: Logger;
+}
+
+/**
+ * `ContainerRuntime` over one Docker engine (dockerode). Owns only objects labelled with its
+ * manager id AND its deployment id; an object whose `poseidon.instance` label is not a valid
+ * instance id is never listed (it is logged, once), so nothing downstream can turn a hostile
+ * label into a path or a key.
+ */
 export class DockerRuntime implements ContainerRuntime {
   readonly docker: Docker;
+  readonly owner: Ownership;
+  readonly #log: Logger;
+  readonly #warned = new Set<string>();
+  readonly #facts = new Map<string, ImageFacts>();
+  #info: EngineInfo | undefined;
 
-  constructor(private readonly managerId: string, opts: { socketPath?: string; docker?: Docker } = {}) {
+  constructor(owner: Ownership, opts: DockerRuntimeOptions = {}) {
+    this.owner = owner;
     this.docker = opts.docker ?? new Docker({ socketPath: opts.socketPath ?? '/var/run/docker.sock' });
+    this.#log = opts.log ?? SILENT;
   }
 
   private labelFilter(instance?: string): string[] {
-    const f = [`${LABELS.managedBy}=${this.managerId}`];
+    const f = [`${LABELS.managedBy}=${this.owner.managerId}`, `${LABELS.deployment}=${this.owner.deployment}`];
     if (instance) f.push(`${LABELS.instance}=${instance}`);
     return f;
   }
 
+  /** Whether a listed object's instance label is well-formed; logs a malformed one once. */
+  #wellFormed(kind: string, objectId: string, label: string | undefined): boolean {
+    if (label !== undefined && INSTANCE_ID_PATTERN.test(label)) return true;
+    if (!this.#warned.has(objectId)) {
+      if (this.#warned.size > 10_000) this.#warned.clear();
+      this.#warned.add(objectId);
+      this.#log.warn({ [kind]: objectId.slice(0, 12), label: JSON.stringify((label ?? '').slice(0, 64)) }, 'ignoring a managed object with a malformed instance label');
+    }
+    return false;
+  }
+
   async listContainers(instance?: string): Promise<ObservedContainer[]> {
+    if (instance !== undefined && !INSTANCE_ID_PATTERN.test(instance)) return [];
     try {
       const infos = await this.docker.listContainers({ all: true, filters: { label: this.labelFilter(instance) } });
-      return infos.map(observe);
+      return infos.filter((i) => this.#wellFormed('container', i.Id, i.Labels?.[LABELS.instance])).map(observe);
     } catch (err) {
       throw runtimeError('list containers', err);
     }
   }
 
   async listNetworks(instance?: string): Promise<ObservedNetwork[]> {
+    if (instance !== undefined && !INSTANCE_ID_PATTERN.test(instance)) return [];
     try {
       const nets = await this.docker.listNetworks({ filters: { label: this.labelFilter(instance) } });
       return nets
+        .filter((n) => this.#wellFormed('network', n.Id, n.Labels?.[LABELS.instance]))
         .map((n) => ({ id: n.Id, name: n.Name, instance: n.Labels?.[LABELS.instance] ?? '', created: n.Created, mode: n.Labels?.[NETWORK_MODE_LABEL] ?? '' }))
         .sort((a, b) => (a.created === b.created ? (a.id < b.id ? -1 : 1) : a.created < b.created ? -1 : 1));
     } catch (err) {
       throw runtimeError('list networks', err);
     }
+  }
+
+  async info(): Promise<EngineInfo> {
+    if (this.#info) return this.#info;
+    const i = await this.docker.info().catch((err: unknown) => { throw runtimeError('info', err); }) as {
+      Name?: string; NCPU?: number; MemTotal?: number; Runtimes?: Record<string, unknown>; Driver?: string; ServerVersion?: string;
+    };
+    this.#info = {
+      name: i.Name ?? 'docker', cpus: i.NCPU ?? 1, memoryBytes: i.MemTotal ?? 0, runtimes: Object.keys(i.Runtimes ?? { runc: {} }).sort(),
+      diskQuota: QUOTA_DRIVERS.has(i.Driver ?? ''), version: i.ServerVersion ?? '',
+    };
+    return this.#info;
+  }
+
+  async imageFacts(ref: string): Promise<ImageFacts> {
+    const img = await this.docker.getImage(ref).inspect().catch((err: unknown) => { throw runtimeError(`inspect image ${ref}`, err); }) as {
+      Id: string; Config?: { Volumes?: Record<string, unknown> | null; User?: string };
+    };
+    let facts = this.#facts.get(img.Id);
+    if (!facts) {
+      facts = { volumes: Object.keys(img.Config?.Volumes ?? {}).sort(), user: img.Config?.User ?? '' };
+      if (this.#facts.size > 1000) this.#facts.clear();
+      this.#facts.set(img.Id, facts);
+    }
+    return facts;
   }
 
   async ensureNetwork(plan: NetworkPlan): Promise<string> {
@@ -132,7 +215,11 @@ export class DockerRuntime implements ContainerRuntime {
       await tolerate('create network', [409], () =>
         this.docker.createNetwork({
           Name: plan.name, Driver: 'bridge', Internal: plan.internal, Labels: { ...plan.labels, [NETWORK_MODE_LABEL]: mode }, CheckDuplicate: true,
-          ...(plan.masquerade === false ? { Options: { 'com.docker.network.bridge.enable_ip_masquerade': 'false' } } : {}),
+          Options: {
+            // Named so the host firewall (src/runtime/firewall.ts) matches every instance bridge.
+            'com.docker.network.bridge.name': plan.bridge,
+            ...(plan.masquerade === false ? { 'com.docker.network.bridge.enable_ip_masquerade': 'false' } : {}),
+          },
         }),
       );
       nets = (await this.listNetworks(instance)).filter((n) => n.name === plan.name);
@@ -145,7 +232,16 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async createContainer(plan: ContainerPlan): Promise<ObservedContainer> {
-    await tolerate('create container', [409], () => this.docker.createContainer(toCreateOptions(plan)));
+    try {
+      await tolerate('create container', [409], () => this.docker.createContainer(toCreateOptions(plan)));
+    } catch (err) {
+      // overlay2 takes a size only on xfs with pquota: learn it once, then create without.
+      if (plan.diskBytes === undefined || !/storage-opt|quota/i.test((err as Error).message)) throw err;
+      this.#log.warn({ err: (err as Error).message.slice(0, 200) }, 'this engine cannot bound the writable layer; creating without --storage-opt size');
+      if (this.#info) this.#info = { ...this.#info, diskQuota: false };
+      const { diskBytes: _d, ...unbounded } = plan;
+      await tolerate('create container', [409], () => this.docker.createContainer(toCreateOptions(unbounded)));
+    }
     const [found] = await this.docker.listContainers({ all: true, filters: { name: [`^/${plan.name}$`] } }).catch((err: unknown) => {
       throw runtimeError('list containers', err);
     });
@@ -187,23 +283,41 @@ export class DockerRuntime implements ContainerRuntime {
 
   async pullImage(ref: string): Promise<void> {
     const stream = await this.docker.pull(ref).catch((err: unknown) => { throw runtimeError(`pull ${ref}`, err); });
-    await new Promise<void>((resolve, reject) => {
-      this.docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(runtimeError(`pull ${ref}`, err)) : resolve()));
+    await this.#follow(stream, `pull ${ref}`);
+  }
+
+  async pushImage(ref: string, target: string): Promise<void> {
+    const at = target.lastIndexOf(':');
+    const [repo, tag] = at > target.lastIndexOf('/') ? [target.slice(0, at), target.slice(at + 1)] : [target, 'latest'];
+    await this.docker.getImage(ref).tag({ repo, tag }).catch((err: unknown) => { throw runtimeError(`tag ${ref} as ${target}`, err); });
+    const stream = await this.docker.getImage(target).push({}).catch((err: unknown) => { throw runtimeError(`push ${target}`, err); });
+    await this.#follow(stream, `push ${target}`);
+  }
+
+  /** Waits for a progress stream; the engine reports failures as stream items, not HTTP errors. */
+  #follow(stream: NodeJS.ReadableStream, op: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.docker.modem.followProgress(stream, (err: Error | null, items: ProgressItem[]) => {
+        const failed = err?.message ?? items.find((i) => i.error || i.errorDetail)?.error ?? items.find((i) => i.errorDetail)?.errorDetail?.message;
+        if (failed) reject(new PoseidonError(Codes.runtime, `docker ${op} failed: ${failed}`, { kind: 'transient' }));
+        else resolve();
+      });
     });
   }
 
-  async buildImage(context: string, dockerfile: string, tag: string, labels: Record<string, string>): Promise<void> {
+  async buildImage(context: string, dockerfile: string, tag: string, labels: Record<string, string>, opts: { network?: boolean } = {}): Promise<void> {
     const src = await contextFiles(context);
+    // No network for RUN steps unless the challenge asks: no metadata service, no LAN, no Internet.
     const stream = await this.docker
-      .buildImage({ context, src }, { t: tag, dockerfile, labels, rm: true, forcerm: true })
+      .buildImage({ context, src }, { t: tag, dockerfile, labels, rm: true, forcerm: true, networkmode: opts.network ? 'default' : 'none' })
       .catch((err: unknown) => { throw runtimeError(`build ${tag}`, err); });
     const output: string[] = [];
     await new Promise<void>((resolve, reject) => {
-      this.docker.modem.followProgress(stream, (err: Error | null, items: { error?: string; stream?: string }[]) => {
+      this.docker.modem.followProgress(stream, (err: Error | null, items: ProgressItem[]) => {
         const failed = err?.message ?? items.find((i) => i.error)?.error;
         if (failed) reject(new PoseidonError(Codes.imageNotReady, `build of ${tag} failed: ${failed}\n${output.join('')}`, { kind: 'terminal' }));
         else resolve();
-      }, (item: { stream?: string }) => { if (item.stream) output.push(item.stream); });
+      }, (item: ProgressItem) => { if (item.stream) output.push(item.stream); });
     });
   }
 
@@ -212,23 +326,25 @@ export class DockerRuntime implements ContainerRuntime {
     return Object.keys(info?.NetworkSettings?.Networks ?? {});
   }
 
-  watchEvents(onInstance: (instance: string) => void, signal: AbortSignal): void {
+  watchEvents(onEvent: (ev: EngineEvent) => void, signal: AbortSignal): void {
     const subscribe = (): void => {
       if (signal.aborted) return;
-      this.docker.getEvents({ filters: { label: [`${LABELS.managedBy}=${this.managerId}`] } }).then((stream) => {
+      this.docker.getEvents({ filters: { label: this.labelFilter() } }).then((stream) => {
         signal.addEventListener('abort', () => (stream as unknown as { destroy(): void }).destroy(), { once: true });
         let buf = '';
         stream.on('data', (chunk: Buffer) => {
           buf += chunk.toString('utf8');
+          // A line longer than any event means a broken stream: drop it rather than grow without bound.
+          if (buf.length > 1 << 20) buf = '';
           let nl;
           while ((nl = buf.indexOf('\n')) >= 0) {
             const line = buf.slice(0, nl);
             buf = buf.slice(nl + 1);
-            const ev = JSON.parse(line) as { Action?: string; Actor?: { Attributes?: Record<string, string> } };
+            const ev = parseEvent(line);
             // Health probes are execs: every probe would wake a reconcile. health_status covers them.
-            if (ev.Action?.startsWith('exec_')) continue;
+            if (!ev || ev.Action?.startsWith('exec_')) continue;
             const id = ev.Actor?.Attributes?.[LABELS.instance];
-            if (id) onInstance(id);
+            if (id && INSTANCE_ID_PATTERN.test(id)) onEvent({ instance: id, action: ev.Action ?? '' });
           }
         });
         stream.on('close', () => setTimeout(subscribe, 1000).unref());

@@ -65,8 +65,9 @@ export const FILTERS: readonly FilterPlugin[] = [
 
 export const SCORES: readonly ScorePlugin[] = [
   {
-    // Least reserved share of the scarcest resource after placing: spreads load across workers.
-    name: 'least-reserved', weight: 1,
+    // Least reserved share of the scarcest resource after placing: spreads load across workers
+    // (weighted over the per-challenge spread, so constrained challenges do not skew the load).
+    name: 'least-reserved', weight: 2,
     score: (n, c) => {
       const cap = c.worker.capacity;
       const worst = Math.max(share(c.load.slots + 1, cap.slots), share(c.load.cpu + n.cpu, cap.cpu), share(c.load.memoryBytes + n.memoryBytes, cap.memoryBytes));

@@ -15,7 +15,7 @@ export interface RawChallenge {
   id: string;
   name: string;
   image?: string;
-  build?: string | { context: string; dockerfile?: string };
+  build?: string | { context: string; dockerfile?: string; network?: boolean };
   command?: string[];
   expose: Array<{ name: string; port: number; protocol?: Protocol; lease?: boolean }>;
   resources?: { cpu?: number; memory?: string; pids?: number };
@@ -27,7 +27,10 @@ export interface RawChallenge {
   update?: ChallengeSpec['update'];
   pull?: ChallengeSpec['pull'];
   network?: { egress?: boolean };
-  filesystem?: { readOnly?: boolean; tmpfs?: string };
+  filesystem?: { readOnly?: boolean; tmpfs?: string; size?: string };
+  user?: string;
+  placement?: { labels: Record<string, string> };
+  onWorkerLost?: ChallengeSpec['onWorkerLost'];
   healthcheck?: { type: HealthCheck['kind']; port?: string; path?: string; timeout?: Duration; command?: string[] };
 }
 
@@ -73,7 +76,12 @@ export function normalizeSpec(raw: RawChallenge, source: string): ChallengeSpec 
     filesystem: {
       readOnly: raw.filesystem?.readOnly ?? true,
       tmpfsBytes: bytes(raw.filesystem?.tmpfs ?? DEFAULT_TMPFS),
+      ...(raw.filesystem?.size !== undefined && { sizeBytes: bytes(raw.filesystem.size) }),
     },
+    // Present only when set, so specs that do not use them keep their hash.
+    ...(raw.user !== undefined && { user: raw.user }),
+    ...(raw.placement !== undefined && { placement: { labels: { ...raw.placement.labels } } }),
+    ...(raw.onWorkerLost !== undefined && { onWorkerLost: raw.onWorkerLost }),
     ...(raw.healthcheck !== undefined && { healthcheck: healthCheck(raw.healthcheck) }),
     source,
   };
@@ -82,8 +90,8 @@ export function normalizeSpec(raw: RawChallenge, source: string): ChallengeSpec 
 
 /** The `BuildSpec` of a `build` value, its context resolved against `baseDir` (the YAML's directory). */
 export function buildSpec(build: NonNullable<RawChallenge['build']>, baseDir: string): BuildSpec {
-  const { context, dockerfile } = typeof build === 'string' ? { context: build, dockerfile: undefined } : build;
-  return { context: path.resolve(baseDir, context), dockerfile: dockerfile ?? 'Dockerfile' };
+  const { context, dockerfile, network } = typeof build === 'string' ? { context: build, dockerfile: undefined, network: undefined } : build;
+  return { context: path.resolve(baseDir, context), dockerfile: dockerfile ?? 'Dockerfile', ...(network === true && { network: true as const }) };
 }
 
 function flagSpec(flag: RawChallenge['flag']): FlagSpec {

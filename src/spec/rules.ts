@@ -5,7 +5,7 @@
  */
 import type { RawIssue } from './issue.ts';
 import {
-  durationSeconds, formatDuration, formatSize, MEMORY_BOUNDS, sizeBytes, TIMEOUT_BOUNDS, TMPFS_BOUNDS,
+  DISK_BOUNDS, durationSeconds, formatDuration, formatSize, MEMORY_BOUNDS, sizeBytes, TIMEOUT_BOUNDS, TMPFS_BOUNDS,
   TTL_BOUNDS, type Bounds,
 } from './units.ts';
 
@@ -46,6 +46,7 @@ function boundsRules(doc: Doc): RawIssue[] {
     ...inBounds(['healthcheck', 'timeout'], durationSeconds(at(doc, ['healthcheck', 'timeout'])), TIMEOUT_BOUNDS, formatDuration),
     ...inBounds(['resources', 'memory'], sizeBytes(at(doc, ['resources', 'memory'])), MEMORY_BOUNDS, formatSize),
     ...inBounds(['filesystem', 'tmpfs'], sizeBytes(at(doc, ['filesystem', 'tmpfs'])), TMPFS_BOUNDS, formatSize),
+    ...inBounds(['filesystem', 'size'], sizeBytes(at(doc, ['filesystem', 'size'])), DISK_BOUNDS, formatSize),
   ];
 }
 

@@ -23,6 +23,8 @@ export const TIMEOUT_BOUNDS: Bounds = { min: 1, max: 3600 };
 export const MEMORY_BOUNDS: Bounds = { min: 4 * MIB, max: 64 * GIB };
 /** `filesystem.tmpfs`: 1 MiB to 64 GiB. */
 export const TMPFS_BOUNDS: Bounds = { min: MIB, max: 64 * GIB };
+/** Writable-layer limit (`filesystem.size`): at least 16 MiB, at most 1 TiB. */
+export const DISK_BOUNDS: Bounds = { min: 16 * MIB, max: 1024 * GIB };
 
 /**
  * Seconds of a duration: a non-negative integer, or a string `<n>s|m|h`. Returns undefined for

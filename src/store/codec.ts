@@ -24,6 +24,10 @@ const PATCHABLE: ReadonlyMap<string, 'optional' | 'required'> = new Map([
   ['specHash', 'required'],
   ['reason', 'optional'],
   ['finishedAt', 'optional'],
+  ['worker', 'optional'],
+  ['epoch', 'required'],
+  ['placedAt', 'optional'],
+  ['sealedFlag', 'optional'],
 ]);
 
 /** An update patch split into fields to write and (optional) fields to remove. */
@@ -84,6 +88,15 @@ export function decodeInstance(fields: ReadonlyMap<string, string>): Instance {
   if (reason !== undefined) inst.reason = reason;
   const finishedAt = fields.get('finishedAt');
   if (finishedAt !== undefined) inst.finishedAt = toNumber(finishedAt, 'finishedAt', id);
+  // Records written before placement existed have no epoch: epoch 0, not placed.
+  const epoch = fields.get('epoch');
+  inst.epoch = epoch === undefined ? 0 : toNumber(epoch, 'epoch', id);
+  for (const key of ['worker', 'sealedFlag'] as const) {
+    const v = fields.get(key);
+    if (v !== undefined) inst[key] = v;
+  }
+  const placedAt = fields.get('placedAt');
+  if (placedAt !== undefined) inst.placedAt = toNumber(placedAt, 'placedAt', id);
   return inst as unknown as Instance;
 }
 

@@ -6,7 +6,7 @@ import { PoseidonError } from '../core/errors.ts';
 import { isLive } from '../core/instance.ts';
 import type { Instance, InstanceIntent, InstanceObservation } from '../core/instance.ts';
 import { CONFLICT } from '../core/store.ts';
-import type { AdmitResult, CreateOptions, CreateResult, FlagIncident, FlagRecord, InstanceFilter, RateResult, Store } from '../core/store.ts';
+import type { AdmitResult, CreateOptions, CreateResult, FlagIncident, FlagRecord, InstanceFilter, Placement, RateResult, Store } from '../core/store.ts';
 import { compareInstances, normalizeInstance, splitPatch } from './codec.ts';
 
 /** Map key of an owner's slot for a challenge; JSON keeps any pair of strings distinct. */
@@ -92,6 +92,21 @@ export class MemoryStore implements Store {
       if (inst[key as keyof Instance] !== value) return CONFLICT;
     }
     return this.updateInstance(id, fields, now);
+  }
+
+  /** See `Store.assign`. */
+  async assign(id: string, from: Placement, to: string | undefined, fields: InstanceIntent, now: number): Promise<Instance | typeof CONFLICT | undefined> {
+    this.#open();
+    const inst = this.#instances.get(id);
+    if (!inst) return undefined;
+    if (inst.epoch !== from.epoch || inst.worker !== from.worker) return CONFLICT;
+    const { set, unset } = splitPatch({ ...fields, epoch: from.epoch + 1, worker: to });
+    const next: Record<string, unknown> = { ...inst, ...set, placedAt: now, updatedAt: now };
+    for (const key of unset) delete next[key];
+    const stored = normalizeInstance(next as unknown as Instance);
+    this.#instances.set(id, stored);
+    this.#notify(id);
+    return structuredClone(stored);
   }
 
   /** See `Store.idempotentInstance`. */
@@ -217,6 +232,7 @@ export class MemoryStore implements Store {
     for (const inst of this.#instances.values()) {
       if (filter.team !== undefined && inst.team !== filter.team) continue;
       if (filter.challenge !== undefined && inst.challenge !== filter.challenge) continue;
+      if (filter.worker !== undefined && inst.worker !== filter.worker) continue;
       out.push(structuredClone(inst));
     }
     return out.sort(compareInstances);

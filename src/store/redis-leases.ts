@@ -4,7 +4,8 @@
  * port -> "instance\tname\tacquiredAt"), `<prefix>leases:inst:<id>` (hash name -> port) and
  * `<prefix>leases:cursor` (round-robin position within the range).
  */
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { createRedisClient } from './redis-client.ts';
 import { Codes, PoseidonError } from '../core/errors.ts';
 import { noPortError, type LeaseStore, type PortLease, type PortRange } from '../core/leases.ts';
 import { redactor } from './redis.ts';
@@ -76,8 +77,7 @@ export class RedisLeaseStore implements LeaseStore {
   constructor(opts: { url: string; prefix?: string }) {
     this.#prefix = `${opts.prefix ?? 'poseidon:'}leases:`;
     this.#redact = redactor(opts.url);
-    const client = new Redis(opts.url, { lazyConnect: true, connectTimeout: 1000, commandTimeout: 2000, maxRetriesPerRequest: 1 });
-    client.on('error', () => undefined); // surfaced through rejected commands
+    const client = createRedisClient(opts.url);
     client.defineCommand('poseidonLeaseAcquire', { numberOfKeys: 3, lua: ACQUIRE });
     client.defineCommand('poseidonLeaseRelease', { numberOfKeys: 2, lua: RELEASE });
     this.#client = client as Scripted;

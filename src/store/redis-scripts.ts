@@ -6,6 +6,7 @@
  * - `ids`                       set of every instance id
  * - `team:<team>`               set of ids by team
  * - `challenge:<challenge>`     set of ids by challenge
+ * - `byworker:<worker>`         set of ids placed on a worker
  * - `slot:<owner>:<challenge>`  string, id of the instance that took the owner's slot
  * - `admitted`                  set of admitted ids (pruned of dead ones by every script that counts)
  * - `queue`                     zset of queued ids by arrival (`queue-seq` gives the scores)
@@ -32,6 +33,7 @@ export interface RedisKeys {
   ids: string;
   team(team: string): string;
   challenge(challenge: string): string;
+  worker(worker: string): string;
   slot(owner: string, challenge: string): string;
   admitted: string;
   queue: string;
@@ -51,6 +53,7 @@ export function redisKeys(prefix: string): RedisKeys {
     ids: `${prefix}ids`,
     team: (team) => `${prefix}team:${escapeKeyPart(team)}`,
     challenge: (challenge) => `${prefix}challenge:${escapeKeyPart(challenge)}`,
+    worker: (worker) => `${prefix}byworker:${escapeKeyPart(worker)}`,
     slot: (owner, challenge) => `${prefix}slot:${escapeKeyPart(owner)}:${escapeKeyPart(challenge)}`,
     admitted: `${prefix}admitted`,
     queue: `${prefix}queue`,
@@ -234,7 +237,10 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 local ne = tonumber(ARGV[3])
 for i = 4, 3 + ne, 2 do
-  if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i + 1] then return 'conflict' end
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  -- Records written before placement existed have no epoch: it reads as 0.
+  if v == false and ARGV[i] == 'epoch' then v = '0' end
+  if v ~= ARGV[i + 1] then return 'conflict' end
 end
 local base = 4 + ne
 local ns = tonumber(ARGV[base])
@@ -242,6 +248,28 @@ redis.call('HSET', KEYS[1], unpack(ARGV, base + 1, base + ns))
 if #ARGV > base + ns then
   redis.call('HDEL', KEYS[1], unpack(ARGV, base + ns + 1))
 end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return redis.call('HGETALL', KEYS[1])
+`;
+
+/*
+ * Assign. KEYS: inst, old worker index, new worker index. ARGV: channel, id, expected epoch,
+ * expected worker ('' for none), new worker ('' for none), nSet, set pairs..., unset...
+ * Returns false for a missing hash, 'conflict' when the placement moved meanwhile, else the new hash.
+ */
+const ASSIGN = `
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return false
+end
+local f = redis.call('HMGET', KEYS[1], 'epoch', 'worker')
+if (f[1] or '0') ~= ARGV[3] or (f[2] or '') ~= ARGV[4] then return 'conflict' end
+local ns = tonumber(ARGV[6])
+redis.call('HSET', KEYS[1], unpack(ARGV, 7, 6 + ns))
+if #ARGV > 6 + ns then
+  redis.call('HDEL', KEYS[1], unpack(ARGV, 7 + ns))
+end
+if ARGV[4] ~= '' then redis.call('SREM', KEYS[2], ARGV[2]) end
+if ARGV[5] ~= '' then redis.call('SADD', KEYS[3], ARGV[2]) end
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
 `;
@@ -264,11 +292,15 @@ return redis.call('HGETALL', KEYS[1])
 `;
 
 /*
- * Delete. KEYS: inst, ids, team index, challenge index, slot, admitted, queue. ARGV: id, channel.
- * The slot is freed only while it still names this id (a newer instance may hold it).
+ * Delete. KEYS: inst, ids, team index, challenge index, slot, admitted, queue, worker index.
+ * ARGV: id, channel, the worker the caller read ('' for none). The slot is freed only while it
+ * still names this id (a newer instance may hold it). Returns -1, deleting nothing, when the
+ * instance moved to another worker since it was read (the caller reads again).
  */
 const DELETE = `
+if (redis.call('HGET', KEYS[1], 'worker') or '') ~= ARGV[3] then return -1 end
 local existed = redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[8], ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 redis.call('SREM', KEYS[3], ARGV[1])
 redis.call('SREM', KEYS[4], ARGV[1])
@@ -296,13 +328,15 @@ export interface StoreScripts {
   poseidonAdmittedExpiry(...args: ScriptArg[]): Promise<unknown>;
   poseidonRate(...args: ScriptArg[]): Promise<unknown>;
   poseidonCas(...args: ScriptArg[]): Promise<unknown>;
+  poseidonAssign(...args: ScriptArg[]): Promise<unknown>;
 }
 
 /** Registers the scripts on `client` and returns it typed with them. */
 export function withScripts(client: Redis): Redis & StoreScripts {
   client.defineCommand('poseidonCreate', { numberOfKeys: 10, lua: CREATE });
   client.defineCommand('poseidonUpdate', { numberOfKeys: 1, lua: UPDATE });
-  client.defineCommand('poseidonDelete', { numberOfKeys: 7, lua: DELETE });
+  client.defineCommand('poseidonDelete', { numberOfKeys: 8, lua: DELETE });
+  client.defineCommand('poseidonAssign', { numberOfKeys: 3, lua: ASSIGN });
   client.defineCommand('poseidonAdmit', { numberOfKeys: 3, lua: ADMIT });
   client.defineCommand('poseidonCountAdmitted', { numberOfKeys: 1, lua: COUNT_ADMITTED });
   client.defineCommand('poseidonQueue', { numberOfKeys: 1, lua: QUEUE });

@@ -2,12 +2,12 @@
  * `Store` on Redis (ioredis): the production adapter, shared by every Poseidon process that
  * points at the same Redis and prefix. Key layout and scripts: `redis-scripts.ts`.
  */
-import { Redis } from 'ioredis';
-import type { RedisOptions } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
+import { createRedisClient } from './redis-client.ts';
 import { isPoseidonError, PoseidonError } from '../core/errors.ts';
 import type { Instance, InstanceIntent, InstanceObservation } from '../core/instance.ts';
 import { CONFLICT } from '../core/store.ts';
-import type { AdmitResult, CreateOptions, CreateResult, FlagIncident, FlagRecord, InstanceFilter, RateResult, Store } from '../core/store.ts';
+import type { AdmitResult, CreateOptions, CreateResult, FlagIncident, FlagRecord, InstanceFilter, Placement, RateResult, Store } from '../core/store.ts';
 import { compareInstances, decodeInstance, encodeInstance, encodeValue, normalizeInstance, pairsToMap, splitPatch } from './codec.ts';
 import { redisKeys, withScripts } from './redis-scripts.ts';
 import type { RedisKeys, StoreScripts } from './redis-scripts.ts';
@@ -22,22 +22,9 @@ export interface RedisStoreOptions {
   prefix?: string;
 }
 
-/*
- * Fail fast, heal automatically: a command fails once a reconnect attempt has failed too
- * (maxRetriesPerRequest 1, ~0.2-2 s) or after commandTimeout, instead of queueing forever;
- * reconnection itself goes on in the background with capped backoff.
- */
-const CLIENT_OPTIONS: RedisOptions = {
-  lazyConnect: true,
-  connectTimeout: 1000,
-  commandTimeout: 2000,
-  maxRetriesPerRequest: 1,
-  enableOfflineQueue: true,
-  retryStrategy: (times: number) => Math.min(times * 100, 2000),
-  // Commands issued in the same tick share one write (and one syscall): under concurrent API
-  // load this roughly halves the per-request socket cost (see bench/api.bench.ts).
-  enableAutoPipelining: true,
-};
+// Commands issued in the same tick share one write (and one syscall): under concurrent API
+// load this roughly halves the per-request socket cost (see bench/api.bench.ts).
+const PIPELINED: RedisOptions = { enableAutoPipelining: true };
 
 /**
  * `Store` backed by Redis. Connects lazily on first use (`openStore` pings eagerly). Every
@@ -59,7 +46,7 @@ export class RedisStore implements Store {
     this.prefix = opts.prefix ?? DEFAULT_PREFIX;
     this.#keys = redisKeys(this.prefix);
     this.#redact = redactor(opts.url);
-    this.#client = withScripts(new Redis(opts.url, CLIENT_OPTIONS));
+    this.#client = withScripts(createRedisClient(opts.url, PIPELINED));
     // Errors surface through the rejected commands (a listener also stops ioredis printing
     // them); the last connection error explains an otherwise bare "max retries" rejection.
     this.#client.on('error', (err: Error) => {
@@ -102,6 +89,22 @@ export class RedisStore implements Store {
     const pairs = Object.entries({ ...set, updatedAt: now }).flatMap(([key, value]) => [key, encodeValue(key, value)]);
     const reply = await this.#run(() =>
       this.#client.poseidonCas(this.#keys.inst(id), this.#keys.changes, id, expected.length, ...expected, pairs.length, ...pairs, ...unset),
+    );
+    if (reply === null) return undefined;
+    if (reply === CONFLICT) return CONFLICT;
+    return decodeInstance(pairsToMap(reply as string[]));
+  }
+
+  /** See `Store.assign`. */
+  async assign(id: string, from: Placement, to: string | undefined, fields: InstanceIntent, now: number): Promise<Instance | typeof CONFLICT | undefined> {
+    const { set, unset } = splitPatch({ ...fields, epoch: from.epoch + 1, worker: to });
+    const pairs = Object.entries({ ...set, placedAt: now, updatedAt: now }).flatMap(([key, value]) => [key, encodeValue(key, value)]);
+    const k = this.#keys;
+    const reply = await this.#run(() =>
+      this.#client.poseidonAssign(
+        k.inst(id), k.worker(from.worker ?? '-'), k.worker(to ?? '-'),
+        k.changes, id, String(from.epoch), from.worker ?? '', to ?? '', pairs.length, ...pairs, ...unset,
+      ),
     );
     if (reply === null) return undefined;
     if (reply === CONFLICT) return CONFLICT;
@@ -217,16 +220,21 @@ export class RedisStore implements Store {
   /** See `Store.deleteInstance`; idempotent. */
   async deleteInstance(id: string): Promise<void> {
     const k = this.#keys;
-    // team/challenge/owner never change for an id, so reading them first is race-free.
-    const [team, challenge, owner] = await this.#run(() =>
-      this.#client.hmget(k.inst(id), 'team', 'challenge', 'owner'),
-    );
-    if (team == null || challenge == null || owner == null) return;
-    await this.#run(() =>
-      this.#client.poseidonDelete(
-        k.inst(id), k.ids, k.team(team), k.challenge(challenge), k.slot(owner, challenge), k.admitted, k.queue, id, k.changes,
-      ),
-    );
+    // team/challenge/owner never change for an id, so reading them first is race-free; the
+    // worker can change: the script refuses when it moved since the read, and we read again.
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const [team, challenge, owner, worker] = await this.#run(() =>
+        this.#client.hmget(k.inst(id), 'team', 'challenge', 'owner', 'worker'),
+      );
+      if (team == null || challenge == null || owner == null) return;
+      const done = await this.#run(() =>
+        this.#client.poseidonDelete(
+          k.inst(id), k.ids, k.team(team), k.challenge(challenge), k.slot(owner, challenge), k.admitted, k.queue, k.worker(worker ?? '-'), id, k.changes, worker ?? '',
+        ),
+      );
+      if (done !== -1) return;
+    }
+    throw new PoseidonError('E_STORE', `instance ${id} kept moving between workers while being deleted; retry`, { kind: 'transient' });
   }
 
   /**
@@ -278,6 +286,7 @@ export class RedisStore implements Store {
     const keys: string[] = [];
     if (filter.team !== undefined) keys.push(this.#keys.team(filter.team));
     if (filter.challenge !== undefined) keys.push(this.#keys.challenge(filter.challenge));
+    if (filter.worker !== undefined) keys.push(this.#keys.worker(filter.worker));
     return keys.length > 0 ? keys : [this.#keys.ids];
   }
 

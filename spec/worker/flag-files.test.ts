@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FlagFiles } from '../../src/controller/flag-files.ts';
+import { FlagFiles } from '../../src/worker/flag-files.ts';
 import { CI, ROOT } from '../helpers/deps.ts';
 
 const t = suite('controller: flag files');
@@ -48,7 +48,7 @@ t('a second write works for a process that is not root (restart of a file-flag i
   }
   const data = mkdtempSync(path.join(tmpdir(), 'poseidon-flags-nobody-'));
   chownSync(data, 65534, 65534);
-  const script = `import { FlagFiles } from ${JSON.stringify(path.join(ROOT, 'src/controller/flag-files.ts'))};
+  const script = `import { FlagFiles } from ${JSON.stringify(path.join(ROOT, 'src/worker/flag-files.ts'))};
 const f = new FlagFiles(${JSON.stringify(data)});
 await f.write('${ID}', 'flag{first}');
 await f.write('${ID}', 'flag{second}');

@@ -1,0 +1,151 @@
+/**
+ * The manager's instance pass (key: an instance id): decides the version an instance runs (its
+ * update policy), places it on a worker (`scheduler/placement.ts`), moves it off a lost or
+ * draining worker, seals its flag for the worker it lands on, finishes the record of instances
+ * no worker will finish (never placed, or placed on a lost worker), and deletes records after
+ * retention. Workers converge containers; this pass never touches an engine.
+ */
+import type { Catalog, CatalogEntry } from '../catalog/catalog.ts';
+import { versionToRun } from '../catalog/rollout-hook.ts';
+import type { ChallengeSpec } from '../core/challenge.ts';
+import { Codes } from '../core/errors.ts';
+import { deriveFlag, flagDigest } from '../core/flag.ts';
+import { FINAL_STATUSES, wantsRunning, type Instance, type InstanceIntent } from '../core/instance.ts';
+import type { Logger, ReconcileContext, ReconcileResult } from '../core/reconcile.ts';
+import { keyFingerprint, parseSealedFlag, seal, sealedFlagField } from '../core/seal.ts';
+import { Semaphore } from '../core/semaphore.ts';
+import { CONFLICT, type Store } from '../core/store.ts';
+import type { PlacementNeeds, WorkerView } from '../core/worker.ts';
+import { playerEndpoints } from '../gateway/exposure.ts';
+import { place } from '../scheduler/placement.ts';
+import type { FleetView } from './fleet-view.ts';
+
+export interface PlacementSettings {
+  baseDomain: string;
+  /** Whether Traefik terminates TLS (player URLs). */
+  tls: boolean;
+  flagSecret: string;
+  flagRetentionMs: number;
+  retentionMs: number;
+  /** What happens to instances of a lost worker unless their challenge says otherwise. */
+  onWorkerLost: 'reschedule' | 'fail';
+  /** How often an instance waiting for a worker is looked at again (fleet changes also wake it). */
+  retryMs?: number;
+}
+
+export interface PlacementDeps {
+  store: Store;
+  catalog: Catalog;
+  fleet: FleetView;
+  log: Logger;
+  settings: PlacementSettings;
+  /** Records a write of the manager's own at once (the instance view), so the next decision sees it. */
+  remember(inst: Instance): void;
+}
+
+/** What a version needs from a worker. */
+export function needsOf(spec: ChallengeSpec, image: string): PlacementNeeds {
+  return {
+    challenge: spec.id, runtime: spec.runtime, cpu: spec.resources.cpu, memoryBytes: spec.resources.memoryBytes, image,
+    constraints: spec.placement?.labels ?? {}, leases: spec.expose.filter((p) => p.lease === true).length,
+  };
+}
+
+/** Returns the reconcile function (see the module comment). */
+export function placementReconciler(deps: PlacementDeps) {
+  // Decisions are serialized in this process: each one sees the load the previous one added.
+  const decide = new Semaphore(1);
+  const retryMs = deps.settings.retryMs ?? 2000;
+  return async (ctx: ReconcileContext, id: string): Promise<ReconcileResult> => {
+    const now = ctx.now().getTime();
+    const inst = await deps.store.getInstance(id);
+    if (!inst || inst.status === 'queued') return {};
+    if (!wantsRunning(inst, now)) return finish(deps, inst, now);
+    const target = await versionToRun(deps.catalog, deps.store, inst, now, deps.log);
+    if (target.kind === 'stop') return write(deps, inst, { status: 'failed', reason: target.reason }, now, 0);
+    if (target.kind === 'wait') return inst.worker ? until(inst, now) : write(deps, inst, { status: 'pending', reason: target.reason }, now, retryMs);
+    const worker = inst.worker === undefined ? undefined : deps.fleet.worker(inst.worker);
+    if (worker && worker.state !== 'lost' && worker.state !== 'draining') return keepSealed(deps, inst, target.entry, worker, now);
+    if (worker?.state === 'lost' && policyOf(deps, target.entry.spec) === 'fail') {
+      return write(deps, inst, { status: 'failed', reason: `${Codes.workerLost}: worker ${worker.id} stopped answering; the challenge's policy is to fail its instances` }, now, 0);
+    }
+    return decide.run(() => placeOn(deps, inst, target.entry, worker, now, retryMs));
+  };
+}
+
+function policyOf(deps: PlacementDeps, spec: ChallengeSpec): 'reschedule' | 'fail' {
+  return spec.onWorkerLost ?? deps.settings.onWorkerLost;
+}
+
+/** Requeue at the instance's expiry (expiry is level-based: the pass then finishes it). */
+function until(inst: Instance, now: number): ReconcileResult {
+  return { requeueAfterMs: Math.max(0, inst.expiresAt - now) };
+}
+
+/** Places (or moves) `inst`; when no worker fits it stays pending with the reason. */
+async function placeOn(deps: PlacementDeps, inst: Instance, entry: CatalogEntry, from: WorkerView | undefined, now: number, retryMs: number): Promise<ReconcileResult> {
+  const needs = needsOf(entry.spec, entry.image);
+  const result = place(needs, deps.fleet.candidates(needs, deps.fleet.loads(now)));
+  if (!result.ok) {
+    const reason = `${Codes.noCapacity}: ${result.reason}`;
+    // A move keeps the old placement serving (make-before-break) until a worker fits.
+    if (inst.worker && from?.state === 'draining') return { requeueAfterMs: retryMs };
+    return write(deps, inst, { status: 'pending', reason }, now, retryMs);
+  }
+  const worker = deps.fleet.worker(result.worker) as WorkerView;
+  const epoch = inst.epoch + 1;
+  const flag = deriveFlag(deps.settings.flagSecret, { team: inst.team, challenge: inst.challenge, instance: inst.id }, entry.spec.flag.format);
+  const fields: InstanceIntent = {
+    status: 'pending', reason: inst.worker ? `moved from ${inst.worker} (${from?.state ?? 'gone'})` : undefined,
+    // A move is a fresh container: the next generation, same hostname and expiry.
+    generation: inst.worker ? inst.generation + 1 : inst.generation,
+    endpoints: playerEndpoints(inst.id, entry.spec, deps.settings),
+    sealedFlag: sealedFlagField(inst.specHash, worker.publicKey, seal(worker.publicKey, flag, { instance: inst.id, epoch, worker: worker.id })),
+  };
+  // Recorded before the container can exist, from the version it runs: verify matches what it gets.
+  await deps.store.recordFlag(flagDigest(flag), { team: inst.team, ...(inst.user ? { user: inst.user } : {}), challenge: inst.challenge, instance: inst.id, issuedAt: now }, deps.settings.flagRetentionMs);
+  const placed = await deps.store.assign(inst.id, { epoch: inst.epoch, ...(inst.worker ? { worker: inst.worker } : {}) }, worker.id, fields, now);
+  if (placed === CONFLICT || !placed) return {}; // another decision won; its change runs the next pass
+  deps.remember(placed);
+  deps.log.info({ instance: inst.id, challenge: inst.challenge, worker: worker.id, epoch, from: inst.worker }, inst.worker ? 'instance moved' : 'instance placed');
+  return until(placed, now);
+}
+
+/** Placed on a healthy worker: reseal the flag when the version (a rollout) or the worker's key changed, else nothing. */
+async function keepSealed(deps: PlacementDeps, inst: Instance, entry: CatalogEntry, worker: WorkerView, now: number): Promise<ReconcileResult> {
+  const current = parseSealedFlag(inst.sealedFlag);
+  if (current?.specHash === inst.specHash && current.key === keyFingerprint(worker.publicKey)) return until(inst, now);
+  const flag = deriveFlag(deps.settings.flagSecret, { team: inst.team, challenge: inst.challenge, instance: inst.id }, entry.spec.flag.format);
+  await deps.store.recordFlag(flagDigest(flag), { team: inst.team, ...(inst.user ? { user: inst.user } : {}), challenge: inst.challenge, instance: inst.id, issuedAt: now }, deps.settings.flagRetentionMs);
+  const sealedFlag = sealedFlagField(inst.specHash, worker.publicKey, seal(worker.publicKey, flag, { instance: inst.id, epoch: inst.epoch, worker: worker.id }));
+  return write(deps, inst, { sealedFlag }, now, Math.max(0, inst.expiresAt - now));
+}
+
+/**
+ * Not desired any more. The worker it is placed on finishes the record (after removing the
+ * container); the manager finishes it only when no worker will: never placed, or placed on a
+ * lost or unregistered worker. Finished records are deleted after the retention period.
+ */
+async function finish(deps: PlacementDeps, inst: Instance, now: number): Promise<ReconcileResult> {
+  if (FINAL_STATUSES.has(inst.status) && inst.finishedAt !== undefined) {
+    const left = inst.finishedAt + deps.settings.retentionMs - now;
+    if (left > 0) return { requeueAfterMs: left };
+    await deps.store.deleteInstance(inst.id);
+    return {};
+  }
+  const worker = inst.worker === undefined ? undefined : deps.fleet.worker(inst.worker);
+  if (worker && worker.state !== 'lost') return { requeueAfterMs: 5000 };
+  const expired = inst.desired === 'running' && inst.status !== 'failed' && now >= inst.expiresAt;
+  const status = inst.status === 'failed' ? 'failed' : 'stopped';
+  const reason = status === 'failed' ? inst.reason : expired ? 'expired' : 'stopped on request';
+  return write(deps, inst, { status, reason, endpoints: [], finishedAt: now }, now, deps.settings.retentionMs);
+}
+
+/** Writes the fields that differ, only if the placement and request are still the ones read. */
+async function write(deps: PlacementDeps, inst: Instance, fields: InstanceIntent, now: number, requeueAfterMs: number): Promise<ReconcileResult> {
+  const changed = Object.entries(fields).some(([k, v]) => JSON.stringify(inst[k as keyof Instance]) !== JSON.stringify(v));
+  if (!changed) return { requeueAfterMs };
+  const updated = await deps.store.compareAndUpdate(inst.id, { epoch: inst.epoch, generation: inst.generation, desired: inst.desired }, fields, now);
+  if (updated && updated !== CONFLICT) deps.remember(updated);
+  return { requeueAfterMs };
+}

@@ -1,0 +1,239 @@
+/**
+ * The worker agent (`poseidon worker`, or embedded in `serve`): pull-based, like a kubelet. It
+ * registers and heartbeats in the fleet registry, makes the current images present on its engine
+ * and reports them, converges the instances placed on it (and removes what is placed elsewhere
+ * or desired by nobody, behind the orphan breaker), and renders its host's ingress routes. It
+ * opens no port. When Redis cannot be reached it acts on nothing and leaves every container
+ * running: a failed read is never a reason to delete.
+ */
+import { Controller, every } from '../controller/controller.ts';
+import type { Fleet } from '../core/fleet.ts';
+import type { LeaseStore } from '../core/leases.ts';
+import { parsePortRange } from '../core/leases.ts';
+import { INSTANCE_ID_PATTERN } from '../core/naming.ts';
+import type { Logger } from '../core/reconcile.ts';
+import type { ContainerRuntime, Ownership } from '../core/runtime.ts';
+import { Semaphore } from '../core/semaphore.ts';
+import type { Store } from '../core/store.ts';
+import type { VersionSource } from '../core/versions.ts';
+import type { WorkerIngress, WorkerRecord } from '../core/worker.ts';
+import type { RuntimeName } from '../core/challenge.ts';
+import { Exposure } from '../gateway/exposure.ts';
+import { VERSION } from '../version.ts';
+import { FlagFiles } from './flag-files.ts';
+import { WorkerImages } from './images.ts';
+import { IngressWriter } from './ingress.ts';
+import { workerReconciler } from './instance-reconciler.ts';
+
+export const IMAGES_KEY = 'images';
+export const INGRESS_KEY = 'ingress';
+/** Orphan counts at or below this never trip the breaker (a test rig or a small host). */
+const BREAKER_MIN = 5;
+
+export interface WorkerSettings {
+  id: string;
+  address: string;
+  ingress?: WorkerIngress;
+  /** Instance slots (default 100). */
+  slots?: number;
+  /** CPU cores offered to instances (default 8 per engine core). */
+  cpu?: number;
+  /** Memory offered to instances (default 90% of the engine's). */
+  memoryBytes?: number;
+  labels: Record<string, string>;
+  leasePorts?: string;
+  leaseAddress: string;
+  leaseHost: string;
+  publishAddress: string;
+  gatewayContainer?: string;
+  heartbeatMs: number;
+  resyncMs: number;
+  orphanBreakerRatio: number;
+  launchConcurrency: number;
+  dataDir: string;
+  /** Where the host's ingress configuration is written (with `ingress`). */
+  traefikDir?: string;
+}
+
+export interface WorkerAgentDeps {
+  owner: Ownership;
+  store: Store;
+  fleet: Fleet;
+  runtime: ContainerRuntime;
+  versions: VersionSource;
+  /** This host's port leases (a store keyed by this worker). */
+  leases: LeaseStore;
+  /** X25519 key pair that flags for this worker are sealed with (`core/seal.ts`). */
+  keys: { publicKey: string; privateKey: string };
+  /** Shared with the edge: what the host's ingress requires on every request. */
+  edgeSecret?: string;
+  /** The host firewall, re-applied at every resync (rules someone removed come back). */
+  firewall?: { ensure(): Promise<string[]> };
+  log: Logger;
+  settings: WorkerSettings;
+}
+
+/** See the module comment. */
+export class WorkerAgent {
+  readonly controller: Controller;
+  readonly images: WorkerImages;
+  readonly #deps: WorkerAgentDeps;
+  readonly #startedAt = Date.now();
+  /** Instance ids with objects on this engine (last listing, plus launches): other ids need no engine call. */
+  readonly #known = new Set<string>();
+  /** Orphans the last resync let through the breaker: the only record-less ids that may be removed. */
+  #cleared = new Set<string>();
+  /** Last breaker trip, shown to operators; undefined when the last resync was clean. */
+  breaker: { orphans: number; managed: number; at: number } | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #record: Omit<WorkerRecord, 'heartbeatAt'> | undefined;
+  readonly #ingress: IngressWriter | undefined;
+  readonly #exposure: Exposure;
+
+  constructor(deps: WorkerAgentDeps) {
+    this.#deps = deps;
+    const { settings: s, log } = deps;
+    this.images = new WorkerImages({ workerId: s.id, runtime: deps.runtime, fleet: deps.fleet, owner: deps.owner, log });
+    const exposure = this.#exposure = new Exposure({
+      leases: deps.leases, leaseAddress: s.leaseAddress, leaseHost: s.leaseHost, log,
+      ...(s.leasePorts ? { range: parsePortRange(s.leasePorts) } : {}),
+    });
+    if (s.ingress && s.traefikDir && deps.edgeSecret) this.#ingress = new IngressWriter({ dir: s.traefikDir, edgeSecret: deps.edgeSecret, log });
+    const reconcile = workerReconciler({
+      workerId: s.id, owner: deps.owner, store: deps.store, runtime: deps.runtime, versions: deps.versions, images: this.images,
+      flagFiles: new FlagFiles(s.dataDir), privateKey: deps.keys.privateKey, log, publishAddress: s.publishAddress,
+      ...(s.gatewayContainer ? { gatewayContainer: s.gatewayContainer } : {}),
+      exposure, launches: new Semaphore(s.launchConcurrency),
+      mayRemoveOrphan: (id) => this.#cleared.has(id),
+      routesChanged: () => this.controller.queue.add(INGRESS_KEY),
+    });
+    this.controller = new Controller({
+      log,
+      resyncMs: s.resyncMs,
+      keys: () => this.#keys(),
+      reconcile: async (ctx, key) => {
+        if (key === IMAGES_KEY) return this.#syncImages();
+        if (key === INGRESS_KEY) return this.#renderIngress();
+        if (!INSTANCE_ID_PATTERN.test(key)) return {};
+        const result = await reconcile(ctx, key);
+        return result;
+      },
+      sources: [
+        // Every change in the deployment is announced; ids this engine has nothing of and that are
+        // not placed here cost one store read (the reconcile returns early).
+        (enqueue) => deps.store.onChange((id) => enqueue(id)),
+        (enqueue) => {
+          const abort = new AbortController();
+          deps.runtime.watchEvents((ev) => {
+            this.#known.add(ev.instance);
+            enqueue(ev.instance);
+          }, abort.signal);
+          return () => abort.abort();
+        },
+        every(Math.max(5000, s.resyncMs), IMAGES_KEY),
+      ],
+    });
+  }
+
+  /** Registers, then starts converging, heartbeating and preparing images. */
+  async start(): Promise<void> {
+    const info = await this.#deps.runtime.info();
+    const runtimes: RuntimeName[] = info.runtimes.includes('runsc') ? ['runc', 'gvisor'] : ['runc'];
+    this.images.setRuntimes(runtimes);
+    const s = this.#deps.settings;
+    this.#record = {
+      id: s.id, address: s.address, ...(s.ingress ? { ingress: s.ingress } : {}), runtimes, labels: s.labels,
+      capacity: {
+        slots: s.slots ?? DEFAULT_SLOTS,
+        // CPU limits are ceilings and idle instances use little: CPU is overcommitted by default;
+        // memory limits are hard, so memory is not.
+        cpu: s.cpu ?? info.cpus * CPU_OVERCOMMIT,
+        memoryBytes: s.memoryBytes ?? Math.floor(info.memoryBytes * 0.9),
+      },
+      ...(s.leasePorts ? { leasePorts: s.leasePorts, leaseHost: s.leaseHost } : {}),
+      publicKey: this.#deps.keys.publicKey, version: VERSION, startedAt: this.#startedAt,
+    };
+    await this.#beat();
+    this.#heartbeat = setInterval(() => void this.#beat(), s.heartbeatMs);
+    this.#heartbeat.unref();
+    await this.controller.start();
+    this.#deps.log.info({ worker: s.id, address: s.address, runtimes, slots: this.#record.capacity.slots }, 'worker registered');
+  }
+
+  async stop(): Promise<void> {
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    await this.controller.stop();
+  }
+
+  async #beat(): Promise<void> {
+    if (!this.#record) return;
+    await this.#deps.fleet.heartbeat(this.#record).catch((err: unknown) => {
+      // Containers keep running; the manager declares this worker lost if it lasts.
+      this.#deps.log.warn({ err: (err as Error).message }, 'heartbeat failed; retrying');
+    });
+  }
+
+  /** Ids placed here, ids on this engine, and the images and ingress keys; trips the orphan breaker when too many have no record. */
+  async #keys(): Promise<string[]> {
+    const { store, runtime, settings } = this.#deps;
+    await this.#deps.firewall?.ensure().then((changed) => {
+      if (changed.length) this.#deps.log.warn({ changed }, 'host firewall repaired');
+    }, (err: unknown) => this.#deps.log.error({ err: (err as Error).message }, 'host firewall could not be checked'));
+    const [placed, all, containers, networks] = await Promise.all([
+      store.listInstances({ worker: settings.id }), store.listIds(), runtime.listContainers(), runtime.listNetworks(),
+    ]);
+    const known = new Set(all);
+    const observed = new Set([...containers, ...networks].map((o) => o.instance));
+    this.#known.clear();
+    for (const id of observed) this.#known.add(id);
+    const orphans = [...observed].filter((id) => !known.has(id));
+    const limit = Math.max(BREAKER_MIN, Math.floor(settings.orphanBreakerRatio * containers.length));
+    if (orphans.length > limit) {
+      this.breaker = { orphans: orphans.length, managed: containers.length, at: Date.now() };
+      this.#cleared = new Set();
+      this.#deps.log.error({ orphans: orphans.length, managed: containers.length }, 'orphan circuit breaker tripped; not removing');
+    } else {
+      this.breaker = undefined;
+      this.#cleared = new Set(orphans);
+    }
+    return [...new Set([...placed.map((i) => i.id), ...observed]), IMAGES_KEY, INGRESS_KEY];
+  }
+
+  async #syncImages(): Promise<{ requeueAfterMs?: number }> {
+    await this.images.sync(await this.#deps.versions.current());
+    return {};
+  }
+
+  async #renderIngress(): Promise<{ requeueAfterMs?: number }> {
+    const { store, runtime, settings } = this.#deps;
+    const listedAt = Date.now();
+    const placed = await store.listInstances({ worker: settings.id });
+    const now = Date.now();
+    // A safety net for releases missed by a crash between a removal and its release.
+    await this.#exposure.sweep(placed, listedAt).catch((err: unknown) => this.#deps.log.warn({ err: (err as Error).message }, 'lease sweep failed'));
+    const running = placed.filter((i) => i.status === 'running' && i.desired === 'running' && now < i.expiresAt);
+    if (settings.gatewayContainer) await joinGateway(runtime, settings.gatewayContainer, running.map((i) => i.id), this.#deps.log);
+    if (this.#ingress) await this.#ingress.write(running);
+    const next = Math.min(...running.map((i) => i.expiresAt));
+    return Number.isFinite(next) ? { requeueAfterMs: Math.max(0, next - now) } : {};
+  }
+}
+
+/** Instance slots of a worker that does not say (the single-host capacity default). */
+export const DEFAULT_SLOTS = 100;
+/** CPU a worker offers per core of its engine unless it says. */
+export const CPU_OVERCOMMIT = 8;
+
+/**
+ * Level-based: the gateway (or this host's ingress) joins every running instance's network it is
+ * not on, so a recreated Traefik container gets its routes back on the next pass.
+ */
+async function joinGateway(runtime: ContainerRuntime, gateway: string, ids: readonly string[], log: Logger): Promise<void> {
+  if (ids.length === 0) return;
+  const joined = new Set(await runtime.networksOf(gateway));
+  for (const id of ids) {
+    const name = `poseidon-${id}`;
+    if (joined.has(name)) continue;
+    await runtime.connect(name, gateway).catch((err: unknown) => log.warn({ network: name, err: (err as Error).message }, 'gateway join failed'));
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * A worker host's ingress configuration: the routes of the instances running on this worker,
+ * written for the Traefik on this host (file provider), which the edge sends each hostname to.
+ * See `renderIngressConfig` for what the ingress requires of every request.
+ */
+import { wantsRunning, type Instance } from '../core/instance.ts';
+import type { Logger } from '../core/reconcile.ts';
+import { TraefikFileWriter } from '../gateway/file-writer.ts';
+import { renderIngressConfig, serializeTraefikConfig, type IngressRoute } from '../gateway/traefik.ts';
+
+export interface IngressWriterOptions {
+  dir: string;
+  edgeSecret: string;
+  log: Logger;
+  httpEntryPoint?: string;
+  tlsEntryPoint?: string;
+}
+
+/** The ingress routes of running instances (every endpoint of each). */
+export function ingressRoutes(instances: readonly Instance[], now: number): IngressRoute[] {
+  return instances
+    .filter((i) => i.status === 'running' && wantsRunning(i, now))
+    .flatMap((i) => i.endpoints.map((e) => ({ instance: i.id, name: e.name, protocol: e.protocol, hostname: e.hostname, backend: e.backend })));
+}
+
+/** Renders and writes the ingress file (only when it changed). */
+export class IngressWriter {
+  readonly #writer: TraefikFileWriter;
+  readonly #opts: IngressWriterOptions;
+
+  constructor(opts: IngressWriterOptions) {
+    this.#opts = opts;
+    this.#writer = new TraefikFileWriter(opts.dir, 'poseidon-ingress.yml');
+  }
+
+  /** The file's text for `instances` (those placed here). */
+  render(instances: readonly Instance[], now = Date.now()): string {
+    return serializeTraefikConfig(renderIngressConfig(ingressRoutes(instances, now), {
+      edgeSecret: this.#opts.edgeSecret, httpEntryPoint: this.#opts.httpEntryPoint ?? 'web', tlsEntryPoint: this.#opts.tlsEntryPoint ?? 'websecure',
+    }));
+  }
+
+  async write(instances: readonly Instance[]): Promise<void> {
+    const wrote = await this.#writer.write(this.render(instances));
+    if (wrote) this.#opts.log.info({ routes: ingressRoutes(instances, Date.now()).length }, 'ingress configuration written');
+  }
+}
