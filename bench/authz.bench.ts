@@ -40,7 +40,7 @@ function median(runs: LoadStats[]): LoadStats {
 function instance(i: number, now: number): Instance {
   const id = i.toString(16).padStart(24, '0');
   return {
-    id, challenge: 'web', team: `team${i}`, owner: `team:team${i}`, generation: 1, desired: 'running', status: 'running',
+    id, challenge: 'web', team: `team${i}`, owner: `team:team${i}`, generation: 1, epoch: 0, desired: 'running', status: 'running',
     hostname: `${hostPrefix(id)}.web.bench.test`, endpoints: [], specHash: 'bench', createdAt: now, updatedAt: now,
     expiresAt: now + 3_600_000, maxExpiresAt: now + 7_200_000, renewals: 0,
   };

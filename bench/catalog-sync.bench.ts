@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Catalog } from '../src/catalog/catalog.ts';
 import { NoCatalogStore } from '../src/catalog/catalog-store.ts';
-import { ImagePreparer } from '../src/catalog/images.ts';
+import type { ImagePreparation } from '../src/catalog/images.ts';
 import { CatalogSync } from '../src/catalog/sync.ts';
 import { GitSource } from '../src/source/git-source.ts';
 import { challengeYaml, gitFixture, TEST_GIT_ENV, type GitFixture } from '../spec/source/git-fixture.ts';
@@ -65,7 +65,7 @@ export async function run(): Promise<BenchResult[]> {
     const fetch = () => git('--git-dir', baseRepo, 'fetch', '-q', '--no-tags', fx.remote, '+refs/heads/main:refs/remotes/origin/main');
     fetch();
     const catalog = new Catalog();
-    const images = new ImagePreparer({ workers: [{ id: 'local', imageExists: async () => true, pullImage: async () => undefined, buildImage: async () => undefined }], managerId: 'bench', log: silent, onOutcome: (h, s, w, e) => catalog.markImage(h, s, w, e) });
+    const images: ImagePreparation = { prepare: async (entries) => { for (const e of entries) catalog.markImage(e.hash, 'ready', {}); } };
     const source = new GitSource({ url: fx.remote, branch: 'main', path: 'challenges', workdir: path.join(work, 'poseidon'), env: TEST_GIT_ENV });
     const sync = new CatalogSync({ source, catalog, images, store: new NoCatalogStore(), log: silent, pollMs: 0 });
     const first = await time(() => sync.start());

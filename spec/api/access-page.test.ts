@@ -27,7 +27,7 @@ function page(host: string, opts: { query?: string; replaced?: string; accept?: 
 
 const NOW = 1_900_000_000_000;
 const base: Instance = {
-  id: '0123456789abcdef01234567', challenge: 'web', team: 'red', owner: 'team:red', generation: 1, desired: 'running', status: 'starting',
+  id: '0123456789abcdef01234567', challenge: 'web', team: 'red', owner: 'team:red', generation: 1, epoch: 0, desired: 'running', status: 'starting',
   hostname: 'x', endpoints: [], specHash: 'h', createdAt: NOW - 1000, updatedAt: NOW, expiresAt: NOW + 60_000, maxExpiresAt: NOW + 120_000, renewals: 0,
 };
 

@@ -15,7 +15,7 @@ import { keyDigest } from '../../src/api/auth.ts';
 import { WEBHOOK_BODY_LIMIT, type GitOpsApi } from '../../src/api/catalog-routes.ts';
 import { Catalog } from '../../src/catalog/catalog.ts';
 import { NoCatalogStore } from '../../src/catalog/catalog-store.ts';
-import { ImagePreparer } from '../../src/catalog/images.ts';
+import { everyImageReady } from '../helpers/catalog.ts';
 import { CatalogSync } from '../../src/catalog/sync.ts';
 import type { Source } from '../../src/core/source.ts';
 import { GitSource } from '../../src/source/git-source.ts';
@@ -34,10 +34,7 @@ const catalog = new Catalog();
 let fetches = 0;
 const git = new GitSource({ url: fx.remote, branch: 'main', path: '', workdir, env: TEST_GIT_ENV, timeoutMs: 10_000 });
 const source: Source = { info: git.info, fetch: (o) => { fetches++; return git.fetch(o); }, retain: (r) => git.retain(r) };
-const images = new ImagePreparer({
-  workers: [{ id: 'local', imageExists: async () => true, pullImage: async () => undefined, buildImage: async () => undefined }],
-  managerId: 'test', log: memoryLogger(), onOutcome: (h, s, w, e) => catalog.markImage(h, s, w, e),
-});
+const images = everyImageReady(catalog);
 const sync = new CatalogSync({ source, catalog, images, store: new NoCatalogStore(), log: memoryLogger(), pollMs: 0, debounceMs: 100 });
 const gitops: GitOpsApi = {
   status: () => sync.status(), syncNow: (o) => sync.syncNow(o), trigger: (r) => sync.trigger(r), plan: () => sync.plan(),

@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { Catalog } from '../../src/catalog/catalog.ts';
 import { NoCatalogStore, RedisCatalogStore, type CatalogStore } from '../../src/catalog/catalog-store.ts';
 import { catalogView } from '../../src/catalog/catalog-view.ts';
-import { ImagePreparer, type ImageWorker } from '../../src/catalog/images.ts';
+import { everyImageReady } from '../helpers/catalog.ts';
 import { CatalogSync } from '../../src/catalog/sync.ts';
 import type { Source } from '../../src/core/source.ts';
 import { GitSource } from '../../src/source/git-source.ts';
@@ -27,8 +27,6 @@ let workdir: string;
 let fetches: number;
 const syncs: CatalogSync[] = [];
 
-/** Every image is present: these tests are about the source (images.test.ts uses the engine). */
-const present: ImageWorker = { id: 'local', imageExists: async () => true, pullImage: async () => undefined, buildImage: async () => undefined };
 
 function counting(source: Source): Source {
   return { info: source.info, fetch: (o) => { fetches++; return source.fetch(o); }, retain: (r) => source.retain(r) };
@@ -36,7 +34,8 @@ function counting(source: Source): Source {
 
 function setup(opts: { url?: string; pollMs?: number; store?: CatalogStore; live?: Record<string, string[]> } = {}) {
   const catalog = new Catalog();
-  const images = new ImagePreparer({ workers: [present], managerId: 'test', log: memoryLogger(), onOutcome: (h, s, w, e) => catalog.markImage(h, s, w, e) });
+  // Every image is present: these tests are about the source (spec/worker/images.test.ts uses the engine).
+  const images = everyImageReady(catalog);
   const source = counting(new GitSource({ url: opts.url ?? fx.remote, branch: 'main', path: 'challenges', workdir, env: TEST_GIT_ENV, timeoutMs: 10_000 }));
   const log = memoryLogger();
   const changed: string[][] = [];

@@ -26,7 +26,7 @@ t.after(() => rmSync(dir, { recursive: true, force: true }));
 function setup(capacity: number, maxWaitMs = 60_000) {
   const store = new MemoryStore();
   const admitted: string[] = [];
-  const pass = admissionReconciler({ store, catalog, log: memoryLogger(), capacity, queueMaxWaitMs: maxWaitMs, admitted: (id) => admitted.push(id) });
+  const pass = admissionReconciler({ store, catalog, log: memoryLogger(), capacity: () => capacity, queueMaxWaitMs: maxWaitMs, admitted: (id) => admitted.push(id) });
   const run = (now: number) => pass({ signal: new AbortController().signal, now: () => new Date(now) });
   return { store, admitted, run };
 }

@@ -7,7 +7,7 @@ import type { Instance } from '../../src/core/instance.ts';
 import { toCreateOptions } from '../../src/runtime/docker-create.ts';
 
 const inst = {
-  id: 'aaaaaaaaaaaaaaaaaaaaaaaa', challenge: 'c', team: 't', owner: 'team:t', generation: 1, desired: 'running', status: 'pending',
+  id: 'aaaaaaaaaaaaaaaaaaaaaaaa', challenge: 'c', team: 't', owner: 'team:t', generation: 1, epoch: 0, desired: 'running', status: 'pending',
   hostname: 'x', endpoints: [], specHash: 'h', createdAt: 0, updatedAt: 0, expiresAt: 1, maxExpiresAt: 2, renewals: 0,
 } as Instance;
 function spec(expose: object[], egress = false): ChallengeSpec {
@@ -18,6 +18,7 @@ function spec(expose: object[], egress = false): ChallengeSpec {
   } as ChallengeSpec;
 }
 const tcp = { name: 'pwn', port: 9000, protocol: 'tcp' };
+const OWNER = { managerId: 'mgr', deployment: 'dtest' };
 
 test('networks: internal by default; a bridge without NAT when ports must be published and there is no egress', () => {
   const cases: [object[], boolean, boolean, boolean | undefined][] = [
@@ -29,7 +30,7 @@ test('networks: internal by default; a bridge without NAT when ports must be pub
     [[tcp], true, true, undefined],
   ];
   for (const [expose, egress, publishing, masquerade] of cases) {
-    const n = planNetwork(inst, spec(expose, egress), 'mgr', publishing);
+    const n = planNetwork(inst, spec(expose, egress), { owner: OWNER, deployment: 'dtest' }, publishing);
     const internal = !egress && !publishing && !(expose[0] as { lease?: boolean }).lease;
     assert.is(n.internal, internal, JSON.stringify({ expose, egress, publishing }));
     assert.is(n.masquerade, masquerade, JSON.stringify({ expose, egress, publishing }));
@@ -39,15 +40,15 @@ test('networks: internal by default; a bridge without NAT when ports must be pub
 test('a leased port is published on its fixed host port; others stay unpublished (or on the dev address)', () => {
   const s = spec([{ name: 'web', port: 80, protocol: 'http' }, { ...tcp, lease: true }]);
   const leased = { 9000: { address: '0.0.0.0', hostPort: 30007 } };
-  const plan = planContainer(inst, s, { managerId: 'm', image: 'i', flag: 'f', publishAddress: '', leased });
+  const plan = planContainer(inst, s, { owner: OWNER, image: 'i', flag: 'f', publishAddress: '', leased });
   assert.equal(plan.leased, leased);
   const opts = toCreateOptions(plan);
   assert.equal(opts.HostConfig?.PortBindings, { '9000/tcp': [{ HostIp: '0.0.0.0', HostPort: '30007' }] });
-  const dev = toCreateOptions(planContainer(inst, s, { managerId: 'm', image: 'i', flag: 'f', publishAddress: '127.0.0.1', leased }));
+  const dev = toCreateOptions(planContainer(inst, s, { owner: OWNER, image: 'i', flag: 'f', publishAddress: '127.0.0.1', leased }));
   assert.equal(dev.HostConfig?.PortBindings, {
     '80/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }], '9000/tcp': [{ HostIp: '0.0.0.0', HostPort: '30007' }],
   });
-  assert.is(planContainer(inst, s, { managerId: 'm', image: 'i', flag: 'f', publishAddress: '' }).leased, undefined);
+  assert.is(planContainer(inst, s, { owner: OWNER, image: 'i', flag: 'f', publishAddress: '' }).leased, undefined);
 });
 
 test.run();

@@ -1,15 +1,17 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { healthTest, instanceLabels, planContainer, planNetwork } from '../../src/core/container-plan.ts';
+import { healthTest, instanceLabels, planContainer, planNetwork, tmpfsMounts } from '../../src/core/container-plan.ts';
+import { toCreateOptions } from '../../src/runtime/docker-create.ts';
 import { makeInstance, makeSpec } from '../helpers/specs.ts';
 
-const inst = makeInstance();
-const base = { managerId: 'poseidon', image: 'img:1', flag: 'flag{x}', publishAddress: '' };
+const inst = makeInstance({ epoch: 3 });
+const owner = { managerId: 'poseidon', deployment: 'd0123456789ab' };
+const base = { owner, image: 'img:1', flag: 'flag{x}', publishAddress: '' };
+const MIB = 1024 * 1024;
 
-test('labels carry the observed-state record', () => {
-  const l = instanceLabels(inst, 'mgr');
-  assert.equal(l, {
-    'poseidon.managed-by': 'mgr', 'poseidon.instance': inst.id, 'poseidon.challenge': 'web-hello',
+test('labels carry the observed-state record, the deployment and the placement epoch', () => {
+  assert.equal(instanceLabels(inst, { managerId: 'mgr', deployment: 'dep1' }), {
+    'poseidon.managed-by': 'mgr', 'poseidon.deployment': 'dep1', 'poseidon.epoch': '3', 'poseidon.instance': inst.id, 'poseidon.challenge': 'web-hello',
     'poseidon.owner': 'team:red', 'poseidon.generation': '1', 'poseidon.spec-hash': 'abc',
     'poseidon.expires-at': new Date(inst.expiresAt).toISOString(),
   });
@@ -28,15 +30,49 @@ test('file flags are bind-mounted and stay out of the environment', () => {
 });
 
 test('resources, runtime and filesystem follow the spec', () => {
-  const plan = planContainer(inst, makeSpec({ runtime: 'gvisor', resources: { cpu: 0.25, memoryBytes: 1 << 25, pids: 32 }, filesystem: { readOnly: false, tmpfsBytes: 1 } }), base);
+  const plan = planContainer(inst, makeSpec({ runtime: 'gvisor', resources: { cpu: 0.25, memoryBytes: 1 << 25, pids: 32 }, filesystem: { readOnly: false, tmpfsBytes: MIB } }), base);
   assert.is(plan.runtime, 'runsc');
   assert.equal([plan.cpu, plan.memoryBytes, plan.pids, plan.readOnly], [0.25, 1 << 25, 32, false]);
 });
 
-test('networks are internal unless egress is allowed or ports are published', () => {
-  assert.ok(planNetwork(inst, makeSpec(), 'm', false).internal);
-  assert.not.ok(planNetwork(inst, makeSpec({ network: { egress: true } }), 'm', false).internal);
-  assert.not.ok(planNetwork(inst, makeSpec(), 'm', true).internal);
+test('networks are internal unless egress is allowed or ports are published; bridges are named pz… (pzg… with egress)', () => {
+  const n = planNetwork(inst, makeSpec(), owner, false);
+  assert.ok(n.internal);
+  assert.is(n.bridge, `pz${inst.id.slice(0, 12)}`);
+  const egress = planNetwork(inst, makeSpec({ network: { egress: true } }), owner, false);
+  assert.not.ok(egress.internal);
+  assert.is(egress.bridge, `pzg${inst.id.slice(0, 12)}`);
+  assert.ok(egress.bridge.length <= 15, 'Linux interface names hold 15 characters');
+  assert.not.ok(planNetwork(inst, makeSpec(), owner, true).internal);
+});
+
+test('disk: /tmp and every image VOLUME get a size-limited tmpfs; nothing becomes an unbounded anonymous volume', () => {
+  const ro = makeSpec({ filesystem: { readOnly: true, tmpfsBytes: 8 * MIB } });
+  assert.equal(tmpfsMounts(ro, ['/data', '/tmp/cache', '/var/lib/x/', '/']), [
+    { path: '/tmp', bytes: 8 * MIB }, { path: '/data', bytes: 8 * MIB }, { path: '/var/lib/x', bytes: 8 * MIB },
+  ]);
+  const rw = makeSpec({ filesystem: { readOnly: false, tmpfsBytes: 4 * MIB } });
+  assert.equal(tmpfsMounts(rw, ['/data']), [{ path: '/data', bytes: 4 * MIB }], 'a writable root still bounds image volumes');
+  const opts = toCreateOptions(planContainer(inst, ro, { ...base, imageVolumes: ['/data'] }));
+  assert.equal(opts.HostConfig?.Tmpfs, { '/tmp': `rw,nosuid,nodev,size=${8 * MIB}`, '/data': `rw,nosuid,nodev,size=${8 * MIB}` });
+});
+
+test('disk: a writable root is bounded with --storage-opt size only where the engine supports it', () => {
+  const spec = makeSpec({ filesystem: { readOnly: false, tmpfsBytes: MIB, sizeBytes: 256 * MIB } });
+  assert.is(planContainer(inst, spec, { ...base, diskQuota: true }).diskBytes, 256 * MIB);
+  assert.is(toCreateOptions(planContainer(inst, spec, { ...base, diskQuota: true })).HostConfig?.StorageOpt?.size, String(256 * MIB));
+  assert.is(planContainer(inst, spec, { ...base, diskQuota: false }).diskBytes, undefined);
+  assert.is(planContainer(inst, makeSpec({ filesystem: { readOnly: true, tmpfsBytes: MIB, sizeBytes: 256 * MIB } }), { ...base, diskQuota: true }).diskBytes, undefined, 'a read-only root has no writable layer to bound');
+});
+
+test('user: the spec sets it, otherwise the image decides; privileges stay dropped', () => {
+  assert.is(toCreateOptions(planContainer(inst, makeSpec({ user: '1000:1000' }), base)).User, '1000:1000');
+  const opts = toCreateOptions(planContainer(inst, makeSpec(), base));
+  assert.is(opts.User, undefined);
+  assert.equal(opts.HostConfig?.CapDrop, ['ALL']);
+  assert.equal(opts.HostConfig?.SecurityOpt, ['no-new-privileges']);
+  assert.not.ok(opts.HostConfig?.Privileged);
+  assert.equal(opts.HostConfig?.Binds, []);
 });
 
 const spec2 = makeSpec({ expose: [{ name: 'web', port: 8080, protocol: 'http' }, { name: 'pwn', port: 9000, protocol: 'tcp' }] });

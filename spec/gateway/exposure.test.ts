@@ -6,7 +6,7 @@ import { isPoseidonError } from '../../src/core/errors.ts';
 import type { Instance } from '../../src/core/instance.ts';
 import { hostPrefix } from '../../src/core/naming.ts';
 import type { ObservedContainer } from '../../src/core/runtime.ts';
-import { Exposure } from '../../src/gateway/exposure.ts';
+import { Exposure, playerEndpoints } from '../../src/gateway/exposure.ts';
 import { MemoryLeaseStore } from '../../src/store/memory-leases.ts';
 import { memoryLogger } from '../helpers/log.ts';
 
@@ -18,15 +18,15 @@ const plain = { id: 'web', expose: [{ name: 'web', port: 80, protocol: 'http' }]
 
 function inst(id: string, patch: Partial<Instance> = {}): Instance {
   return {
-    id, challenge: 'mix', team: 'red', owner: 'team:red', generation: 1, desired: 'running', status: 'running', hostname: 'x',
+    id, challenge: 'mix', team: 'red', owner: 'team:red', generation: 1, epoch: 0, desired: 'running', status: 'running', hostname: 'x',
     endpoints: [], specHash: 'h', createdAt: NOW, updatedAt: NOW, expiresAt: NOW + 60_000, maxExpiresAt: NOW + 120_000, renewals: 0, ...patch,
   };
 }
 
-function exposure(opts: { tls?: boolean; range?: boolean } = {}) {
+function exposure(opts: { range?: boolean } = {}) {
   const leases = new MemoryLeaseStore();
   const e = new Exposure({
-    baseDomain: 'ctf.test', tls: opts.tls ?? false, leases, leaseAddress: '0.0.0.0', leaseHost: 'nc.ctf.test', log: memoryLogger(), now: () => NOW,
+    leases, leaseAddress: '0.0.0.0', leaseHost: 'nc.ctf.test', log: memoryLogger(), now: () => NOW,
     ...(opts.range === false ? {} : { range: { lo: 30000, hi: 30009 } }),
   });
   return { e, leases };
@@ -62,7 +62,9 @@ test('endpoint URLs: http(s) by hostname, TCP over TLS by SNI, leased TCP by hos
   const container = { published: { 22: { host: '0.0.0.0', port: 30004 } } } as unknown as ObservedContainer;
   const p = hostPrefix(A);
   for (const tls of [false, true]) {
-    const [web, sni, ssh] = exposure({ tls }).e.endpoints(inst(A), spec, container);
+    // The manager plans hostnames and URLs at placement; the worker fills in the leased port.
+    const planned = playerEndpoints(A, spec, { baseDomain: 'ctf.test', tls });
+    const [web, sni, ssh] = exposure().e.observedEndpoints(inst(A, { endpoints: planned }), spec, container);
     assert.is(web!.url, `${tls ? 'https' : 'http'}://${p}.mix.ctf.test/`);
     assert.is(sni!.url, `tls://${p}-sni.mix.ctf.test:${tls ? 443 : 80}`);
     assert.is(ssh!.url, 'tcp://nc.ctf.test:30004');

@@ -13,7 +13,7 @@ const NOW = Date.now();
 function inst(n: number, patch: Partial<Instance> = {}): Instance {
   const id = n.toString(16).padStart(24, '0');
   return {
-    id, challenge: 'web', team: `t${n}`, owner: `team:t${n}`, generation: 1, desired: 'running', status: 'running', hostname: 'x',
+    id, challenge: 'web', team: `t${n}`, owner: `team:t${n}`, generation: 1, epoch: 0, desired: 'running', status: 'running', hostname: 'x',
     endpoints: [], specHash: 'h', createdAt: NOW, updatedAt: NOW, expiresAt: NOW + 60_000, maxExpiresAt: NOW + 120_000, renewals: 0, ...patch,
   };
 }

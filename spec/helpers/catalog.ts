@@ -1,24 +1,20 @@
 import { Catalog } from '../../src/catalog/catalog.ts';
-import { ImagePreparer, type ImageWorker } from '../../src/catalog/images.ts';
+import type { ImagePreparation } from '../../src/catalog/images.ts';
 import { loadSnapshot } from '../../src/catalog/load-snapshot.ts';
-import { memoryLogger } from './log.ts';
 
 /**
  * A catalog loaded from a directory of challenge folders, for tests that need specs but no
- * source: one snapshot applied. Images are made present for real on `prepareOn` (a runtime and
- * the manager id that labels built images); without it every version is simply marked ready.
+ * source: one snapshot applied, every version marked ready (as if every worker had its image).
+ * Tests of real image preparation use `WorkerImages` and `ImagePublisher` directly.
  */
-export async function loadTestCatalog(dir: string, opts: { prepareOn?: { worker: ImageWorker; managerId: string } } = {}): Promise<Catalog> {
+export async function loadTestCatalog(dir: string, opts: { registry?: string } = {}): Promise<Catalog> {
   const catalog = new Catalog();
-  catalog.apply(await loadSnapshot({ revision: 'test', root: dir, path: '.' }), Date.now());
-  if (!opts.prepareOn) {
-    for (const e of catalog.list()) catalog.markImage(e.hash, 'ready', {});
-    return catalog;
-  }
-  const preparer = new ImagePreparer({
-    workers: [opts.prepareOn.worker], managerId: opts.prepareOn.managerId, log: memoryLogger(),
-    onOutcome: (hash, state, workers, error) => catalog.markImage(hash, state, workers, error),
-  });
-  await preparer.prepare(catalog.list());
+  catalog.apply(await loadSnapshot({ revision: 'test', root: dir, path: '.' }, opts), Date.now());
+  for (const e of catalog.list()) catalog.markImage(e.hash, 'ready', {});
   return catalog;
+}
+
+/** An image preparation that marks every version ready on a worker `local` (what a fleet with every image reports). */
+export function everyImageReady(catalog: Catalog): ImagePreparation {
+  return { prepare: async (entries) => { for (const e of entries) catalog.markImage(e.hash, 'ready', { local: { state: 'present' } }); } };
 }

@@ -18,7 +18,7 @@ export function makeInstance(over: Partial<Instance> = {}): Instance {
   const now = 1_700_000_000_000;
   return {
     id: '0123456789abcdef01234567', challenge: 'web-hello', team: 'red', owner: 'team:red',
-    generation: 1, desired: 'running', status: 'pending', hostname: 'h.web-hello.localhost',
+    generation: 1, epoch: 0, desired: 'running', status: 'pending', hostname: 'h.web-hello.localhost',
     endpoints: [], specHash: 'abc', createdAt: now, updatedAt: now, renewals: 0,
     expiresAt: now + 60_000, maxExpiresAt: now + 120_000, ...over,
   };

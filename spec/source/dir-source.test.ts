@@ -10,7 +10,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Catalog } from '../../src/catalog/catalog.ts';
 import { NoCatalogStore } from '../../src/catalog/catalog-store.ts';
-import { ImagePreparer } from '../../src/catalog/images.ts';
+import { everyImageReady } from '../helpers/catalog.ts';
 import { CatalogSync } from '../../src/catalog/sync.ts';
 import { isPoseidonError } from '../../src/core/errors.ts';
 import { DirSource } from '../../src/source/dir-source.ts';
@@ -67,7 +67,7 @@ t('a burst of edits and an atomic save (temp file renamed over) are one change',
 
 t('edits reach the catalog through the watcher, without polling', async () => {
   const catalog = new Catalog();
-  const images = new ImagePreparer({ workers: [{ id: 'local', imageExists: async () => true, pullImage: async () => undefined, buildImage: async () => undefined }], managerId: 't', log: memoryLogger(), onOutcome: (h, s, w, e) => catalog.markImage(h, s, w, e) });
+  const images = everyImageReady(catalog);
   const sync = new CatalogSync({ source: new DirSource({ dir, debounceMs: 100 }), catalog, images, store: new NoCatalogStore(), log: memoryLogger(), pollMs: 0, debounceMs: 50 });
   try {
     assert.ok((await sync.start()).ok);

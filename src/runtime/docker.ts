@@ -42,6 +42,16 @@ async function tolerate<T>(op: string, ok: number[], fn: () => Promise<T>): Prom
   }
 }
 
+/** Runs `fn`, treating a failure whose message matches `pattern` as success (undefined). */
+async function tolerateMessage<T>(pattern: RegExp, fn: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (pattern.test((err as Error).message)) return undefined;
+    throw err;
+  }
+}
+
 function parseHealth(statusText: string): HealthState | undefined {
   if (statusText.includes('(health: starting)')) return 'starting';
   if (statusText.includes('(unhealthy)')) return 'unhealthy';
@@ -212,7 +222,9 @@ export class DockerRuntime implements ContainerRuntime {
     for (const stale of nets.filter((n) => n.mode !== mode)) await this.removeNetwork(stale.id);
     nets = nets.filter((n) => n.mode === mode);
     if (nets.length === 0) {
-      await tolerate('create network', [409], () =>
+      // The bridge name is unique per engine, so a racing create fails with "same bridge name":
+      // the network exists, which is what we wanted (CheckDuplicate alone is racy).
+      await tolerateMessage(/same bridge name|already exists/, () => tolerate('create network', [409], () =>
         this.docker.createNetwork({
           Name: plan.name, Driver: 'bridge', Internal: plan.internal, Labels: { ...plan.labels, [NETWORK_MODE_LABEL]: mode }, CheckDuplicate: true,
           Options: {
@@ -221,7 +233,7 @@ export class DockerRuntime implements ContainerRuntime {
             ...(plan.masquerade === false ? { 'com.docker.network.bridge.enable_ip_masquerade': 'false' } : {}),
           },
         }),
-      );
+      ));
       nets = (await this.listNetworks(instance)).filter((n) => n.name === plan.name);
     }
     const [keep, ...dupes] = nets;
