@@ -110,7 +110,10 @@ export function fileConfigSource(file: string, onReload?: (cfg: Json) => void): 
         }
       }
       // Traefik ignores an empty configuration and keeps the routes it has.
-      if (docs.length === 0) return current;
+      if (docs.length === 0) {
+        errors.push(`${file}: empty configuration ignored, keeping the last one`);
+        return current;
+      }
       current = docs.length === 1 ? docs[0]![1] : merge(docs, errors);
       reloads++;
       onReload?.(current);

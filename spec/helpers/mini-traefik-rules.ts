@@ -285,6 +285,7 @@ export function goRegExp(src: string): RegExp {
           j++;
         } else body += src[j++];
       }
+      if (j >= src.length) throw new Error(`regexp ${JSON.stringify(src)}: missing closing ]`);
       out += `[${body}]`;
       i = j;
       continue;

@@ -434,7 +434,7 @@ function fetchVia(ctx: Ctx, url: URL, headers: OutgoingHttpHeaders): Promise<{ s
   return new Promise((resolve, reject) => {
     const { host, port } = { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 80) };
     const req = httpRequest({
-      method: 'GET', path: url.pathname + url.search, headers,
+      method: 'GET', path: url.pathname + url.search, headers, insecureHTTPParser: true,
       createConnection: ((_o: unknown, cb: (err: Error | null, s?: Duplex) => void) => {
         ctx.dialer.dial(host, port).then((s) => cb(null, s), (err: Error) => cb(err));
         return undefined;
@@ -601,8 +601,9 @@ async function proxyHttp(ctx: Ctx, ep: EntryPoint, router: HttpRouter, flow: Flo
   }
   const via = ctx.dialer.route(host) === 'probe' ? 'probe' : 'direct';
   await new Promise<void>((resolve) => {
+    // Lenient like Go's reader: busybox httpd's CGI answers end header lines with a bare LF.
     const upstream = httpRequest({
-      method: flow.method, path, headers: outHeaders,
+      method: flow.method, path, headers: outHeaders, insecureHTTPParser: true,
       createConnection: ((_o: unknown, cb: (err: Error | null, s?: Duplex) => void) => {
         ctx.dialer.dial(host, port).then((s) => cb(null, s), (err: Error) => cb(err));
         return undefined;
@@ -754,17 +755,18 @@ function terminate(socket: Socket, peeked: Buffer, context: SecureContext, alpn?
 
 async function routeConnection(ctx: Ctx, ep: EntryPoint, socket: Socket): Promise<void> {
   const compiled = await current(ctx);
-  if (compiled.errors.length > 0 && ctx.opts.strict !== false) {
+  // With configuration errors (strict), HTTP answers 502 naming them; anything else is closed.
+  const broken = compiled.errors.length > 0 && ctx.opts.strict !== false;
+  const refuse = () => {
     event(ctx, { entryPoint: ep.name, kind: 'refused', detail: 'configuration errors' });
     socket.destroy();
-    return;
-  }
+  };
   const clientIp = clientIpOf(socket);
   const tcpPlain = compiled.tcp.filter((r) => !r.tls && onEntryPoint(ctx, ep.name, r.entryPoints));
   const tcpTls = compiled.tcp.filter((r) => r.tls && onEntryPoint(ctx, ep.name, r.entryPoints));
   const https = compiled.http.filter((r) => r.tls && onEntryPoint(ctx, ep.name, r.entryPoints));
   // Only non-TLS TCP routers: route at once, the client may wait for the server to speak first.
-  if (tcpPlain.length > 0 && tcpTls.length === 0 && https.length === 0) {
+  if (!broken && tcpPlain.length > 0 && tcpTls.length === 0 && https.length === 0) {
     const r = tcpPlain.find((x) => x.match({ serverName: '', clientIp, alpn: [] }));
     if (r) return pipeTcp(ctx, ep, socket, r, Buffer.alloc(0), 'tcp', '');
   }
@@ -775,13 +777,14 @@ async function routeConnection(ctx: Ctx, ep: EntryPoint, socket: Socket): Promis
   }
   const { hello, peeked } = first;
   if (!hello.isTLS) {
-    const r = tcpPlain.find((x) => x.match({ serverName: '', clientIp, alpn: [] }));
+    const r = broken ? undefined : tcpPlain.find((x) => x.match({ serverName: '', clientIp, alpn: [] }));
     if (r) return pipeTcp(ctx, ep, socket, r, peeked, 'tcp', '');
     socket.unshift(peeked);
     ep.http.emit('connection', socket);
     process.nextTick(() => socket.resume());
     return;
   }
+  if (broken) return refuse();
   const conn: TcpMatchInput = { serverName: hello.serverName, clientIp, alpn: hello.alpn };
   const sni = hello.serverName;
   const certName = sni || (socket.localAddress ?? '').replace(/^::ffff:/, '');
@@ -843,9 +846,10 @@ export async function startMiniTraefik(opts: MiniTraefikOptions): Promise<MiniTr
     cache: new WeakMap(), certCache: new Map(), seenErrors: new Set(), rr: new Map(), sockets: new Set(), serverName: opts.serverName ?? osHostname(),
   };
   const closeAll = async () => {
-    await Promise.all(ctx.entryPoints.map((ep) => new Promise<void>((r) => ep.net.close(() => r()))));
+    const closed = Promise.all(ctx.entryPoints.map((ep) => new Promise<void>((r) => ep.net.close(() => r()))));
     for (const s of ctx.sockets) s.destroy();
     ctx.dialer.closeAll();
+    await closed;
   };
   try {
     for (const name of names) {
