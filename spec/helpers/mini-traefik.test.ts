@@ -204,6 +204,34 @@ function assertValidConfig(cfg: TraefikConfig): void {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+type Body = () => Promise<void> | void;
+
+/**
+ * A uvu suite whose `before` failure is not lost: uvu swallows an error thrown by a before hook
+ * (the run even exits 0), so the error is kept and every test of the suite fails with it.
+ */
+function guardedSuite(title: string): ((name: string, fn: Body) => void) & { before(fn: Body): void; after(fn: Body): void; run(): void } {
+  const s = suite(title);
+  let setupError: unknown;
+  const t = (name: string, fn: Body) => s(name, async () => {
+    if (setupError !== undefined) throw setupError;
+    await fn();
+  });
+  return Object.assign(t, {
+    before: (fn: Body) => s.before(async () => {
+      try {
+        await fn();
+      } catch (err) {
+        setupError = err ?? new Error('setup failed');
+      }
+    }),
+    after: (fn: Body) => s.after(async () => { await fn(); }),
+    run: () => s.run(),
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // The rule language (pure)
 
 const rules = suite('mini-traefik: Traefik v3 rule language');
@@ -426,7 +454,7 @@ rules.run();
 // ---------------------------------------------------------------------------------------------
 // HTTP routing on one stand-in
 
-const httpSuite = suite('mini-traefik: HTTP routers, middlewares and services');
+const httpSuite = guardedSuite('mini-traefik: HTTP routers, middlewares and services');
 let echo: Awaited<ReturnType<typeof echoHttp>>;
 let mtHttp: MiniTraefik | undefined;
 let httpCfg: TraefikConfig = {};
@@ -637,7 +665,7 @@ httpSuite.run();
 // ---------------------------------------------------------------------------------------------
 // The multi-host chain: edge -> ingress -> backend, both stand-ins on 127.0.0.1
 
-const chain = suite('mini-traefik: edge -> ingress (the secret header)');
+const chain = guardedSuite('mini-traefik: edge -> ingress (the secret header)');
 const ch: {
   backend?: Awaited<ReturnType<typeof echoHttp>>; tcp?: Awaited<ReturnType<typeof tcpEcho>>; auth?: Awaited<ReturnType<typeof authServer>>;
   edge?: MiniTraefik; ingress?: MiniTraefik; edgeCert?: TlsFixture; ingressCert?: TlsFixture;
@@ -783,7 +811,7 @@ chain.run();
 // ---------------------------------------------------------------------------------------------
 // TCP and TLS on one stand-in
 
-const tcp = suite('mini-traefik: TCP routers and TLS');
+const tcp = guardedSuite('mini-traefik: TCP routers and TLS');
 const tc: { echo?: Awaited<ReturnType<typeof tcpEcho>>; banner?: Awaited<ReturnType<typeof tcpEcho>>; http?: Awaited<ReturnType<typeof echoHttp>>; cert?: TlsFixture; other?: TlsFixture } = {};
 
 tcp.before(async () => {
@@ -915,10 +943,10 @@ tcp.run();
 // ---------------------------------------------------------------------------------------------
 // Container backends through a probe container (real engine)
 
-const dock = suite('mini-traefik: container backends reached through a probe container');
+const dock = guardedSuite('mini-traefik: container backends reached through a probe container');
 const dockerOk = haveDocker();
 const RUN_ID = `mt-${randomBytes(4).toString('hex')}`;
-const dk: { setupError?: Error; docker?: Docker; probe?: string; webName?: string; echoName?: string; echoIp?: string; cert?: TlsFixture; mt?: MiniTraefik } = {};
+const dk: { docker?: Docker; probe?: string; webName?: string; echoName?: string; echoIp?: string; cert?: TlsFixture; mt?: MiniTraefik } = {};
 
 async function cleanupLabel(docker: Docker, id: string): Promise<void> {
   for (const c of await docker.listContainers({ all: true, filters: { label: [`${TEST_LABEL}=${id}`] } })) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
@@ -974,9 +1002,8 @@ dock.before(async () => {
     // busybox needs a moment to listen: wait for the backend to answer through the probe.
     await waitFor('web backend answers', async () => ((await http(dk.mt!.port, { host: WEB_HOST, path: '/cgi-bin/env' })).status === 200 ? true : undefined), 60_000, 200);
   } catch (err) {
-    // uvu does not report a failing before hook: every test of the suite reports it instead.
-    dk.setupError = err as Error;
     await cleanupLabel(dk.docker, RUN_ID);
+    throw err;
   }
 });
 dock.after(async () => {
@@ -986,14 +1013,8 @@ dock.after(async () => {
   await cleanupLabel(dk.docker!, RUN_ID);
 });
 
-/** Throws the setup's error, if any (uvu would not show it otherwise). */
-function dockReady(): boolean {
-  if (dk.setupError) throw dk.setupError;
-  return dockerOk;
-}
-
 dock('HTTP to a container by name: request headers, Host and body arrive; the answer comes back', async () => {
-  if (!dockReady()) return;
+  if (!dockerOk) return;
   const res = await http(dk.mt!.port, { host: WEB_HOST, path: '/cgi-bin/env?a=b', method: 'POST', body: 'payload-123', headers: { 'x-team': 'red', 'content-type': 'text/plain' } });
   assert.is(res.status, 200, res.body);
   assert.match(res.body, new RegExp(`^HTTP_HOST=${WEB_HOST.replaceAll('.', '\\.')}$`, 'm'));
@@ -1006,14 +1027,14 @@ dock('HTTP to a container by name: request headers, Host and body arrive; the an
 });
 
 dock('HTTP to a container that does not exist: 502 Bad Gateway', async () => {
-  if (!dockReady()) return;
+  if (!dockerOk) return;
   const res = await http(dk.mt!.port, { host: 'gone.test' });
   assert.is(res.status, 502);
   assert.match(dk.mt!.events.at(-1)?.detail ?? '', /unresolved/);
 });
 
 dock('TCP over TLS to a container, by name and by container IP, always from inside Docker', async () => {
-  if (!dockReady() || !tlsOk) return;
+  if (!dockerOk || !tlsOk) return;
   for (const [host, target] of [[PWN_HOST, `${dk.echoName}:9000`], ['0000000000000000.pwn-echo.ctf.test', `${dk.echoIp}:9000`]] as const) {
     const r = await tlsTalk(dk.mt!.entryPoints.websecure!.port, host, { ca: dk.cert!.cert, send: 'hello from tls\n' });
     assert.ok(r.authorized, host);
@@ -1024,7 +1045,7 @@ dock('TCP over TLS to a container, by name and by container IP, always from insi
 });
 
 dock('several TCP streams through the probe at once keep their own bytes', async () => {
-  if (!dockReady() || !tlsOk) return;
+  if (!dockerOk || !tlsOk) return;
   const results = await Promise.all(Array.from({ length: 4 }, (_, i) => tlsTalk(dk.mt!.entryPoints.websecure!.port, PWN_HOST, { ca: dk.cert!.cert, send: `stream-${i}-${'z'.repeat(20_000)}\n` })));
   results.forEach((r, i) => assert.is(r.out, `stream-${i}-${'z'.repeat(20_000)}\n`));
 });
@@ -1034,7 +1055,7 @@ dock.run();
 // ---------------------------------------------------------------------------------------------
 // The CLI: its own process, a file provider, reloads, SIGTERM
 
-const cli = suite('mini-traefik: the CLI process');
+const cli = guardedSuite('mini-traefik: the CLI process');
 const cl: { dir?: string; cert?: TlsFixture; http?: Awaited<ReturnType<typeof echoHttp>>; echo?: Awaited<ReturnType<typeof tcpEcho>>; procs: ChildProcess[] } = { procs: [] };
 const CLI = path.join(ROOT, 'spec/helpers/mini-traefik-cli.ts');
 
