@@ -41,7 +41,7 @@ function unittest(args: string[], timeoutMs: number): Promise<{ code: number | n
   return new Promise((resolve) => {
     const proc = spawn(PYTHON, ['-m', 'unittest', ...args], {
       cwd: CTFD_DIR,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', PYTHONDONTWRITEBYTECODE: '1', PYTHONUNBUFFERED: '1' },
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', PYTHONDONTWRITEBYTECODE: '1', ...(process.env.POSEIDON_SOURCE_DIR ? { POSEIDON_SOURCE_DIR: process.env.POSEIDON_SOURCE_DIR } : {}), PYTHONUNBUFFERED: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

@@ -270,6 +270,9 @@ def state(client, owner, pid, now=None):
     entry = challenge_entry(client, pid)
     scope = (entry or {}).get("scope", "team")
     raw = find_instance(client, owner, pid, scope, now)
+    if raw is not None and raw.get("status") == "queued" and "queue" not in raw:
+        # Lists carry no queue place; the instance itself does.
+        raw = client.instance(raw["id"])
     shown = present(raw, entry, now)
     out = {"instance": shown, "etag": _etag(shown), "serverTime": iso(now), "_raw": raw}
     if raw is None:

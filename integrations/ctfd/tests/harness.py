@@ -27,7 +27,9 @@ import requests
 HERE = os.path.dirname(os.path.abspath(__file__))
 CTFD_DIR = os.path.dirname(HERE)
 PLUGIN_SRC = os.path.join(CTFD_DIR, "poseidon")
-ROOT = os.path.dirname(os.path.dirname(CTFD_DIR))
+REPO = os.path.dirname(os.path.dirname(CTFD_DIR))
+# The Poseidon checkout to run (this repository unless told otherwise, e.g. a clean snapshot).
+ROOT = os.environ.get("POSEIDON_SOURCE_DIR") or REPO
 sys.path.insert(0, os.path.join(HERE, "standin"))
 
 BASE_DOMAIN = "ctf.test"
@@ -89,7 +91,7 @@ TEST_CHALLENGES = {
 
 
 def write_challenges(target):
-    shutil.copytree(os.path.join(ROOT, "challenges"), target)
+    shutil.copytree(os.path.join(REPO, "challenges"), target)
     for cid, text in TEST_CHALLENGES.items():
         os.makedirs(os.path.join(target, cid))
         with open(os.path.join(target, cid, "challenge.yaml"), "w") as f:

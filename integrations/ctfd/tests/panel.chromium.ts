@@ -42,7 +42,7 @@ interface Rig {
 async function startRig(): Promise<Rig> {
   const proc = spawn(PYTHON, ['-m', 'tests.rig'], {
     cwd: CTFD_DIR, stdio: ['pipe', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', PYTHONDONTWRITEBYTECODE: '1' },
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', PYTHONDONTWRITEBYTECODE: '1', ...(process.env.POSEIDON_SOURCE_DIR ? { POSEIDON_SOURCE_DIR: process.env.POSEIDON_SOURCE_DIR } : {}) },
   });
   let out = '';
   let err = '';
@@ -243,6 +243,11 @@ export function panelSuite(enabled: () => boolean) {
   });
 
   it('a hidden modal holds no request open; showing it again resumes', async (info) => {
+    // Once the panel holds a long-poll open, hide the modal: the panel drops it.
+    await alice.waitForFunction(() => {
+      const panels = Array.from((window as any).PoseidonPanel.panels as Set<any>);
+      return panels.length === 1 && panels[0].inflight?.longPoll === true;
+    }, null, { timeout: 60_000 });
     const aborted = alice.waitForEvent('requestfailed', { predicate: (r) => r.url().includes('/instance?wait=25'), timeout: 60_000 });
     await alice.evaluate(() => (window as any).standin.close());
     await aborted;
