@@ -63,7 +63,7 @@ async function authServer(): Promise<{ url: string; seen: IncomingHttpHeaders[];
   const seen: IncomingHttpHeaders[] = [];
   const server = createHttpServer((req, res) => {
     seen.push(req.headers);
-    if (req.headers['x-poseidon-access'] === 'good') res.writeHead(200, { 'set-cookie': 'session=s1' }).end();
+    if (req.headers['x-poseidon-access'] === 'good') res.writeHead(200, { 'set-cookie': 'session=s1', 'x-user': 'alice', 'x-auth-role': 'admin', 'x-other': 'o' }).end();
     else res.writeHead(401, { 'content-type': 'text/plain', 'x-auth': 'no' }).end('denied by auth');
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -660,6 +660,70 @@ httpSuite('the older API keeps working: `backend` callback for container backend
   }
 });
 
+httpSuite('forwardAuth: authResponseHeaders and authResponseHeadersRegex reach the backend; an auth server that cannot be reached is 500', async () => {
+  const auth = await authServer();
+  httpCfg = {
+    http: {
+      middlewares: {
+        authz: { forwardAuth: { address: auth.url, authRequestHeaders: AUTH_HEADERS, authResponseHeaders: ['X-User'], authResponseHeadersRegex: '^X-Auth-', trustForwardHeader: false } },
+        dead: { forwardAuth: { address: 'http://127.0.0.1:1/authz', trustForwardHeader: false } },
+      },
+      routers: { r: { rule: 'Host(`a.test`)', middlewares: ['authz'], service: 's' }, d: { rule: 'Host(`d.test`)', middlewares: ['dead'], service: 's' } },
+      services: { s: svc(echo.url) },
+    },
+  };
+  assertValidConfig(httpCfg);
+  try {
+    const seen = JSON.parse((await http(mtHttp!.port, { host: 'a.test', headers: { 'x-poseidon-access': 'good', 'x-user': 'mallory', 'x-auth-role': 'root' } })).body) as Echoed;
+    assert.equal(seen.headers['x-user'], ['alice']);
+    assert.equal(seen.headers['x-auth-role'], ['admin']);
+    assert.is(seen.headers['x-other'], undefined);
+    assert.is(auth.seen.at(-1)!['x-user'], undefined, 'only authRequestHeaders go to the auth server');
+    assert.is((await http(mtHttp!.port, { host: 'd.test' })).status, 500);
+  } finally {
+    await auth.close();
+  }
+});
+
+httpSuite('services: round robin over the servers; addPrefix; a bad percent-encoding is 400', async () => {
+  httpCfg = {
+    http: {
+      middlewares: { pre: { addPrefix: { prefix: '/pre' } } },
+      routers: { r: { rule: 'Host(`rr.test`)', service: 'two' }, p: { rule: 'Host(`p.test`)', middlewares: ['pre'], service: 'one' } },
+      services: { two: { loadBalancer: { servers: [{ url: `${echo.url}/one` }, { url: `${echo.url}/two` }] } }, one: svc(echo.url) },
+    },
+  };
+  const urls: string[] = [];
+  for (let i = 0; i < 4; i++) urls.push((JSON.parse((await http(mtHttp!.port, { host: 'rr.test', path: '/x' })).body) as Echoed).url);
+  assert.equal(urls.sort(), ['/one/x', '/one/x', '/two/x', '/two/x']);
+  assert.is((JSON.parse((await http(mtHttp!.port, { host: 'p.test', path: '/x' })).body) as Echoed).url, '/pre/x');
+  assert.is((await http(mtHttp!.port, { host: 'p.test', path: '/%zz' })).status, 400);
+});
+
+httpSuite('entry points: routers naming none use the asDefault ones; trusted forwarders keep their X-Forwarded-*', async () => {
+  const cfg: TraefikConfig = {
+    http: {
+      routers: { any: { rule: 'Host(`any.test`)', service: 's' }, onC: { entryPoints: ['c'], rule: 'Host(`c.test`)', service: 's' } },
+      services: { s: svc(echo.url) },
+    },
+  };
+  const mt = await startMiniTraefik({
+    config: async () => cfg,
+    entryPoints: { a: { asDefault: true }, b: {}, c: { forwardedHeaders: { trustedIPs: ['127.0.0.0/8'] } } },
+  });
+  try {
+    assert.is((await http(mt.entryPoints.a!.port, { host: 'any.test' })).status, 200);
+    assert.is((await http(mt.entryPoints.b!.port, { host: 'any.test' })).status, 404);
+    assert.is((await http(mt.entryPoints.a!.port, { host: 'c.test' })).status, 404);
+    const seen = JSON.parse((await http(mt.entryPoints.c!.port, { host: 'c.test', headers: { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-host': 'front.test', 'x-forwarded-proto': 'https' } })).body) as Echoed;
+    assert.equal(seen.headers['x-forwarded-for'], ['203.0.113.9, 127.0.0.1']);
+    assert.equal(seen.headers['x-forwarded-host'], ['front.test']);
+    assert.equal(seen.headers['x-forwarded-proto'], ['https']);
+  } finally {
+    await mt.close();
+  }
+});
+
 httpSuite.run();
 
 // ---------------------------------------------------------------------------------------------
@@ -865,7 +929,8 @@ tcp('HTTPS on the TLS entry point: an HTTP router with tls is served over TLS, a
   if (!tlsOk) return console.warn('  !! SKIPPED: openssl missing');
   const cfg: TraefikConfig = {
     http: {
-      routers: { web: { entryPoints: ['websecure'], rule: `Host(\`${WEB_HOST}\`)`, service: 'w', tls: {} } },
+      middlewares: { https: { redirectScheme: { permanent: true, scheme: 'https' } } },
+      routers: { web: { entryPoints: ['websecure'], rule: `Host(\`${WEB_HOST}\`)`, middlewares: ['https'], service: 'w', tls: {} } },
       services: { w: svc(tc.http!.url) },
     },
     tcp: {
@@ -888,7 +953,7 @@ tcp('HTTPS on the TLS entry point: an HTTP router with tls is served over TLS, a
       r.on('error', reject);
       r.end();
     });
-    assert.is(res.status, 200);
+    assert.is(res.status, 200, 'already https: redirectScheme lets it through');
     const seen = JSON.parse(res.body) as Echoed;
     assert.equal(seen.headers['x-forwarded-proto'], ['https']);
     assert.equal(seen.headers['x-forwarded-port'], ['443']);
