@@ -10,14 +10,14 @@ import { versionToRun } from '../catalog/rollout-hook.ts';
 import type { ChallengeSpec } from '../core/challenge.ts';
 import { Codes } from '../core/errors.ts';
 import { deriveFlag, flagDigest } from '../core/flag.ts';
-import { FINAL_STATUSES, wantsRunning, type Instance, type InstanceIntent } from '../core/instance.ts';
+import { FINAL_STATUSES, wantsRunning, type Endpoint, type Instance, type InstanceIntent } from '../core/instance.ts';
 import type { Logger, ReconcileContext, ReconcileResult } from '../core/reconcile.ts';
 import { keyFingerprint, parseSealedFlag, seal, sealedFlagField } from '../core/seal.ts';
 import { Semaphore } from '../core/semaphore.ts';
 import { CONFLICT, type Store } from '../core/store.ts';
 import type { PlacementNeeds, WorkerView } from '../core/worker.ts';
 import { playerEndpoints } from '../gateway/exposure.ts';
-import { place } from '../scheduler/placement.ts';
+import { FILTERS, place } from '../scheduler/placement.ts';
 import type { FleetView } from './fleet-view.ts';
 
 export interface PlacementSettings {
@@ -59,11 +59,12 @@ export function placementReconciler(deps: PlacementDeps) {
   return async (ctx: ReconcileContext, id: string): Promise<ReconcileResult> => {
     const now = ctx.now().getTime();
     const inst = await deps.store.getInstance(id);
-    if (!inst || inst.status === 'queued') return {};
+    // Waiting for admission: the admission pass decides when it starts. Cancelled while queued, it is finished below.
+    if (!inst || (inst.status === 'queued' && inst.desired === 'running')) return {};
     if (!wantsRunning(inst, now)) return finish(deps, inst, now);
     const target = await versionToRun(deps.catalog, deps.store, inst, now, deps.log);
     if (target.kind === 'stop') return write(deps, inst, { status: 'failed', reason: target.reason }, now, 0);
-    if (target.kind === 'wait') return inst.worker ? until(inst, now) : write(deps, inst, { status: 'pending', reason: target.reason }, now, retryMs);
+    if (target.kind === 'wait') return inst.worker ? until(inst, now) : write(deps, inst, { status: 'pending', reason: waitReason(deps, inst, target.reason, now) }, now, retryMs);
     const worker = inst.worker === undefined ? undefined : deps.fleet.worker(inst.worker);
     if (worker && worker.state !== 'lost' && worker.state !== 'draining') return keepSealed(deps, inst, target.entry, worker, now);
     if (worker?.state === 'lost' && policyOf(deps, target.entry.spec) === 'fail') {
@@ -75,6 +76,20 @@ export function placementReconciler(deps: PlacementDeps) {
 
 function policyOf(deps: PlacementDeps, spec: ChallengeSpec): 'reschedule' | 'fail' {
   return spec.onWorkerLost ?? deps.settings.onWorkerLost;
+}
+
+/**
+ * Why an unplaced instance waits for its version's image: the `E_NO_CAPACITY` reason when no
+ * worker could run that version even with the image (none registered, none offering its runtime,
+ * all full...: the image states count only eligible workers, so such a version stays `building`),
+ * else the rollout's reason.
+ */
+function waitReason(deps: PlacementDeps, inst: Instance, reason: string, now: number): string {
+  const entry = [deps.catalog.version(inst.specHash), deps.catalog.get(inst.challenge)].find((e) => e?.state === 'building');
+  if (!entry) return reason;
+  const needs = needsOf(entry.spec, entry.image);
+  const result = place(needs, deps.fleet.candidates(needs, deps.fleet.loads(now)), FILTERS.filter((f) => f.name !== 'image'));
+  return result.ok ? reason : `${Codes.noCapacity}: ${result.reason}`;
 }
 
 /** Requeue at the instance's expiry (expiry is level-based: the pass then finishes it). */
@@ -118,7 +133,17 @@ async function keepSealed(deps: PlacementDeps, inst: Instance, entry: CatalogEnt
   const flag = deriveFlag(deps.settings.flagSecret, { team: inst.team, challenge: inst.challenge, instance: inst.id }, entry.spec.flag.format);
   await deps.store.recordFlag(flagDigest(flag), { team: inst.team, ...(inst.user ? { user: inst.user } : {}), challenge: inst.challenge, instance: inst.id, issuedAt: now }, deps.settings.flagRetentionMs);
   const sealedFlag = sealedFlagField(inst.specHash, worker.publicKey, seal(worker.publicKey, flag, { instance: inst.id, epoch: inst.epoch, worker: worker.id }));
-  return write(deps, inst, { sealedFlag }, now, Math.max(0, inst.expiresAt - now));
+  // Another version (a rollout, a restart) may expose other ports: plan them as a placement does.
+  // The same plan keeps what the worker observed (published ports, leased URLs).
+  const planned = playerEndpoints(inst.id, entry.spec, deps.settings);
+  const endpoints = samePlan(inst.endpoints, planned) ? {} : { endpoints: planned };
+  return write(deps, inst, { sealedFlag, ...endpoints }, now, Math.max(0, inst.expiresAt - now));
+}
+
+/** Whether two endpoint lists route the same ports to the same hostnames and backends. */
+function samePlan(a: readonly Endpoint[], b: readonly Endpoint[]): boolean {
+  const key = (e: Endpoint): string => JSON.stringify([e.name, e.protocol, e.port, e.hostname, e.backend]);
+  return a.length === b.length && a.every((e, i) => key(e) === key(b[i] as Endpoint));
 }
 
 /**
