@@ -117,13 +117,30 @@ export class CertStore {
   private readonly entries: Entry[] = [];
   private readonly fallback: SecureContext | undefined;
 
-  /** `certs` are matched by name; `defaultCert` (else the first of `certs`) answers the rest. */
-  constructor(certs: CertificatePair[], defaultCert?: CertificatePair) {
+  /**
+   * `certs` are matched by name; `defaultCert` (else the first of `certs`) answers the rest. A
+   * pair that cannot be read or loaded is left out and reported to `onError` (Traefik logs it
+   * and goes on with the others).
+   */
+  constructor(certs: CertificatePair[], defaultCert?: CertificatePair, onError: (message: string) => void = () => undefined) {
+    const label = (c: CertificatePair) => (c.cert.toString().includes('-----BEGIN') ? 'a PEM certificate' : c.cert.toString());
     for (const c of certs) {
-      const cert = pem(c.cert);
-      this.entries.push({ names: namesOf(cert), context: createSecureContext({ cert, key: pem(c.key) }) });
+      try {
+        const cert = pem(c.cert);
+        this.entries.push({ names: namesOf(cert), context: createSecureContext({ cert, key: pem(c.key) }) });
+      } catch (err) {
+        onError(`certificate ${label(c)}: ${(err as Error).message}`);
+      }
     }
-    this.fallback = defaultCert ? createSecureContext({ cert: pem(defaultCert.cert), key: pem(defaultCert.key) }) : this.entries[0]?.context;
+    let fallback: SecureContext | undefined;
+    if (defaultCert) {
+      try {
+        fallback = createSecureContext({ cert: pem(defaultCert.cert), key: pem(defaultCert.key) });
+      } catch (err) {
+        onError(`default certificate ${label(defaultCert)}: ${(err as Error).message}`);
+      }
+    }
+    this.fallback = fallback ?? this.entries[0]?.context;
   }
 
   /** Whether any certificate is there to terminate TLS with. */

@@ -992,6 +992,25 @@ function createNetConnection(port: number): Socket {
   return s;
 }
 
+tcp('a certificate file that cannot be read is reported and left out; everything else keeps working', async () => {
+  if (!tlsOk) return console.warn('  !! SKIPPED: openssl missing');
+  const cfg: TraefikConfig = {
+    tcp: {
+      routers: { a: { entryPoints: ['websecure'], rule: `HostSNI(\`${PWN_HOST}\`)`, service: 'e', tls: {} } },
+      services: { e: { loadBalancer: { servers: [{ address: tc.echo!.address }] } } },
+    },
+    tls: { certificates: [{ certFile: '/nonexistent/poseidon.crt', keyFile: '/nonexistent/poseidon.key' }] },
+  };
+  const mt = await startMiniTraefik({ config: async () => cfg, entryPoints: { websecure: {} }, defaultCertificate: { cert: tc.cert!.cert, key: tc.cert!.key } });
+  try {
+    const r = await tlsTalk(mt.port, PWN_HOST, { ca: tc.cert!.cert, send: 'still\n' });
+    assert.is(r.out, 'echo:still\nbye\n');
+    assert.ok(mt.errors.some((e) => e.includes('/nonexistent/poseidon.crt')), mt.errors.join('\n'));
+  } finally {
+    await mt.close();
+  }
+});
+
 tcp('a HostSNI router without tls is a configuration error (Traefik refuses it)', async () => {
   const cfg = { tcp: { routers: { x: { rule: `HostSNI(\`${PWN_HOST}\`)`, service: 'b' } }, services: { b: { loadBalancer: { servers: [{ address: tc.echo!.address }] } } } } };
   const mt = await startMiniTraefik({ config: async () => cfg, strict: false });

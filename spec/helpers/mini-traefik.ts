@@ -138,7 +138,7 @@ export interface MiniTraefik {
   authCalls: [string, number][];
   /** Routing decisions, oldest first (the last 2,000). */
   events: RouteEvent[];
-  /** Configuration errors met (deduplicated), oldest first. */
+  /** Configuration errors met (deduplicated), oldest first; also certificates that could not be loaded (which fail nothing). */
   errors: string[];
   close(): Promise<void>;
 }
@@ -307,25 +307,23 @@ function compile(ctx: Ctx, cfg: Json): Compiled {
   const key = JSON.stringify(pairs);
   let certs = ctx.certCache.get(key);
   if (!certs) {
-    try {
-      certs = new CertStore([...(ctx.opts.certificates ?? []), ...pairs.certs], ctx.opts.defaultCertificate ?? pairs.def);
-    } catch (err) {
-      errors.push(`tls certificates: ${(err as Error).message}`);
-      certs = new CertStore(ctx.opts.certificates ?? [], ctx.opts.defaultCertificate);
-    }
+    // A certificate that cannot be loaded is reported but fails nothing (Traefik goes on without it).
+    certs = new CertStore([...(ctx.opts.certificates ?? []), ...pairs.certs], ctx.opts.defaultCertificate ?? pairs.def, (m) => note(ctx, `tls: ${m}`));
     ctx.certCache.set(key, certs);
   }
   http.sort(byPriority);
   tcp.sort(byPriority);
   const compiled: Compiled = { http, tcp, errors, certs };
   ctx.cache.set(cfg, compiled);
-  for (const e of errors) {
-    if (!ctx.seenErrors.has(e)) {
-      ctx.seenErrors.add(e);
-      ctx.mt.errors.push(e);
-    }
-  }
+  for (const e of errors) note(ctx, e);
   return compiled;
+}
+
+/** Lists a configuration problem once in `errors`. */
+function note(ctx: Ctx, e: string): void {
+  if (ctx.seenErrors.has(e)) return;
+  ctx.seenErrors.add(e);
+  ctx.mt.errors.push(e);
 }
 
 async function current(ctx: Ctx): Promise<Compiled> {
