@@ -108,6 +108,54 @@ test('a listing that fails rejects and keeps the previous view', async () => {
   assert.equal(view.workers().map((w) => w.id), ['w1']);
 });
 
+test('ensureFresh: re-reads only when the listing is as old as asked (0: always), sharing one read between callers', async () => {
+  const { clocks, fleet } = world();
+  let reads = 0;
+  let gate: Promise<void> | undefined;
+  const counting = {
+    list: async () => {
+      reads++;
+      if (gate) await gate;
+      return fleet.list();
+    },
+  } as Pick<Fleet, 'list'> as Fleet;
+  const view = new FleetView({ fleet: counting, instances: { all: () => [] }, lostAfterMs: LOST_AFTER, resources: () => ({ cpu: 0, memoryBytes: 0 }), now: () => clocks.local });
+  const ids = () => view.workers().map((w) => w.id);
+  await view.ensureFresh(60_000);
+  assert.is(reads, 1, 'never listed: it lists');
+  await fleet.heartbeat(record('w1'));
+  clocks.local += 999;
+  await view.ensureFresh(1000);
+  assert.equal([reads, ids()], [1, []], 'younger than asked: kept');
+  clocks.local += 1;
+  await view.ensureFresh(1000);
+  assert.equal([reads, ids()], [2, ['w1']], 'as old as asked: re-read');
+  await fleet.heartbeat(record('w2'));
+  await view.ensureFresh(0);
+  assert.equal([reads, ids()], [3, ['w1', 'w2']], '0: always re-read');
+  // Concurrent callers while a read is under way share it.
+  let open: () => void = () => {};
+  gate = new Promise<void>((resolve) => { open = resolve; });
+  const both = Promise.all([view.ensureFresh(0), view.ensureFresh(0)]);
+  open();
+  await both;
+  assert.is(reads, 4);
+});
+
+test('ensureFresh: a failed read rejects and the next call tries again', async () => {
+  const { fleet } = world();
+  let fail = true;
+  const flaky = { list: () => (fail ? Promise.reject(new Error('registry down')) : fleet.list()) } as Pick<Fleet, 'list'> as Fleet;
+  const view = new FleetView({ fleet: flaky, instances: { all: () => [] }, lostAfterMs: LOST_AFTER, resources: () => ({ cpu: 0, memoryBytes: 0 }), now: () => LOCAL_T0 });
+  await fleet.heartbeat(record('w1'));
+  let rejected = false;
+  await view.ensureFresh(1000).catch(() => { rejected = true; });
+  assert.ok(rejected);
+  fail = false;
+  await view.ensureFresh(1000);
+  assert.equal(view.workers().map((w) => w.id), ['w1']);
+});
+
 /* ---------------------------------------------------------------- loads */
 
 const NOW = REGISTRY_T0;

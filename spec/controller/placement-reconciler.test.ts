@@ -662,6 +662,49 @@ t('with image states derived from worker reports, a gVisor challenge without a g
 
 /* ---------------------------------------------------------------- two managers */
 
+t('a manager that has not seen a new worker yet does not move an instance another manager placed there', () => within(async (w) => {
+  await w.register('w1', { slots: 1 });
+  const a = w.m;
+  const b = await w.another();
+  await b.view.refresh();
+  await w.run((await w.launch('web')).id);
+  await w.register('w2');
+  const inst = await w.launch('web');
+  await a.run(inst.id);
+  const placed = await w.get(inst.id);
+  assertPlaced(w, placed, 'w2', 1);
+  // B's last listing has no w2; the store's change notification reaches it first.
+  await b.reconcile(inst.id);
+  assert.equal(await w.get(inst.id), placed, 'not moved off a worker B had not listed');
+  // Nor finished by B when it is stopped: w2 is alive and finishes it.
+  const stopping = await w.store.updateInstance(inst.id, { desired: 'stopped' }, w.clock.now);
+  const c = await w.another();
+  await c.view.refresh();
+  await w.register('w3');
+  const late = await w.launch('web');
+  await a.run(late.id);
+  await w.store.updateInstance(late.id, { desired: 'stopped' }, w.clock.now);
+  const lateBefore = await w.get(late.id);
+  assert.is(lateBefore.worker, 'w3');
+  await c.reconcile(late.id);
+  await b.reconcile(inst.id);
+  assert.equal([await w.get(late.id), await w.get(inst.id)], [lateBefore, stopping]);
+}));
+
+for (const policy of ['reschedule', 'fail'] as const) {
+  t(`a late listing does not make live workers lost (policy ${policy}): instances stay`, () => within(async (w) => {
+    await w.register('w1');
+    await w.register('w2');
+    const inst = await w.launch('web');
+    await w.run(inst.id);
+    const running = await w.store.updateInstance(inst.id, { status: 'running' }, w.clock.now);
+    // Both keep heartbeating, but this manager's fleet pass has not listed them for longer than the lost timeout.
+    await w.advance(LOST_AFTER + 1);
+    await w.m.reconcile(inst.id);
+    assert.equal(await w.get(inst.id), running);
+  }, { settings: { onWorkerLost: policy } }));
+}
+
 t('two managers racing over the same 50 instances never place one twice', () => within(async (w) => {
   for (const id of ['w1', 'w2', 'w3']) await w.register(id, { slots: 100, cpu: 100 });
   const ids: string[] = [];

@@ -37,6 +37,8 @@ export class FleetView {
   #listing: FleetListing = { now: 0, workers: [], images: {} };
   /** Local time of the listing, to age the registry clock between refreshes. */
   #listedAt = 0;
+  #listed = false;
+  #refreshing: Promise<void> | undefined;
 
   constructor(opts: FleetViewOptions) {
     this.#opts = opts;
@@ -47,6 +49,19 @@ export class FleetView {
     const listing = await this.#opts.fleet.list();
     this.#listing = listing;
     this.#listedAt = this.#localNow();
+    this.#listed = true;
+  }
+
+  /**
+   * Re-reads the registry unless the last listing is younger than `maxAgeMs` (local clock; 0:
+   * always); concurrent callers share one read. For verdicts that must not rest on an old
+   * listing (a worker lost or unknown): between listings every heartbeat only ages, and workers
+   * registered since are missing. Rejects like `refresh`.
+   */
+  async ensureFresh(maxAgeMs: number): Promise<void> {
+    if (this.#listed && this.#localNow() - this.#listedAt < maxAgeMs) return;
+    this.#refreshing ??= this.refresh().finally(() => { this.#refreshing = undefined; });
+    return this.#refreshing;
   }
 
   /** The registry clock now (its value at the last listing, aged by local time since). */

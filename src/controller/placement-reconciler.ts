@@ -65,13 +65,30 @@ export function placementReconciler(deps: PlacementDeps) {
     const target = await versionToRun(deps.catalog, deps.store, inst, now, deps.log);
     if (target.kind === 'stop') return write(deps, inst, { status: 'failed', reason: target.reason }, now, 0);
     if (target.kind === 'wait') return inst.worker ? until(inst, now) : write(deps, inst, { status: 'pending', reason: waitReason(deps, inst, target.reason, now) }, now, retryMs);
-    const worker = inst.worker === undefined ? undefined : deps.fleet.worker(inst.worker);
+    const worker = await placedOn(deps, inst);
     if (worker && worker.state !== 'lost' && worker.state !== 'draining') return keepSealed(deps, inst, target.entry, worker, now);
     if (worker?.state === 'lost' && policyOf(deps, target.entry.spec) === 'fail') {
       return write(deps, inst, { status: 'failed', reason: `${Codes.workerLost}: worker ${worker.id} stopped answering; the challenge's policy is to fail its instances` }, now, 0);
     }
     return decide.run(() => placeOn(deps, inst, target.entry, worker, now, retryMs));
   };
+}
+
+/** How old a listing may be to call a worker lost (well under the lost timeout; re-read at most this often per process). */
+const LOST_LISTING_MS = 1000;
+
+/**
+ * The worker `inst` is placed on. A verdict that would move, fail or finish it is taken on a
+ * fresh listing: a worker the view does not know was most likely registered after it (only an
+ * operator's `forget` drops one; another manager placed `inst` there), and a late listing ages every
+ * heartbeat until all look lost. Rejects when the registry cannot be read (nothing is decided).
+ */
+async function placedOn(deps: PlacementDeps, inst: Instance): Promise<WorkerView | undefined> {
+  if (inst.worker === undefined) return undefined;
+  const seen = deps.fleet.worker(inst.worker);
+  if (seen && seen.state !== 'lost') return seen;
+  await deps.fleet.ensureFresh(seen ? LOST_LISTING_MS : 0);
+  return deps.fleet.worker(inst.worker);
 }
 
 function policyOf(deps: PlacementDeps, spec: ChallengeSpec): 'reschedule' | 'fail' {
@@ -158,7 +175,7 @@ async function finish(deps: PlacementDeps, inst: Instance, now: number): Promise
     await deps.store.deleteInstance(inst.id);
     return {};
   }
-  const worker = inst.worker === undefined ? undefined : deps.fleet.worker(inst.worker);
+  const worker = await placedOn(deps, inst);
   if (worker && worker.state !== 'lost') return { requeueAfterMs: 5000 };
   const expired = inst.desired === 'running' && inst.status !== 'failed' && now >= inst.expiresAt;
   const status = inst.status === 'failed' ? 'failed' : 'stopped';
