@@ -75,7 +75,12 @@
     var data = null;
     var type = res.headers.get("content-type") || "";
     if (type.indexOf("application/json") >= 0) {
-      try { data = await res.json(); } catch (e) { data = null; }
+      try {
+        data = await res.json();
+      } catch (e) {
+        if (signal && signal.aborted) throw e; // aborted while reading: not an answer
+        data = null;
+      }
     }
     if (data === null) {
       // CTFd answers HTML when the session is gone (a login page or redirect).
@@ -121,6 +126,7 @@
     this.inflight = null;
     this.wake = null;
     this.hiddenWait = null;
+    this.loopMessage = false;
     this.confirming = null;
     root.__poseidon = this;
     this.build();
@@ -164,6 +170,7 @@
 
   Panel.prototype.say = function (text, kind) {
     this.messageEl.textContent = "";
+    this.messageKind = text ? kind || "info" : null;
     if (!text) return;
     var box = el("div", { class: "alert alert-" + (kind || "info") + " py-1 px-2 mb-0" }, text);
     this.messageEl.appendChild(box);
@@ -263,6 +270,7 @@
       this.hideAll();
     }
     this.say(message || UNREACHABLE_CTFD, "warning");
+    this.loopMessage = true;
   };
 
   Panel.prototype.hideAll = function () {
@@ -279,12 +287,15 @@
       if (!isNaN(server)) this.offset = server - Date.now();
     }
     if (typeof data.waitSeconds === "number") this.waitSeconds = data.waitSeconds;
-    var wasUnavailable = this.root.getAttribute("data-status") === "unavailable";
+    var recovered = this.loopMessage;
+    var changed = (data.etag || "") !== this.etag;
+    this.loopMessage = false;
     this.state = data;
     this.etag = data.etag || "";
     this.render();
     if (data.message) this.say(data.message, "success");
-    else if (wasUnavailable) this.say("");
+    else if (recovered) this.say("");
+    else if (changed && (this.messageKind === "info" || this.messageKind === "success")) this.say(""); // news replaces "Launching…"
   };
 
   Panel.prototype.render = function () {
