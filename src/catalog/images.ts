@@ -41,7 +41,9 @@ export class ImagePublisher implements ImagePreparation {
   }
 
   async prepare(entries: readonly CatalogEntry[]): Promise<void> {
-    await Promise.all(entries.filter((e) => e.spec.build && e.published !== true).map((e) => this.#publish(e)));
+    // Only versions loaded for publishing (`published: false`): one without the flag has a local
+    // `poseidon-build/...` reference, whose push would go to Docker Hub.
+    await Promise.all(entries.filter((e) => e.spec.build && e.published === false).map((e) => this.#publish(e)));
   }
 
   #publish(entry: CatalogEntry): Promise<void> {

@@ -68,7 +68,11 @@ export class WorkerImages {
   async sync(versions: readonly VersionInfo[]): Promise<void> {
     const eligible = versions.filter((v) => this.eligible(v));
     await Promise.all(eligible.map((v) => this.#prepare(v)));
-    await this.#opts.fleet.pruneImages(this.#opts.workerId, eligible.map((v) => v.image)).catch((err: unknown) => {
+    const keep = new Set(eligible.map((v) => v.image));
+    // Forgotten here as in the fleet (pruned below): a version that becomes current again (a
+    // revert) is checked and reported again, or placement would never see it on this worker.
+    for (const image of [...this.#states.keys()]) if (!keep.has(image) && !this.#inflight.has(image)) this.#states.delete(image);
+    await this.#opts.fleet.pruneImages(this.#opts.workerId, [...keep]).catch((err: unknown) => {
       this.#opts.log.warn({ err: (err as Error).message }, 'could not prune image reports');
     });
   }
@@ -76,8 +80,8 @@ export class WorkerImages {
   #prepare(v: VersionInfo): Promise<State> {
     const running = this.#inflight.get(v.image);
     if (running) return running;
-    const again = this.#states.get(v.image)?.state === 'present' && !(v.spec.pull === 'always' && !v.spec.build && !this.#pulled.has(v.hash));
-    if (again) return Promise.resolve(this.#states.get(v.image) as State);
+    // No shortcut for an image known present: `ensure` trusts it (the hot path), but each sync
+    // asks the engine again (one inspect), so an image removed behind our back comes back.
     const work = this.#slots.run(() => this.#make(v)).then(async (state) => {
       await this.#report(v.image, state);
       return state;
