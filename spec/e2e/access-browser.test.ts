@@ -54,9 +54,26 @@ async function inContext<T>(fn: (page: Page, ctx: BrowserContext) => Promise<T>)
   }
 }
 
-/** The `data-state` of the page shown (one of Poseidon's), or undefined for an instance's own page. */
+/**
+ * The `data-state` of the page shown (one of Poseidon's), or undefined for an instance's own page.
+ * Read from the loaded document at once (no wait: `goto` has resolved), retried only when the
+ * starting page's own reload replaced the document under the read.
+ */
 async function state(page: Page): Promise<string | undefined> {
-  return (await page.locator('main[data-state]').getAttribute('data-state', { timeout: 200 }).catch(() => null)) ?? undefined;
+  return (await shown(page)).state;
+}
+
+/** The page's state and title, read together from one document. */
+async function shown(page: Page): Promise<{ state?: string; title: string }> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await page.waitForLoadState('domcontentloaded', { timeout: 60_000 });
+      const r = await page.evaluate(() => ({ state: document.querySelector('main[data-state]')?.getAttribute('data-state') ?? undefined, title: document.title }));
+      return r.state === undefined ? { title: r.title } : { state: r.state, title: r.title };
+    } catch (err) {
+      if (attempt >= 20 || !/context was destroyed|navigat/i.test((err as Error).message)) throw err;
+    }
+  }
 }
 
 it('a link opened while starting shows the starting page, which reloads itself into the flag', async () => {
@@ -67,8 +84,7 @@ it('a link opened while starting shows the starting page, which reloads itself i
   await inContext(async (page, ctx) => {
     const first = await page.goto(access.body.url);
     assert.is(first?.status(), 503);
-    assert.is(await state(page), 'starting');
-    assert.is(await page.title(), 'Starting…');
+    assert.equal(await shown(page), { state: 'starting', title: 'Starting…' });
     assert.is(new URL(page.url()).search, '', 'the link left the address bar');
     const cookies = await ctx.cookies(`http://${access.body.hostname}/`);
     assert.equal(cookies.map((c) => [c.name, c.httpOnly, c.sameSite, c.domain]), [['poseidon', true, 'Lax', access.body.hostname]]);
@@ -120,12 +136,12 @@ it('stopped, expired and unknown hostnames each get their page', async () => {
       return (await state(page)) === 'stopped' ? r : undefined;
     }, 15_000, 300);
     assert.is(stoppedPage?.status(), 410);
-    assert.is(await page.title(), 'Stopped');
+    assert.is((await shown(page)).title, 'Stopped');
     await waitFor('expired page', async () => {
       await page.goto(`http://${short.hostname}/`);
       return (await state(page)) === 'expired' ? true : undefined;
-    }, 30_000, 500);
-    assert.is(await page.title(), 'Expired');
+    }, 120_000, 500);
+    assert.is((await shown(page)).title, 'Expired');
     const unknown = await page.goto(`http://0123456789abcdef.web-hello.${BASE}/`);
     assert.is(unknown?.status(), 404);
     assert.is(await state(page), 'unknown');

@@ -19,6 +19,8 @@ import { apiClient, freePort, startServe, waitFor, type ServeProcess } from '../
 export const KEY = 'e2e-access-admin-key-0123456789';
 export const FLAG_SECRET = 'e2e-access-flag-secret-0123456789';
 export const BASE = 'ctf.test';
+/** The embedded worker's id (leases are keyed by worker). */
+export const WORKER = 'local';
 
 export interface AccessRig {
   mgr: string;
@@ -72,7 +74,8 @@ function writeChallenges(dir: string): void {
     ].join('\n'));
   };
   web('slow-web', '', 5);
-  web('short-web', 'ttl: { default: 12s, max: 20s, renewals: 0 }', 0);
+  // Long enough to start on a loaded 2-core machine, short enough to watch it expire.
+  web('short-web', 'ttl: { default: 40s, max: 60s, renewals: 0 }', 0);
 }
 
 async function start(name: string): Promise<AccessRig> {
@@ -96,7 +99,7 @@ async function start(name: string): Promise<AccessRig> {
       POSEIDON_MANAGER_ID: mgr, POSEIDON_CHALLENGES_DIR: challengesDir, POSEIDON_TRAEFIK_DIR: traefikDir,
       POSEIDON_DATA_DIR: path.join(work, 'data'), POSEIDON_GATEWAY_CONTAINER: `${mgr}-gw`, POSEIDON_RESYNC_SECONDS: '2',
       POSEIDON_BASE_DOMAIN: BASE, POSEIDON_LEASE_PORTS: `${leaseRange.lo}-${leaseRange.hi}`, POSEIDON_LEASE_ADDRESS: '127.0.0.1',
-      POSEIDON_LEASE_HOST: '127.0.0.1', POSEIDON_TEAM_LIMIT: '0',
+      POSEIDON_LEASE_HOST: '127.0.0.1', POSEIDON_TEAM_LIMIT: '0', POSEIDON_WORKER_ID: WORKER,
       POSEIDON_RATE_LIMITS: 'launch=1000/60,stop=1000/60,restart=1000/60,renew=1000/60',
     });
     const api = apiClient(server.url, KEY);

@@ -17,7 +17,7 @@ import { RedisLeaseStore } from '../../src/store/redis-leases.ts';
 import { oracle, REDIS_URL } from '../helpers/deps.ts';
 import { docker, tcpFromProbe } from '../helpers/docker.ts';
 import { waitFor } from '../helpers/server.ts';
-import { accessRig, expectedFlag, type AccessRig } from './access-rig.ts';
+import { accessRig, expectedFlag, WORKER, type AccessRig } from './access-rig.ts';
 
 const t = suite('e2e: player access through the gateway');
 let rig: AccessRig;
@@ -142,7 +142,7 @@ it('leased ports: plain nc on 127.0.0.1 reaches the owner, ports are distinct, n
   const subnet = net.IPAM?.Config?.[0]?.Subnet as string;
   const nat = execFileSync('iptables', ['-t', 'nat', '-S', 'POSTROUTING'], { encoding: 'utf8' });
   assert.not.ok(nat.split('\n').some((l) => l.includes(`-s ${subnet}`) && l.includes('MASQUERADE')), nat);
-  const leases = new RedisLeaseStore({ url: REDIS_URL, prefix: `${rig.mgr}:` });
+  const leases = new RedisLeaseStore({ url: REDIS_URL, prefix: `${rig.mgr}:w:${WORKER}:` });
   try {
     assert.equal((await leases.list()).map((l) => l.port).sort(), [rp, bp].sort());
     assert.is((await rig.api('DELETE', `/v1/instances/${red.id}`)).status, 202);
@@ -159,7 +159,7 @@ it('leased ports: plain nc on 127.0.0.1 reaches the owner, ports are distinct, n
 it('a full lease range keeps the next launch pending with its reason until a port frees', async () => {
   const size = rig.leaseRange.hi - rig.leaseRange.lo + 1;
   const held = async () => {
-    const leases = new RedisLeaseStore({ url: REDIS_URL, prefix: `${rig.mgr}:` });
+    const leases = new RedisLeaseStore({ url: REDIS_URL, prefix: `${rig.mgr}:w:${WORKER}:` });
     try { return (await leases.list()).length; } finally { await leases.close(); }
   };
   const fillers = [];

@@ -23,6 +23,7 @@ const env = {
   POSEIDON_API_KEY: KEY, POSEIDON_FLAG_SECRET: 'crash-flag-secret-0123456789', REDIS_URL,
   POSEIDON_REDIS_PREFIX: `${mgr}:`, POSEIDON_MANAGER_ID: mgr, POSEIDON_CHALLENGES_DIR: path.join(ROOT, 'challenges'),
   POSEIDON_TRAEFIK_DIR: path.join(work, 'traefik'), POSEIDON_DATA_DIR: path.join(work, 'data'), POSEIDON_RESYNC_SECONDS: '2',
+  POSEIDON_DEPLOYMENT_ID: `d-${mgr.slice(-8)}`,
 };
 let server: ServeProcess | undefined;
 
@@ -44,7 +45,7 @@ async function managed(kind: 'containers' | 'networks', instance?: string): Prom
 /** A container and network that look managed but that no request desires. */
 async function plantOrphan(): Promise<string> {
   const id = newInstanceId();
-  const labels = { 'poseidon.managed-by': mgr, 'poseidon.instance': id };
+  const labels = { 'poseidon.managed-by': mgr, 'poseidon.deployment': env.POSEIDON_DEPLOYMENT_ID, 'poseidon.instance': id };
   await docker.createNetwork({ Name: `poseidon-${id}`, Internal: true, Labels: labels });
   const c = await docker.createContainer({ name: `poseidon-${id}`, Image: 'busybox:1.35', Cmd: ['sleep', '600'], Labels: labels, HostConfig: { NetworkMode: `poseidon-${id}` } });
   await c.start();

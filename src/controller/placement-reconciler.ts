@@ -115,27 +115,26 @@ function until(inst: Instance, now: number): ReconcileResult {
 }
 
 /** Places (or moves) `inst`; when no worker fits it stays pending with the reason. */
-async function placeOn(deps: PlacementDeps, inst: Instance, entry: CatalogEntry, from: WorkerView | undefined, now: number, retryMs: number): Promise<ReconcileResult> {
-  const needs = needsOf(entry.spec, entry.image);
-  const result = place(needs, deps.fleet.candidates(needs, deps.fleet.loads(now)));
-  if (!result.ok) {
-    const reason = `${Codes.noCapacity}: ${result.reason}`;
+async function placeOn(deps: PlacementDeps, inst: Instance, own: CatalogEntry, from: WorkerView | undefined, now: number, retryMs: number): Promise<ReconcileResult> {
+  const choice = choose(deps, inst, own, now);
+  if (!choice.ok) {
+    const reason = `${Codes.noCapacity}: ${choice.reason}`;
     // A move keeps the old placement serving (make-before-break) until a worker fits.
     if (inst.worker && from?.state === 'draining') return { requeueAfterMs: retryMs };
     return write(deps, inst, { status: 'pending', reason }, now, retryMs);
   }
-  const worker = deps.fleet.worker(result.worker) as WorkerView;
+  const { worker, entry } = choice;
   const epoch = inst.epoch + 1;
-  const flag = deriveFlag(deps.settings.flagSecret, { team: inst.team, challenge: inst.challenge, instance: inst.id }, entry.spec.flag.format);
+  const flag = await issueFlag(deps, inst, entry, now);
+  const moved = inst.worker ? `moved from ${inst.worker} (${from?.state ?? 'gone'})${entry.hash === inst.specHash ? '' : `, now on version ${entry.hash}`}` : undefined;
   const fields: InstanceIntent = {
-    status: 'pending', reason: inst.worker ? `moved from ${inst.worker} (${from?.state ?? 'gone'})` : undefined,
+    status: 'pending', reason: moved,
     // A move is a fresh container: the next generation, same hostname and expiry.
     generation: inst.worker ? inst.generation + 1 : inst.generation,
+    ...(entry.hash === inst.specHash ? {} : { specHash: entry.hash }),
     endpoints: playerEndpoints(inst.id, entry.spec, deps.settings),
-    sealedFlag: sealedFlagField(inst.specHash, worker.publicKey, seal(worker.publicKey, flag, { instance: inst.id, epoch, worker: worker.id })),
+    sealedFlag: sealedFlagField(entry.hash, worker.publicKey, seal(worker.publicKey, flag, { instance: inst.id, epoch, worker: worker.id })),
   };
-  // Recorded before the container can exist, from the version it runs: verify matches what it gets.
-  await deps.store.recordFlag(flagDigest(flag), { team: inst.team, ...(inst.user ? { user: inst.user } : {}), challenge: inst.challenge, instance: inst.id, issuedAt: now }, deps.settings.flagRetentionMs);
   const placed = await deps.store.assign(inst.id, { epoch: inst.epoch, ...(inst.worker ? { worker: inst.worker } : {}) }, worker.id, fields, now);
   if (placed === CONFLICT || !placed) return {}; // another decision won; its change runs the next pass
   deps.remember(placed);
@@ -143,12 +142,40 @@ async function placeOn(deps: PlacementDeps, inst: Instance, entry: CatalogEntry,
   return until(placed, now);
 }
 
+type Choice = { ok: true; worker: WorkerView; entry: CatalogEntry } | { ok: false; reason: string };
+
+/**
+ * The worker (and version) for `inst`: its own version where one fits. A move whose own version
+ * no worker holds takes the current one, as a restart would (a move is a fresh container anyway):
+ * workers prepare current versions only, so an instance kept on a superseded version (`keep`,
+ * `on-renew`) could otherwise never leave a draining or lost worker.
+ */
+function choose(deps: PlacementDeps, inst: Instance, own: CatalogEntry, now: number): Choice {
+  const loads = deps.fleet.loads(now);
+  const attempt = (entry: CatalogEntry) => {
+    const needs = needsOf(entry.spec, entry.image);
+    return place(needs, deps.fleet.candidates(needs, loads));
+  };
+  const first = attempt(own);
+  if (first.ok) return { ok: true, worker: deps.fleet.worker(first.worker) as WorkerView, entry: own };
+  const current = inst.worker !== undefined && (first.rejected.image ?? 0) > 0 ? deps.catalog.versionFor(inst, 'restart') : undefined;
+  if (current?.action !== 'run' || !current.entry || current.entry.hash === own.hash) return first;
+  const second = attempt(current.entry);
+  return second.ok ? { ok: true, worker: deps.fleet.worker(second.worker) as WorkerView, entry: current.entry } : first;
+}
+
+/** Derives `inst`'s flag and records its digest (before any container can hold it, so verify knows it). */
+async function issueFlag(deps: PlacementDeps, inst: Instance, entry: CatalogEntry, now: number): Promise<string> {
+  const flag = deriveFlag(deps.settings.flagSecret, { team: inst.team, challenge: inst.challenge, instance: inst.id }, entry.spec.flag.format);
+  await deps.store.recordFlag(flagDigest(flag), { team: inst.team, ...(inst.user ? { user: inst.user } : {}), challenge: inst.challenge, instance: inst.id, issuedAt: now }, deps.settings.flagRetentionMs);
+  return flag;
+}
+
 /** Placed on a healthy worker: reseal the flag when the version (a rollout) or the worker's key changed, else nothing. */
 async function keepSealed(deps: PlacementDeps, inst: Instance, entry: CatalogEntry, worker: WorkerView, now: number): Promise<ReconcileResult> {
   const current = parseSealedFlag(inst.sealedFlag);
   if (current?.specHash === inst.specHash && current.key === keyFingerprint(worker.publicKey)) return until(inst, now);
-  const flag = deriveFlag(deps.settings.flagSecret, { team: inst.team, challenge: inst.challenge, instance: inst.id }, entry.spec.flag.format);
-  await deps.store.recordFlag(flagDigest(flag), { team: inst.team, ...(inst.user ? { user: inst.user } : {}), challenge: inst.challenge, instance: inst.id, issuedAt: now }, deps.settings.flagRetentionMs);
+  const flag = await issueFlag(deps, inst, entry, now);
   const sealedFlag = sealedFlagField(inst.specHash, worker.publicKey, seal(worker.publicKey, flag, { instance: inst.id, epoch: inst.epoch, worker: worker.id }));
   // Another version (a rollout, a restart) may expose other ports: plan them as a placement does.
   // The same plan keeps what the worker observed (published ports, leased URLs).

@@ -160,6 +160,8 @@ export interface ContainerRuntime {
   pushImage(ref: string, target: string): Promise<void>;
   /** The engine's facts (cached after the first call). */
   info(): Promise<EngineInfo>;
+  /** Resolves when the engine answers now; rejects when it does not. */
+  ping(): Promise<void>;
   /** Calls `onEvent` for each engine event about a managed object until `signal` aborts. */
   watchEvents(onEvent: (ev: EngineEvent) => void, signal: AbortSignal): void;
 }

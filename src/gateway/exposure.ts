@@ -8,7 +8,7 @@
 import type { Logger } from '../core/reconcile.ts';
 import type { ChallengeSpec } from '../core/challenge.ts';
 import { Codes, PoseidonError } from '../core/errors.ts';
-import { wantsRunning, type Endpoint, type Instance } from '../core/instance.ts';
+import { FINAL_STATUSES, type Endpoint, type Instance } from '../core/instance.ts';
 import type { LeaseStore, PortRange } from '../core/leases.ts';
 import { plannedEndpoints } from '../core/naming.ts';
 import type { ObservedContainer } from '../core/runtime.ts';
@@ -84,17 +84,21 @@ export class Exposure {
   }
 
   /**
-   * Frees leases whose instance is unknown or no longer wants to run, among leases taken before
-   * `listedAt` (when `instances` was read): a lease taken after that may belong to an instance
-   * the listing has not seen. Returns how many instances lost their leases.
+   * Frees leases whose instance is gone from this host, among leases taken before `listedAt`
+   * (when `instances`, those placed here, was read): unknown here and with no object left on
+   * the engine (`onEngine`), or finished (stopped or failed, its container removed). A lease of
+   * an instance being torn down is left to the teardown, which releases it after the container
+   * is gone: freeing it earlier would hand its port to another instance while the old one still
+   * answers on it. Returns how many instances lost their leases.
    */
-  async sweep(instances: readonly Instance[], listedAt: number): Promise<number> {
-    const now = this.#now();
+  async sweep(instances: readonly Instance[], listedAt: number, onEngine: (id: string) => boolean): Promise<number> {
     const byId = new Map(instances.map((i) => [i.id, i]));
     const stale = new Set<string>();
     for (const lease of await this.#opts.leases.list()) {
+      if (lease.acquiredAt >= listedAt) continue;
       const inst = byId.get(lease.instance);
-      if (lease.acquiredAt < listedAt && (!inst || !wantsRunning(inst, now))) stale.add(lease.instance);
+      const gone = inst ? FINAL_STATUSES.has(inst.status) && inst.finishedAt !== undefined : !onEngine(lease.instance);
+      if (gone) stale.add(lease.instance);
     }
     for (const id of stale) await this.release(id);
     return stale.size;

@@ -201,6 +201,10 @@ export class DockerRuntime implements ContainerRuntime {
     return this.#info;
   }
 
+  async ping(): Promise<void> {
+    await this.docker.ping().catch((err: unknown) => { throw runtimeError('ping', err); });
+  }
+
   async imageFacts(ref: string): Promise<ImageFacts> {
     const img = await this.docker.getImage(ref).inspect().catch((err: unknown) => { throw runtimeError(`inspect image ${ref}`, err); }) as {
       Id: string; Config?: { Volumes?: Record<string, unknown> | null; User?: string };

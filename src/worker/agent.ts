@@ -165,10 +165,20 @@ export class WorkerAgent {
     await this.controller.stop();
   }
 
+  /**
+   * A heartbeat says "this host can run instances": without an answering engine there is none,
+   * so the manager declares the worker lost after the deadline and moves its instances. When
+   * Redis is unreachable the heartbeat fails too; either way containers keep running.
+   */
   async #beat(): Promise<void> {
     if (!this.#record) return;
+    try {
+      await this.#deps.runtime.ping();
+    } catch (err) {
+      this.#deps.log.warn({ err: (err as Error).message }, 'engine not answering; no heartbeat until it does');
+      return;
+    }
     await this.#deps.fleet.heartbeat(this.#record).catch((err: unknown) => {
-      // Containers keep running; the manager declares this worker lost if it lasts.
       this.#deps.log.warn({ err: (err as Error).message }, 'heartbeat failed; retrying');
     });
   }
@@ -210,7 +220,7 @@ export class WorkerAgent {
     const placed = await store.listInstances({ worker: settings.id });
     const now = Date.now();
     // A safety net for releases missed by a crash between a removal and its release.
-    await this.#exposure.sweep(placed, listedAt).catch((err: unknown) => this.#deps.log.warn({ err: (err as Error).message }, 'lease sweep failed'));
+    await this.#exposure.sweep(placed, listedAt, (id) => this.#known.has(id)).catch((err: unknown) => this.#deps.log.warn({ err: (err as Error).message }, 'lease sweep failed'));
     const running = placed.filter((i) => i.status === 'running' && i.desired === 'running' && now < i.expiresAt);
     if (settings.gatewayContainer) await joinGateway(runtime, settings.gatewayContainer, running.map((i) => i.id), this.#deps.log);
     if (this.#ingress) await this.#ingress.write(running);

@@ -1,0 +1,260 @@
+/**
+ * Issue 9 end to end, through the API only, on three real Docker engines (each in its own
+ * network namespace), three `poseidon worker` processes, a manager without an embedded worker,
+ * a real registry, and Traefik stand-ins as the edge and each host's ingress (spec/e2e/fleet-rig.ts).
+ * The cases share one rig and run in order; each states the world it leaves.
+ */
+import { connect as tlsConnect } from 'node:tls';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { deriveFlag } from '../../src/core/flag.ts';
+import { haveDocker } from '../helpers/deps.ts';
+import { apiClient } from '../helpers/server.ts';
+import { CHALLENGES, EDGE_SECRET, eventually, FLAG_SECRET, KEY, startFleetRig, type FleetRig } from './fleet-rig.ts';
+
+const t = suite('e2e: workers across three engines (issue 9)');
+const enabled = haveDocker();
+let rig: FleetRig | undefined;
+
+t.before(async () => {
+  if (enabled) rig = await startFleetRig();
+});
+t.after(async () => {
+  await rig?.stop();
+});
+const it = (name: string, fn: (r: FleetRig) => Promise<void>) => t(name, async () => { if (rig) await fn(rig); });
+
+/** GET through a stand-in Traefik at `base` with the given Host and headers; the body as text. */
+async function get(base: string, host: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  const res = await fetch(`${base}/`, { headers: { host, ...headers }, signal: AbortSignal.timeout(30_000) });
+  return { status: res.status, body: await res.text() };
+}
+
+/** A TLS connection to `address` for `servername`, sending `line`, returning what came back. */
+function tlsTalk(address: string, servername: string, line: string): Promise<string> {
+  const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const s = tlsConnect({ host, port, servername, rejectUnauthorized: false }, () => s.write(`${line}\n`));
+    s.setTimeout(20_000, () => s.destroy(new Error('timeout')));
+    s.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('you said')) s.end(); });
+    s.on('end', () => resolve(out));
+    s.on('close', () => resolve(out));
+    s.on('error', reject);
+  });
+}
+
+const launched: any[] = [];
+
+it('workers register with their runtimes and the manager sees them ready', async (r) => {
+  const workers = await eventually('3 ready workers', async () => {
+    const list = (await r.api('GET', '/v1/workers')).body.workers as any[];
+    return list.length === 3 && list.every((w) => w.state === 'ready') ? list : undefined;
+  });
+  assert.equal(workers.map((w) => w.id).sort(), r.workers.map((w) => w.host.name).sort());
+  for (const w of workers) {
+    const host = r.workers.find((x) => x.host.name === w.id)!.host;
+    assert.is(w.address, host.address);
+    assert.is(w.runtimes.includes('gvisor'), host.runtimes.includes('runsc'), `${w.id} offers gVisor exactly when its engine has runsc`);
+    assert.ok(w.heartbeatAgeMs < 6000);
+  }
+});
+
+it('30 instances of 3 challenges for 30 teams: each runs on the engine its instance names, evenly, with its own flag', async (r) => {
+  const results = await Promise.all(Array.from({ length: 30 }, (_, i) => r.launchRunning(CHALLENGES[i % 3] as string, `team${i}`)));
+  launched.push(...results);
+  const containers = await r.containers();
+  const byInstance = new Map<string, string[]>();
+  for (const [worker, instance] of containers) byInstance.set(instance, [...(byInstance.get(instance) ?? []), worker]);
+  for (const inst of results) assert.equal(byInstance.get(inst.id), [inst.worker], `${inst.id} runs exactly once, on ${inst.worker}`);
+  const counts = r.workers.map((w) => results.filter((i) => i.worker === w.host.name).length);
+  for (const c of counts) assert.ok(Math.abs(c - 10) <= 2, `spread within ±2 of even: ${counts.join(',')}`);
+  // The flag, read from inside Docker on the instance's own engine, is this team's.
+  for (const inst of results.filter((i) => i.challenge === 'web-hello')) {
+    const w = r.workers.find((x) => x.host.name === inst.worker)!;
+    const [c] = await w.docker.listContainers({ filters: { label: [`poseidon.instance=${inst.id}`] } });
+    const e = await w.docker.getContainer(c!.Id).exec({ Cmd: ['sh', '-c', 'echo "$FLAG"'], AttachStdout: true });
+    const out = await new Promise<string>((resolve) => e.start({ hijack: true, stdin: false }).then((s) => {
+      let b = '';
+      s.on('data', (d: Buffer) => { b += d.toString('latin1'); });
+      s.on('end', () => resolve(b));
+    }));
+    assert.ok(out.includes(deriveFlag(FLAG_SECRET, { team: inst.team, challenge: inst.challenge, instance: inst.id }, 'poseidon{%s}')), `${inst.team}'s flag on ${inst.worker}`);
+  }
+});
+
+it('the edge routes each hostname to its worker\'s ingress and through it to that team\'s container; the ingress alone answers nothing without the edge secret', async (r) => {
+  for (const w of r.workers) {
+    const inst = launched.find((i) => i.worker === w.host.name && i.challenge === 'web-hello');
+    if (!inst) continue;
+    const token = (await r.api('POST', `/v1/instances/${inst.id}/access`)).body.token;
+    const flag = deriveFlag(FLAG_SECRET, { team: inst.team, challenge: inst.challenge, instance: inst.id }, 'poseidon{%s}');
+    const through = await eventually(`edge -> ${w.host.name}`, async () => {
+      const res = await get(r.edge.url, inst.hostname, { 'x-poseidon-access': token });
+      return res.status === 200 ? res : undefined;
+    });
+    assert.ok(through.body.includes(flag), `${inst.hostname} reached ${inst.team}'s container on ${w.host.name}`);
+    assert.is((await get(r.edge.url, inst.hostname)).status, 401, 'forward-auth at the edge: no token, no entry');
+    const ingress = `http://${w.ingressHttp}`;
+    assert.is((await get(ingress, inst.hostname)).status, 404, 'straight to the ingress: no route without the edge secret');
+    assert.is((await get(ingress, inst.hostname, { 'x-poseidon-edge': 'guess-0123456789abcdef' })).status, 404, 'nor with a wrong one');
+    assert.ok((await get(ingress, inst.hostname, { 'x-poseidon-edge': EDGE_SECRET })).body.includes(flag), 'the secret is what opens the hop');
+  }
+  // TCP over TLS: the edge passes the connection through to the worker's ingress, which terminates it.
+  const pwn = launched.find((i) => i.challenge === 'pwn-echo');
+  const flag = deriveFlag(FLAG_SECRET, { team: pwn.team, challenge: pwn.challenge, instance: pwn.id }, 'poseidon{%s}');
+  const edgeAddress = `127.0.0.1:${r.edge.port}`;
+  const said = await eventually('TLS through the edge', async () => {
+    const out = await tlsTalk(edgeAddress, pwn.hostname, 'hello').catch(() => '');
+    return out.includes(flag) ? out : undefined;
+  });
+  assert.match(said, /you said: hello/);
+});
+
+it('a gVisor-only challenge lands only on workers offering runsc', async (r) => {
+  const sandboxHosts = r.workers.filter((w) => w.host.runtimes.includes('runsc')).map((w) => w.host.name);
+  assert.ok(sandboxHosts.length >= 1 && sandboxHosts.length < r.workers.length, 'the rig has gVisor on some hosts only');
+  const runs = await Promise.all(['g1', 'g2', 'g3'].map((team) => r.launchRunning('sandboxed', team)));
+  for (const inst of runs) assert.ok(sandboxHosts.includes(inst.worker), `${inst.id} on ${inst.worker}`);
+  for (const inst of runs) await r.api('DELETE', `/v1/instances/${inst.id}`);
+});
+
+it('cordon: no new placements there, what runs stays; uncordon: placements again', async (r) => {
+  const target = r.workers[0]!.host.name;
+  const before = (await r.containers()).filter(([w]) => w === target).length;
+  assert.is((await r.api('POST', `/v1/workers/${target}/cordon`)).body.state, 'cordoned');
+  const runs = await Promise.all(['c1', 'c2', 'c3', 'c4'].map((team) => r.launchRunning('web-hello', team)));
+  assert.ok(runs.every((i) => i.worker !== target), runs.map((i) => i.worker).join(','));
+  assert.is((await r.containers()).filter(([w]) => w === target).length, before, 'its instances keep running');
+  assert.is((await r.api('POST', `/v1/workers/${target}/uncordon`)).body.state, 'ready');
+  for (const inst of runs) await r.api('DELETE', `/v1/instances/${inst.id}`);
+});
+
+it('drain: its instances continue elsewhere with the same hostnames and expiry, then it ends empty and cordoned', async (r) => {
+  const target = r.workers[2]!.host.name;
+  const on = (await r.api('GET', '/v1/instances')).body.instances.filter((i: any) => i.worker === target && i.status === 'running');
+  assert.ok(on.length > 0, 'something to drain');
+  assert.is((await r.api('POST', `/v1/workers/${target}/drain`)).status, 200);
+  for (const inst of on) {
+    const moved = await eventually(`${inst.id} moved`, async () => {
+      const now = (await r.api('GET', `/v1/instances/${inst.id}`)).body;
+      return now.status === 'running' && now.worker !== target ? now : undefined;
+    }, 180_000);
+    assert.equal([moved.hostname, moved.expiresAt], [inst.hostname, inst.expiresAt]);
+    assert.is(moved.generation, inst.generation + 1, 'a fresh container');
+  }
+  await eventually(`${target} empty`, async () => ((await r.containers()).some(([w]) => w === target) ? undefined : true));
+  await eventually(`${target} cordoned`, async () => ((await r.api('GET', '/v1/workers')).body.workers.find((w: any) => w.id === target).state === 'cordoned' ? true : undefined));
+  await r.api('POST', `/v1/workers/${target}/uncordon`);
+});
+
+it('kill -9 of a worker process deletes nothing; restarted, it converges with zero duplicates', async (r) => {
+  const w = r.workers[1]!;
+  const before = (await r.containers()).filter(([x]) => x === w.host.name);
+  assert.ok(before.length > 0);
+  await w.kill('SIGKILL');
+  await new Promise((res) => setTimeout(res, 3000));
+  assert.equal((await r.containers()).filter(([x]) => x === w.host.name), before, 'its containers keep running');
+  await w.start();
+  // Two resync periods after it registered again: still the very same containers, no duplicate.
+  await new Promise((res) => setTimeout(res, 8000));
+  assert.equal((await r.containers()).filter(([x]) => x === w.host.name), before);
+});
+
+it('a worker whose engine dies is lost: its instances run elsewhere; back, it removes its stale copies and runs nothing placed elsewhere', async (r) => {
+  const w = r.workers[1]!;
+  const on = (await r.api('GET', '/v1/instances')).body.instances.filter((i: any) => i.worker === w.host.name && i.status === 'running');
+  assert.ok(on.length > 0);
+  const { execFileSync } = await import('node:child_process');
+  const pid = Number(execFileSync('cat', [w.host.socket.replace(/\.sock$/, '.pid')], { encoding: 'utf8' }).trim());
+  process.kill(pid, 'SIGKILL');
+  try {
+    await eventually(`${w.host.name} lost`, async () => ((await r.api('GET', '/v1/workers')).body.workers.find((x: any) => x.id === w.host.name).state === 'lost' ? true : undefined));
+    for (const inst of on) {
+      await eventually(`${inst.id} rescheduled`, async () => {
+        const now = (await r.api('GET', `/v1/instances/${inst.id}`)).body;
+        return now.status === 'running' && now.worker !== w.host.name ? now : undefined;
+      }, 180_000);
+    }
+  } finally {
+    execFileSync('bash', ['scripts/test-hosts.sh', 'up'], { cwd: process.cwd(), stdio: 'ignore', timeout: 180_000 });
+  }
+  await eventually(`${w.host.name} ready again`, async () => ((await r.api('GET', '/v1/workers')).body.workers.find((x: any) => x.id === w.host.name).state === 'ready' ? true : undefined), 180_000);
+  await eventually('stale copies removed', async () => {
+    const ids = new Set(on.map((i: any) => i.id));
+    return (await r.containers()).some(([x, id]) => x === w.host.name && ids.has(id)) ? undefined : true;
+  }, 180_000);
+  const all = await r.containers();
+  for (const inst of on) assert.is(all.filter(([, id]) => id === inst.id).length, 1, `${inst.id} runs exactly once`);
+});
+
+it('a worker given 2 slots never holds more; the rest wait with E_NO_CAPACITY and start as slots free', async (r) => {
+  const w = r.workers[2]!;
+  await w.kill('SIGTERM');
+  await w.start({ POSEIDON_WORKER_SLOTS: '2', POSEIDON_WORKER_LABELS: 'zone=c' });
+  await eventually('slots visible', async () => ((await r.api('GET', '/v1/workers')).body.workers.find((x: any) => x.id === w.host.name)?.slots === 2 ? true : undefined));
+  // The worker already holds instances (slots count them): free it first by draining, then take zoned ones.
+  await r.api('POST', `/v1/workers/${w.host.name}/drain`);
+  await eventually(`${w.host.name} empty`, async () => ((await r.containers()).some(([x]) => x === w.host.name) ? undefined : true), 180_000);
+  await r.api('POST', `/v1/workers/${w.host.name}/uncordon`);
+  const ids: string[] = [];
+  for (const team of ['z1', 'z2', 'z3', 'z4']) ids.push((await r.api('POST', '/v1/instances', { challenge: 'zoned', team })).body.id);
+  await eventually('two running', async () => {
+    const states = await Promise.all(ids.map(async (id) => (await r.api('GET', `/v1/instances/${id}`)).body));
+    return states.filter((s) => s.status === 'running').length === 2 ? states : undefined;
+  });
+  const waiting = await eventually('two waiting with the reason', async () => {
+    const states = await Promise.all(ids.map(async (id) => (await r.api('GET', `/v1/instances/${id}`)).body));
+    const pending = states.filter((s) => s.status === 'pending' && /^E_NO_CAPACITY: no worker fits/.test(s.reason ?? ''));
+    return pending.length === 2 ? pending : undefined;
+  });
+  assert.match(waiting[0].reason, /full/);
+  assert.is((await r.containers()).filter(([x]) => x === w.host.name).length, 2);
+  const running = (await Promise.all(ids.map(async (id) => (await r.api('GET', `/v1/instances/${id}`)).body))).filter((s) => s.status === 'running');
+  await r.api('DELETE', `/v1/instances/${running[0].id}`);
+  await eventually('a waiting one took the slot', async () => {
+    const states = await Promise.all(ids.map(async (id) => (await r.api('GET', `/v1/instances/${id}`)).body));
+    return states.filter((s) => s.status === 'running').length === 2 && states.filter((s) => s.status === 'pending').length === 1 ? true : undefined;
+  });
+  assert.ok((await r.containers()).filter(([x]) => x === w.host.name).length <= 2);
+  for (const id of ids) await r.api('DELETE', `/v1/instances/${id}`);
+});
+
+it('a challenge change pushed to git is built once, pulled by every worker, and launchable before the last one has it', async (r) => {
+  const late = r.workers[2]!;
+  await late.kill('SIGTERM');
+  r.git.write('challenges/web-hello/www/extra.html', `changed ${Date.now()}\n`);
+  const revision = r.git.push('web-hello changes');
+  const synced = await r.api('POST', '/v1/sync', {});
+  assert.is(synced.body.revision, revision);
+  const entry = await eventually('new version ready', async () => {
+    const c = (await r.api('GET', '/v1/catalog/web-hello')).body;
+    return c.state === 'ready' && c.revision === revision ? c : undefined;
+  }, 240_000);
+  const inst = await r.launchRunning('web-hello', 'after-push');
+  assert.ok(inst.worker !== late.host.name, 'placed only where the image is');
+  await late.start();
+  await eventually(`${late.host.name} pulled it`, async () => {
+    const w = (await r.api('GET', '/v1/workers')).body.workers.find((x: any) => x.id === late.host.name);
+    return w?.images[entry.image]?.state === 'present' ? true : undefined;
+  }, 240_000);
+  const builds = r.manager.logs().split('\n').filter((l) => l.includes('"building image"') && l.includes(entry.image));
+  assert.is(builds.length, 1, 'built once, on the manager\'s builder');
+  assert.ok(entry.image.startsWith(r.registry), entry.image);
+});
+
+it('two managers racing on one Redis never place one instance twice', async (r) => {
+  const second = await r.startManager();
+  const apis = [r.api, apiClient(second.url, KEY)];
+  const ids = (await Promise.all(Array.from({ length: 20 }, (_, i) => apis[i % 2]!('POST', '/v1/instances', { challenge: 'two-ports', team: `race${i}` })))).map((x) => x.body.id);
+  for (const id of ids) await eventually(`${id} running`, async () => ((await r.api('GET', `/v1/instances/${id}`)).body.status === 'running' ? true : undefined), 180_000);
+  const all = await r.containers();
+  for (const id of ids) {
+    const copies = all.filter(([, i]) => i === id);
+    const inst = (await r.api('GET', `/v1/instances/${id}`)).body;
+    assert.equal(copies.map(([w]) => w), [inst.worker], `${id}: one container, on its worker`);
+  }
+  await second.stop();
+});
+
+t.run();
