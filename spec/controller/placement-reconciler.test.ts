@@ -410,8 +410,8 @@ t('draining: its instances stay while nothing else fits, then move (next generat
   const moved = await w.get(inst.id);
   assertPlaced(w, moved, 'w2', 2);
   assert.equal(
-    { generation: moved.generation, hostname: moved.hostname, expiresAt: moved.expiresAt, maxExpiresAt: moved.maxExpiresAt, status: moved.status, reason: moved.reason, placedAt: moved.placedAt },
-    { generation: running!.generation + 1, hostname: running!.hostname, expiresAt: running!.expiresAt, maxExpiresAt: running!.maxExpiresAt, status: 'pending', reason: 'moved from w1 (draining)', placedAt: w.clock.now },
+    { generation: moved.generation, specHash: moved.specHash, hostname: moved.hostname, expiresAt: moved.expiresAt, maxExpiresAt: moved.maxExpiresAt, status: moved.status, reason: moved.reason, placedAt: moved.placedAt },
+    { generation: running!.generation + 1, specHash: running!.specHash, hostname: running!.hostname, expiresAt: running!.expiresAt, maxExpiresAt: running!.maxExpiresAt, status: 'pending', reason: 'moved from w1 (draining)', placedAt: w.clock.now },
   );
   assert.equal(moved.endpoints.map((e) => e.hostname), running!.endpoints.map((e) => e.hostname));
   assert.is(w.opened(moved), w.flagOf(moved), 'the same flag, sealed for the new worker');
@@ -631,6 +631,38 @@ t('a rollout (update: recreate) moves the instance to the new version and reseal
     assert.equal(after.endpoints.map((e) => [e.name, e.port, e.backend]), [['web', 8080, `poseidon-${inst.id}:8080`]], 'endpoints follow the new version');
     await w.run(inst.id);
     assert.equal(await w.get(inst.id), after, 'nothing more to do');
+  }, { catalog: cat });
+});
+
+for (const how of ['draining', 'lost'] as const) t(`a ${how} worker's instance of a superseded version (update: keep) moves to the current version when no worker holds its own`, async () => {
+  const own = mkdtempSync(path.join(tmpdir(), 'poseidon-keep-'));
+  temp.push(own);
+  writeChallenge(own, 'kept', 'expose: [{ name: web, port: 80 }]\n');
+  const cat = await loadTestCatalog(own);
+  await within(async (w) => {
+    await w.register('w1');
+    const inst = await w.launch('kept');
+    await w.run(inst.id);
+    const running = (await w.store.updateInstance(inst.id, { status: 'running' }, w.clock.now))!;
+    // A new version with another image; workers prepare (and report) only current versions.
+    writeFileSync(path.join(own, 'kept', 'challenge.yaml'), 'id: kept\nname: kept\nimage: busybox:1.37\nexpose: [{ name: web, port: 80 }]\n');
+    cat.apply(await loadSnapshot({ revision: 'r2', root: own, path: '.' }), w.clock.now);
+    const v2 = cat.get('kept')!;
+    cat.markImage(v2.hash, 'ready', {});
+    await w.fleet.pruneImages('w1', [v2.image]);
+    await w.fleet.reportImages('w1', { [v2.image]: { state: 'present' } });
+    await w.run(inst.id);
+    assert.equal(await w.get(inst.id), running, 'policy keep: it stays on its version');
+    await w.register('w2', { images: null });
+    await w.fleet.reportImages('w2', { [v2.image]: { state: 'present' } });
+    if (how === 'draining') await w.fleet.setAdmin('w1', 'draining');
+    else await w.advance(LOST_AFTER + 1, ['w1']);
+    await w.run(inst.id);
+    const moved = await w.get(inst.id);
+    assertPlaced(w, moved, 'w2', 2);
+    assert.equal([moved.specHash, moved.generation, moved.hostname, moved.expiresAt], [v2.hash, running.generation + 1, running.hostname, running.expiresAt]);
+    assert.is(moved.reason, `moved from w1 (${how}), now on version ${v2.hash}`);
+    assert.ok(await w.store.findFlag(flagDigest(w.flagOf(moved))));
   }, { catalog: cat });
 });
 
