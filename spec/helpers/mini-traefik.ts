@@ -33,12 +33,18 @@
  * any other (container names and IPs) only from inside Docker through `probe` (a docker exec of
  * busybox nc, see mini-traefik-dial.ts), or, for HTTP, through the older `backend` callback.
  *
- * Not implemented (throws or is reported as a configuration error): other middlewares, weighted
- * and mirroring services, https/h2c backends, UDP, TCP middlewares, proxyProtocol, ACME, TLS
- * options and client certificates (mTLS), WebSocket upgrades, HTTP/2, ruleSyntax v2.
- * A configuration error fails every request (502) and connection (closed) when `strict` (the
- * default), so a bad render is loud; with `strict: false` the faulty router is left out, as
- * Traefik does. Either way it is listed in `errors`.
+ * Not implemented (reported as a configuration error): other middlewares, weighted and
+ * mirroring services, https/h2c backends, UDP, TCP middlewares, proxyProtocol, TLS options,
+ * ruleSyntax v2. Not modelled at all: ACME (certResolver routers use the certificates given),
+ * client certificates (mTLS), the 421 SNI/Host check that only differing TLS options trigger,
+ * entry-point-level `http.tls` and redirections (static configuration), WebSocket upgrades,
+ * HTTP/2, Traefik's own self-signed default certificate (without any certificate, TLS
+ * connections are closed), connection pooling to backends (each request has its own connection
+ * and says `Connection: close`), and the tie-break between routers of equal priority (Traefik's
+ * order is unspecified; here it is the router name).
+ * A configuration error fails every request (502 naming it) and TLS/TCP connection (closed) when
+ * `strict` (the default), so a bad render is loud; with `strict: false` the faulty router is left
+ * out, as Traefik does. Either way it is listed in `errors`.
  */
 import { hostname as osHostname } from 'node:os';
 import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type Server as HttpServer, type ServerResponse } from 'node:http';
