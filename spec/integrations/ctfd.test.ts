@@ -1,7 +1,7 @@
 /**
  * The CTFd plugin (integrations/ctfd): its Python unittest suite (the plugin in a CTFd stand-in
- * against a real Poseidon on the real Docker engine) and the instance panel in real headless
- * Chromium. Both need Debian's python3 with Flask, Flask-SQLAlchemy and requests
+ * against a real Poseidon on the real Docker engine), delegate mode through the Traefik stand-in,
+ * and the instance panel in real headless Chromium. Both need Debian's python3 with Flask, Flask-SQLAlchemy and requests
  * (scripts/ctfd-deps.sh installs them), Docker, and Chromium for the panel: under CI=true a
  * missing one fails these tests; elsewhere they are reported as skipped, loudly.
  */
@@ -9,6 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { traefikSuite } from '../../integrations/ctfd/tests/delegate.traefik.ts';
 import { haveChromium, panelSuite, PYTHON } from '../../integrations/ctfd/tests/panel.chromium.ts';
 import { CI, haveDocker, ROOT } from '../helpers/deps.ts';
 
@@ -72,4 +73,5 @@ t('the plugin\'s unittest suite passes against a real Poseidon', async () => {
 });
 
 t.run();
+traefikSuite(() => havePython() && haveDocker()).run();
 panelSuite(enabled).run();

@@ -17,6 +17,15 @@ from urllib.parse import quote, urlencode, urlsplit
 DEFAULT_TIMEOUT = 5.0
 MAX_BODY = 4 * 1024 * 1024
 MAX_EVENT_LINE = 64 * 1024
+# After a transport failure, calls to that server fail at once for this long: with Poseidon down,
+# every panel and flag check answers in milliseconds instead of tying up CTFd's workers.
+BREAKER_SECONDS = 5.0
+_down_until = {}
+
+
+def reset_breaker():
+    """Forgets recent failures (an admin changed the settings or asks for a fresh test)."""
+    _down_until.clear()
 
 
 class PoseidonError(Exception):
@@ -93,6 +102,8 @@ class Client:
 
     def request(self, method, path, body=None, query=None, timeout=None):
         """(status, headers, parsed JSON or None). Raises PoseidonUnavailable on transport failures."""
+        if _down_until.get(self.base_url, 0.0) > time.monotonic():
+            raise PoseidonUnavailable("unreachable (recently)")
         url = self._prefix + path
         if query:
             url += "?" + urlencode([(k, v) for k, v in query.items() if v is not None])
@@ -105,9 +116,11 @@ class Client:
             headers = {k.lower(): v for k, v in res.getheaders()}
             status = res.status
         except (OSError, http.client.HTTPException, ssl.SSLError) as err:
+            _down_until[self.base_url] = time.monotonic() + BREAKER_SECONDS
             raise PoseidonUnavailable("unreachable (%s)" % type(err).__name__) from None
         finally:
             conn.close()
+        _down_until.pop(self.base_url, None)
         if len(raw) > MAX_BODY:
             raise PoseidonUnavailable("answer too large")
         data = None

@@ -350,6 +350,7 @@ def admin_test():
     denied = _admin_guard()
     if denied:
         return denied
+    service.reset_caches()
     try:
         client = settings.client(timeout=5)
     except NotConfigured:

@@ -13,7 +13,7 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from .client import PoseidonProblem, PoseidonUnavailable
+from .client import PoseidonProblem, PoseidonUnavailable, reset_breaker
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 PRINCIPAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -102,6 +102,7 @@ def reset_caches():
     with _caches.lock:
         _caches.catalog.clear()
         _caches.live_filter.clear()
+    reset_breaker()
 
 
 def catalog_entries(client, fresh=False):

@@ -130,6 +130,7 @@ class Poseidon:
             "POSEIDON_DATA_DIR": os.path.join(work, "data-%d" % self.port),
             "POSEIDON_TRAEFIK_DIR": os.path.join(work, "traefik-%d" % self.port),
             "POSEIDON_FLAG_SECRET": "flag-" + secrets.token_hex(16), "POSEIDON_ACCESS_SECRET": "access-" + secrets.token_hex(16),
+            "POSEIDON_URL": "http://127.0.0.1:%d" % self.port,
             "POSEIDON_BASE_DOMAIN": BASE_DOMAIN, "POSEIDON_RESYNC_SECONDS": "2", "POSEIDON_LOG_LEVEL": "info",
         }
         env.update(env_extra or {})
@@ -340,8 +341,9 @@ def start_poseidon(env_extra=None, work=None):
     return p.start()
 
 
-def shared():
-    """The run's stand-in (teams red, blue, green; admin) and Poseidon (delegate mode towards it)."""
+def shared(extra_env=None):
+    """The run's stand-in (teams red, blue, green, amber; admin) and Poseidon (delegate mode
+    towards it); ``extra_env`` adds to Poseidon's environment on first call."""
     with _lock:
         if _shared:
             return _shared["standin"], _shared["poseidon"]
@@ -355,6 +357,7 @@ def shared():
             "POSEIDON_AUTH_DELEGATE_CACHE_SECONDS": "1",
             "POSEIDON_TEAM_LIMIT": "2",
             "POSEIDON_RATE_LIMITS": "launch=60/60,stop=60/60,restart=3/60,renew=60/60",
+            **(extra_env or {}),
         }, work)
         standin.configure(poseidon)
         _shared.update(standin=standin, poseidon=poseidon)

@@ -22,7 +22,7 @@ const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-backgro
 const CTFD_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const LONG = 180_000;
 
-interface RigInfo {
+export interface RigInfo {
   standin: string;
   poseidon: string;
   key: string;
@@ -32,17 +32,17 @@ interface RigInfo {
   challenges: { fast: number; tcp: number };
 }
 
-interface Rig {
+export interface Rig {
   info: RigInfo;
   proc: ChildProcess;
   output: () => string;
 }
 
-/** Starts tests/rig.py and reads its JSON line (bounded). */
-async function startRig(): Promise<Rig> {
+/** Starts tests/rig.py (with `env` added) and reads its JSON line (bounded). */
+export async function startRig(env: Record<string, string> = {}): Promise<Rig> {
   const proc = spawn(PYTHON, ['-m', 'tests.rig'], {
     cwd: CTFD_DIR, stdio: ['pipe', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', PYTHONDONTWRITEBYTECODE: '1', ...(process.env.POSEIDON_SOURCE_DIR ? { POSEIDON_SOURCE_DIR: process.env.POSEIDON_SOURCE_DIR } : {}) },
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', PYTHONDONTWRITEBYTECODE: '1', ...(process.env.POSEIDON_SOURCE_DIR ? { POSEIDON_SOURCE_DIR: process.env.POSEIDON_SOURCE_DIR } : {}), ...env },
   });
   let out = '';
   let err = '';
@@ -66,7 +66,7 @@ async function startRig(): Promise<Rig> {
 }
 
 /** Closes the rig's stdin (it cleans up and exits); kills it after a bound; then sweeps by label. */
-async function stopRig(rig: Rig | undefined): Promise<void> {
+export async function stopRig(rig: Rig | undefined): Promise<void> {
   if (!rig) return;
   if (rig.proc.exitCode === null) {
     const exited = new Promise<void>((resolve) => rig.proc.once('exit', () => resolve()));

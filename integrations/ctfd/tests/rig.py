@@ -1,18 +1,21 @@
 """The rig of the Chromium panel test (panel.chromium.ts): the CTFd stand-in with the plugin and
 a real Poseidon (tests/harness.py), seeded with teams and ``poseidon`` challenges. Prints one
-JSON line with what the browser test needs, then serves until its stdin closes (the test ends or
+JSON line with what the browser test needs (with ``CTFD_RIG_GATEWAY=<container>``, Poseidon joins
+that container, the stand-in Traefik's probe, to instance networks), then serves until its stdin closes (the test ends or
 dies), and then removes everything it started (Poseidon's containers and networks by label).
 
     /usr/bin/python3 -m tests.rig        (from integrations/ctfd)
 """
 import json
+import os
 import sys
 
 from . import harness
 
 
 def main():
-    standin, poseidon = harness.shared()
+    gateway = os.environ.get("CTFD_RIG_GATEWAY")
+    standin, poseidon = harness.shared({"POSEIDON_GATEWAY_CONTAINER": gateway} if gateway else None)
     challenges = {
         "fast": standin.add_challenge("Fast web", "fast-web"),
         "tcp": standin.add_challenge("Echo", "tcp-echo"),

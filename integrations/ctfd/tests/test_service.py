@@ -130,6 +130,19 @@ class ClientSafety(unittest.TestCase):
         self.assertNotIn(key, str(ctx.exception))
         self.assertIn("unreachable", str(ctx.exception))
 
+    def test_a_server_that_is_down_fails_fast_for_a_few_seconds(self):
+        c = pclient.Client("http://127.0.0.1:9", "k" * 20, timeout=1)
+        with self.assertRaises(pclient.PoseidonUnavailable) as first:
+            c.challenges()
+        self.assertIn("ConnectionRefusedError", str(first.exception))
+        with self.assertRaises(pclient.PoseidonUnavailable) as second:
+            c.instances(team="t1")
+        self.assertIn("recently", str(second.exception))
+        pclient.reset_breaker()
+        with self.assertRaises(pclient.PoseidonUnavailable) as third:
+            c.challenges()
+        self.assertIn("ConnectionRefusedError", str(third.exception))
+
     def test_configuration_is_checked(self):
         for url, key in (("", "k" * 20), ("http://x", ""), ("ftp://x", "k" * 20), ("http://", "k" * 20)):
             with self.assertRaises(pclient.NotConfigured):
