@@ -965,6 +965,29 @@ tcp('HTTPS on the TLS entry point: an HTTP router with tls is served over TLS, a
   }
 });
 
+tcp('a TLS HostSNI(`*`) router catches every other SNI, and connections without SNI, after the specific routers', async () => {
+  if (!tlsOk) return console.warn('  !! SKIPPED: openssl missing');
+  const cfg: TraefikConfig = {
+    tcp: {
+      routers: {
+        all: { entryPoints: ['websecure'], rule: 'HostSNI(`*`)', service: 'banner', tls: {} },
+        one: { entryPoints: ['websecure'], rule: `HostSNI(\`${PWN_HOST}\`)`, service: 'echo', tls: {} },
+      },
+      services: { echo: { loadBalancer: { servers: [{ address: tc.echo!.address }] } }, banner: { loadBalancer: { servers: [{ address: tc.banner!.address }] } } },
+    },
+  };
+  assertValidConfig(cfg);
+  const mt = await startMiniTraefik({ config: async () => cfg, entryPoints: { websecure: {} }, defaultCertificate: { cert: tc.cert!.cert, key: tc.cert!.key } });
+  try {
+    assert.is((await tlsTalk(mt.port, PWN_HOST, { send: 'a' })).out, 'echo:abye\n');
+    assert.is((await tlsTalk(mt.port, 'other.pwn-echo.ctf.test', { send: 'b' })).out, 'SSH-2.0-banner\necho:bbye\n');
+    assert.is((await tlsTalk(mt.port, '', { send: 'c' })).out, 'SSH-2.0-banner\necho:cbye\n');
+    assert.equal(mt.events.slice(-3).map((e) => [e.router, e.host]), [['one', PWN_HOST], ['all', 'other.pwn-echo.ctf.test'], ['all', '']]);
+  } finally {
+    await mt.close();
+  }
+});
+
 tcp('a non-TLS catch-all TCP router (HostSNI(`*`), no tls) routes at once: the backend may speak first', async () => {
   const cfg: TraefikConfig = {
     tcp: { routers: { ssh: { entryPoints: ['ssh'], rule: 'HostSNI(`*`)', service: 'b' } }, services: { b: { loadBalancer: { servers: [{ address: tc.banner!.address }] } } } },
