@@ -1,7 +1,7 @@
 /**
  * The manager's view of the fleet (src/controller/fleet-view.ts) over a MemoryFleet: effective
  * worker states at the lost boundary measured on the registry's clock (aged locally between
- * listings), loads from the instance view (placed and not final), capacity (slots of ready
+ * listings, up to a bound), fresh listings on demand, loads from the instance view (placed and not final), capacity (slots of ready
  * workers), placement candidates with their image states, and a failed listing keeping the view.
  */
 import { test } from 'uvu';
@@ -44,42 +44,58 @@ function world(instances: Instance[] = []) {
 
 interface StateRow {
   admin: WorkerAdmin;
-  /** Heartbeat age when the view is asked (registry clock). */
-  ageMs: number;
-  /** How much of that age passed after the listing (aged on the local clock). */
+  /** Heartbeat age on the registry clock when the view lists. */
+  atListingMs: number;
+  /** Local time passed since the listing when the view is asked (aged up to half the lost timeout). */
   sinceListingMs: number;
   state: WorkerState;
 }
 
+const CAP = LOST_AFTER / 2;
 const STATES: StateRow[] = [
-  { admin: 'active', ageMs: 0, sinceListingMs: 0, state: 'ready' },
-  { admin: 'active', ageMs: LOST_AFTER, sinceListingMs: 0, state: 'ready' },
-  { admin: 'active', ageMs: LOST_AFTER + 1, sinceListingMs: 0, state: 'lost' },
-  { admin: 'active', ageMs: LOST_AFTER, sinceListingMs: LOST_AFTER, state: 'ready' },
-  { admin: 'active', ageMs: LOST_AFTER + 1, sinceListingMs: 1, state: 'lost' },
-  { admin: 'active', ageMs: LOST_AFTER + 1, sinceListingMs: LOST_AFTER + 1, state: 'lost' },
-  { admin: 'cordoned', ageMs: 0, sinceListingMs: 0, state: 'cordoned' },
-  { admin: 'cordoned', ageMs: LOST_AFTER, sinceListingMs: 5000, state: 'cordoned' },
-  { admin: 'cordoned', ageMs: LOST_AFTER + 1, sinceListingMs: 5000, state: 'lost' },
-  { admin: 'draining', ageMs: 0, sinceListingMs: 0, state: 'draining' },
-  { admin: 'draining', ageMs: LOST_AFTER + 1, sinceListingMs: 0, state: 'lost' },
+  { admin: 'active', atListingMs: 0, sinceListingMs: 0, state: 'ready' },
+  { admin: 'active', atListingMs: LOST_AFTER, sinceListingMs: 0, state: 'ready' },
+  { admin: 'active', atListingMs: LOST_AFTER + 1, sinceListingMs: 0, state: 'lost' },
+  { admin: 'active', atListingMs: CAP, sinceListingMs: CAP, state: 'ready' },
+  { admin: 'active', atListingMs: CAP + 1, sinceListingMs: CAP, state: 'lost' },
+  { admin: 'active', atListingMs: LOST_AFTER, sinceListingMs: 1, state: 'lost' },
+  // A late listing stops aging: the worker may have heartbeated since; only a listing shows it lost.
+  { admin: 'active', atListingMs: 0, sinceListingMs: LOST_AFTER + 1, state: 'ready' },
+  { admin: 'active', atListingMs: CAP - 1, sinceListingMs: 3_600_000, state: 'ready' },
+  { admin: 'cordoned', atListingMs: 0, sinceListingMs: 0, state: 'cordoned' },
+  { admin: 'cordoned', atListingMs: LOST_AFTER - 5000, sinceListingMs: 5000, state: 'cordoned' },
+  { admin: 'cordoned', atListingMs: LOST_AFTER + 1 - 5000, sinceListingMs: 5000, state: 'lost' },
+  { admin: 'draining', atListingMs: 0, sinceListingMs: 0, state: 'draining' },
+  { admin: 'draining', atListingMs: LOST_AFTER + 1, sinceListingMs: 0, state: 'lost' },
 ];
 
 for (const row of STATES) {
-  test(`state: ${row.admin}, heartbeat ${row.ageMs} ms old (${row.sinceListingMs} ms of it after the listing) -> ${row.state}`, async () => {
+  test(`state: ${row.admin}, heartbeat ${row.atListingMs} ms old when listed, asked ${row.sinceListingMs} ms later -> ${row.state}`, async () => {
     const { clocks, fleet, view } = world();
     await fleet.heartbeat(record('w1'));
     if (row.admin !== 'active') await fleet.setAdmin('w1', row.admin);
-    clocks.registry += row.ageMs - row.sinceListingMs;
+    clocks.registry += row.atListingMs;
     await view.refresh();
     clocks.local += row.sinceListingMs;
     // Moving the registry clock after the listing changes nothing: the view ages it locally.
     clocks.registry += 7_777_777;
-    assert.is(view.now(), REGISTRY_T0 + row.ageMs);
+    assert.is(view.now(), REGISTRY_T0 + row.atListingMs + Math.min(row.sinceListingMs, CAP));
     assert.is(view.worker('w1')?.state, row.state);
     assert.equal(view.workers().map((w) => [w.id, w.admin, w.state]), [['w1', row.admin, row.state]]);
   });
 }
+
+test('state: the aging bound is an option', async () => {
+  const clocks = { registry: REGISTRY_T0, local: LOCAL_T0 };
+  const fleet = new MemoryFleet(() => clocks.registry);
+  const view = new FleetView({ fleet, instances: { all: () => [] }, lostAfterMs: LOST_AFTER, maxAgingMs: LOST_AFTER + 5, resources: () => ({ cpu: 0, memoryBytes: 0 }), now: () => clocks.local });
+  await fleet.heartbeat(record('w1'));
+  await view.refresh();
+  clocks.local += LOST_AFTER + 1;
+  assert.is(view.worker('w1')?.state, 'lost');
+  clocks.local += 3_600_000;
+  assert.is(view.now(), REGISTRY_T0 + LOST_AFTER + 5);
+});
 
 test('state: a worker heartbeating again is ready again; an unknown id has no view', async () => {
   const { clocks, fleet, view } = world();

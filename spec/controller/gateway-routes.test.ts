@@ -5,19 +5,27 @@
  * `poseidon-edge` middleware, TCP passed through to the ingress TLS entry point), straight to
  * the container otherwise. Every rendered file validates against the Traefik v3 oracle.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Ajv } from 'ajv';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parse } from 'yaml';
-import { routesFor } from '../../src/controller/gateway-reconciler.ts';
+import { FleetView } from '../../src/controller/fleet-view.ts';
+import { gatewayReconciler, routesFor } from '../../src/controller/gateway-reconciler.ts';
 import { isPoseidonError } from '../../src/core/errors.ts';
 import type { Endpoint, Instance } from '../../src/core/instance.ts';
+import { newSealingKeys } from '../../src/core/seal.ts';
 import type { WorkerState, WorkerView } from '../../src/core/worker.ts';
+import { TraefikFileWriter } from '../../src/gateway/file-writer.ts';
 import {
   EDGE_HEADER, EDGE_MIDDLEWARE, renderTraefikConfig, serializeTraefikConfig, type GatewayOptions, type GatewayRoute,
 } from '../../src/gateway/traefik.ts';
+import { MemoryFleet } from '../../src/store/memory-fleet.ts';
+import { MemoryStore } from '../../src/store/memory.ts';
 import { oracle } from '../helpers/deps.ts';
+import { memoryLogger } from '../helpers/log.ts';
 import { makeInstance } from '../helpers/specs.ts';
 import { GOLDEN_ROUTES, OPTS } from '../gateway/routes.ts';
 
@@ -187,6 +195,42 @@ test('render: TCP-only routes via an ingress need no edge secret (TLS is passed 
   const cfg = renderChecked(tcpOnly, OPTS);
   assert.is(cfg.tcp?.routers[`i-${B}-nc`]?.tls.passthrough, true);
   assert.not.ok(EDGE_MIDDLEWARE in cfg.http.middlewares);
+});
+
+/* ---------------------------------------------------------------- the pass, on the fleet view */
+
+test('gateway pass: a late fleet listing does not drop the routes of workers that keep heartbeating', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'poseidon-edge-'));
+  try {
+    let clock = NOW;
+    const fleet = new MemoryFleet(() => clock);
+    const view = new FleetView({ fleet, instances: { all: () => [] }, lostAfterMs: 10_000, resources: () => ({ cpu: 0, memoryBytes: 0 }), now: () => clock });
+    const store = new MemoryStore();
+    const { admin: _a, state: _s, heartbeatAt: _h, ...record } = { ...worker('remote', 'ready', { ingress: INGRESS }), publicKey: newSealingKeys().publicKey };
+    await fleet.heartbeat(record);
+    await store.createInstance(inst(B, { worker: 'remote', expiresAt: NOW + 3_600_000, maxExpiresAt: NOW + 3_600_000 }), NOW);
+    const writer = new TraefikFileWriter(dir);
+    const pass = gatewayReconciler({ store, workers: () => view.workers(), writer, options: VIA_OPTS, log: memoryLogger() });
+    const ctx = { signal: new AbortController().signal, now: () => new Date(clock) };
+    const routers = () => Object.keys((parse(readFileSync(writer.target, 'utf8')) as { http: { routers: object } }).http.routers);
+    await view.refresh();
+    await pass(ctx);
+    assert.ok(routers().includes(`i-${B}-web`));
+    // The worker heartbeats on; this manager's fleet pass is late by more than the lost timeout.
+    for (let i = 0; i < 6; i++) {
+      clock += 2000;
+      await fleet.heartbeat(record);
+    }
+    await pass(ctx);
+    assert.ok(routers().includes(`i-${B}-web`), 'routes kept');
+    // Really lost (its heartbeat, listed, is older than the timeout): the routes go.
+    clock += 10_001;
+    await view.refresh();
+    await pass(ctx);
+    assert.not.ok(routers().includes(`i-${B}-web`));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();

@@ -23,6 +23,12 @@ export interface FleetViewOptions {
   lostAfterMs: number;
   /** CPU and memory an instance reserves (its version's resources). */
   resources(inst: Instance): { cpu: number; memoryBytes: number };
+  /**
+   * Most local time a listing is aged by (default half of `lostAfterMs`): past it, heartbeats
+   * may well have come that the view has not read, so a late listing (a fleet pass delayed, the
+   * registry unreadable) stops aging instead of making every worker look lost.
+   */
+  maxAgingMs?: number;
   now?: () => number;
 }
 
@@ -64,9 +70,10 @@ export class FleetView {
     return this.#refreshing;
   }
 
-  /** The registry clock now (its value at the last listing, aged by local time since). */
+  /** The registry clock now: its value at the last listing, aged by local time since (up to `maxAgingMs`). */
   now(): number {
-    return this.#listing.now + (this.#localNow() - this.#listedAt);
+    const aged = Math.max(0, this.#localNow() - this.#listedAt);
+    return this.#listing.now + Math.min(aged, this.#opts.maxAgingMs ?? this.#opts.lostAfterMs / 2);
   }
 
   /** Every registered worker with its effective state, by id. */
