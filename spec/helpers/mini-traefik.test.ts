@@ -715,6 +715,9 @@ httpSuite('entry points: routers naming none use the asDefault ones; trusted for
     assert.is((await http(mt.entryPoints.a!.port, { host: 'any.test' })).status, 200);
     assert.is((await http(mt.entryPoints.b!.port, { host: 'any.test' })).status, 404);
     assert.is((await http(mt.entryPoints.a!.port, { host: 'c.test' })).status, 404);
+    cfg.http.routers.nowhere = { entryPoints: ['websecure'], rule: 'Host(`nowhere.test`)', service: 's' };
+    assert.is((await http(mt.entryPoints.a!.port, { host: 'any.test' })).status, 200, 'a router on an entry point that is not there fails nothing');
+    assert.ok(mt.errors.some((e) => /router nowhere: no valid entryPoint/.test(e)), mt.errors.join('\n'));
     const seen = JSON.parse((await http(mt.entryPoints.c!.port, { host: 'c.test', headers: { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-host': 'front.test', 'x-forwarded-proto': 'https' } })).body) as Echoed;
     assert.equal(seen.headers['x-forwarded-for'], ['203.0.113.9, 127.0.0.1']);
     assert.equal(seen.headers['x-forwarded-host'], ['front.test']);

@@ -273,7 +273,7 @@ interface Ctx {
   dialer: Dialer;
   entryPoints: EntryPoint[];
   defaults: string[];
-  cache: WeakMap<object, Compiled>;
+  cache?: { key: string; compiled: Compiled };
   certCache: Map<string, CertStore>;
   seenErrors: Set<string>;
   rr: Map<string, number>;
@@ -289,8 +289,9 @@ function event(ctx: Ctx, e: RouteEvent): void {
 }
 
 function compile(ctx: Ctx, cfg: Json): Compiled {
-  const hit = ctx.cache.get(cfg);
-  if (hit) return hit;
+  // Keyed by content: a caller may hand the same object back changed.
+  const key = JSON.stringify(cfg);
+  if (ctx.cache?.key === key) return ctx.cache.compiled;
   const errors: string[] = [];
   const http: HttpRouter[] = [];
   const tcp: TcpRouter[] = [];
@@ -310,17 +311,23 @@ function compile(ctx: Ctx, cfg: Json): Compiled {
   }
   if (cfg.udp && Object.keys(cfg.udp.routers ?? {}).length > 0) errors.push('udp routers are not supported by the stand-in');
   const pairs = certPairs(cfg);
-  const key = JSON.stringify(pairs);
-  let certs = ctx.certCache.get(key);
+  const certKey = JSON.stringify(pairs);
+  let certs = ctx.certCache.get(certKey);
   if (!certs) {
     // A certificate that cannot be loaded is reported but fails nothing (Traefik goes on without it).
     certs = new CertStore([...(ctx.opts.certificates ?? []), ...pairs.certs], ctx.opts.defaultCertificate ?? pairs.def, (m) => note(ctx, `tls: ${m}`));
-    ctx.certCache.set(key, certs);
+    ctx.certCache.set(certKey, certs);
   }
   http.sort(byPriority);
   tcp.sort(byPriority);
+  // Traefik disables a router none of whose entry points exist; that is the deployment's
+  // business rather than the render's, so it is noted without failing anything.
+  const known = ctx.entryPoints.map((e) => e.name);
+  for (const [kind, list] of [['http', http], ['tcp', tcp]] as const) {
+    for (const r of list) if (r.entryPoints && !r.entryPoints.some((e) => known.includes(e))) note(ctx, `${kind} router ${r.name}: no valid entryPoint for this router (${r.entryPoints.join(', ')}; this stand-in has ${known.join(', ')})`);
+  }
   const compiled: Compiled = { http, tcp, errors, certs };
-  ctx.cache.set(cfg, compiled);
+  ctx.cache = { key, compiled };
   for (const e of errors) note(ctx, e);
   return compiled;
 }
@@ -847,7 +854,7 @@ export async function startMiniTraefik(opts: MiniTraefikOptions): Promise<MiniTr
   const ctx: Ctx = {
     opts, mt, source, entryPoints: [], defaults: marked.length > 0 ? marked : names,
     dialer: createDialer({ ...(opts.docker ? { docker: opts.docker } : {}), ...(opts.probe ? { probe: opts.probe } : {}), ...(opts.direct ? { direct: opts.direct } : {}) }),
-    cache: new WeakMap(), certCache: new Map(), seenErrors: new Set(), rr: new Map(), sockets: new Set(), serverName: opts.serverName ?? osHostname(),
+    certCache: new Map(), seenErrors: new Set(), rr: new Map(), sockets: new Set(), serverName: opts.serverName ?? osHostname(),
   };
   const closeAll = async () => {
     const closed = Promise.all(ctx.entryPoints.map((ep) => new Promise<void>((r) => ep.net.close(() => r()))));
