@@ -96,6 +96,8 @@ t.before(async () => {
   tree.challenge('sick', ['image: busybox:1.35', SLEEP, WEB, 'healthcheck: { type: command, command: ["false"], timeout: 1s }']);
   tree.challenge('crashy', ['image: busybox:1.35', 'command: [sh, -c, "exit 3"]', WEB]);
   tree.challenge('noimage', ['image: 127.0.0.1:1/none:1', WEB]);
+  // Created fine, but the engine refuses to start it (no such user in the image).
+  tree.challenge('baduser', ['image: busybox:1.35', SLEEP, WEB, 'user: nosuchuser']);
   tree.challenge('writable', ['image: busybox:1.35', SLEEP, WEB, 'filesystem: { readOnly: false, size: 64m }']);
   // Built here (no registry): an image with a VOLUME, run as a non-root uid.
   tree.challenge(VOL, ['build: src', SLEEP, WEB, 'user: "1234"', 'filesystem: { tmpfs: 4m }'], { 'src/Dockerfile': 'FROM busybox:1.35\nVOLUME /data\n' });
@@ -110,11 +112,7 @@ t.after(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-const it = (name: string, fn: () => Promise<void>) => t(name, async () => {
-  const t0 = Date.now();
-  if (enabled) await fn();
-  if (process.env.TIMING) console.log(`${Date.now() - t0} ms  ${name}`);
-});
+const it = (name: string, fn: () => Promise<void>) => t(name, async () => { if (enabled) await fn(); });
 
 function entry(id: string): CatalogEntry {
   const e = catalog.get(id);
@@ -365,6 +363,18 @@ it('a crashing container is recreated with the exit code shown, and fails after 
   const final = await record(inst.id);
   assert.equal([final.status, final.finishedAt], ['failed', clock]);
   assert.match(final.reason ?? '', /exited 5 times/, 'the reason survives the teardown');
+});
+
+it('a container the engine refuses to start is retried with the reason shown, and fails after 5 attempts', async () => {
+  const inst = await launch('baduser');
+  const seen = await converge(inst.id, (i) => /failed to start/.test(i.reason ?? ''), 'a start failure reported');
+  assert.is(seen.status, 'starting');
+  assert.match(seen.reason ?? '', /unable to find user nosuchuser/);
+  const failed = await converge(inst.id, (i) => i.status === 'failed', 'failed');
+  assert.match(failed.reason ?? '', /^container failed to start 5 times: .*unable to find user nosuchuser/);
+  await pass(inst.id);
+  assert.equal(await containersOf(inst.id), []);
+  assert.equal(await networksOf(inst.id), []);
 });
 
 it('a failing health check fails the instance, then nothing runs', async () => {

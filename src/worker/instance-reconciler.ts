@@ -130,8 +130,13 @@ async function converge(deps: WorkerReconcilerDeps, inst: Instance, observed: Ob
     if (!('container' in launched)) return launched;
     container = launched.container;
   }
-  if (container.state === 'created') await deps.runtime.startContainer(container.id);
-  if (container.state === 'exited' || container.state === 'dead') return crashed(deps, inst, container, now, crashes);
+  if (container.state === 'created') {
+    // A start the engine refuses (no such user, a missing entrypoint) leaves the container
+    // `created`: counted like a crash, or the instance would wait forever without a reason.
+    const refused = await deps.runtime.startContainer(container.id).then(() => undefined, (err: unknown) => err as Error);
+    if (refused) return attemptFailed(deps, inst, container, now, crashes, startFailure(refused));
+  }
+  if (container.state === 'exited' || container.state === 'dead') return attemptFailed(deps, inst, container, now, crashes, exitFailure(container));
   if (container.health === 'unhealthy') return fail(deps, inst, `health check failed for ${version.spec.healthcheck?.timeoutSeconds ?? 0}s`, now);
   if (container.state !== 'running' || container.health === 'starting') {
     await write(deps, inst, { status: 'starting', reason: undefined }, now);
@@ -193,18 +198,34 @@ function openFlag(deps: WorkerReconcilerDeps, inst: Instance): string {
   }
 }
 
-async function crashed(deps: WorkerReconcilerDeps, inst: Instance, c: ObservedContainer, now: number, crashes: Map<string, number>): Promise<ReconcileResult> {
+/** How a failed attempt to run a container is reported: while retrying, and once given up. */
+interface AttemptFailure {
+  retrying: string;
+  final(attempts: number): string;
+}
+
+function exitFailure(c: ObservedContainer): AttemptFailure {
+  const code = c.exitCode ?? 'unknown';
+  return { retrying: `container exited with code ${code}; recreating`, final: (n) => `container exited ${n} times (last code ${code})` };
+}
+
+function startFailure(err: Error): AttemptFailure {
+  const why = err.message.replace(/^docker start container failed: /, '');
+  return { retrying: `container failed to start: ${why}; recreating`, final: (n) => `container failed to start ${n} times: ${why}` };
+}
+
+/** The container of this generation exited or could not start: remove it and retry, failing the instance after MAX_CRASHES. */
+async function attemptFailed(deps: WorkerReconcilerDeps, inst: Instance, c: ObservedContainer, now: number, crashes: Map<string, number>, failure: AttemptFailure): Promise<ReconcileResult> {
   await deps.runtime.removeContainer(c.id);
   const key = `${inst.id}:${inst.epoch}:${inst.generation}`;
   const n = (crashes.get(key) ?? 0) + 1;
   crashes.set(key, n);
   if (n >= MAX_CRASHES) {
     crashes.delete(key);
-    return fail(deps, inst, `container exited ${n} times (last code ${c.exitCode ?? 'unknown'})`, now);
+    return fail(deps, inst, failure.final(n), now);
   }
-  const reason = `container exited with code ${c.exitCode ?? 'unknown'}; recreating`;
-  await write(deps, inst, { status: 'starting', reason }, now);
-  throw new PoseidonError(Codes.containerExited, reason, { kind: 'transient' });
+  await write(deps, inst, { status: 'starting', reason: failure.retrying }, now);
+  throw new PoseidonError(Codes.containerExited, failure.retrying, { kind: 'transient' });
 }
 
 async function wait(deps: WorkerReconcilerDeps, inst: Instance, reason: string, now: number, ms: number): Promise<ReconcileResult> {
