@@ -42,8 +42,10 @@
     return;
   }
 
+  // This script's folder (themes that load it through jQuery's getScript have no currentScript:
+  // then the plugin's usual place).
   var script = document.currentScript;
-  var ASSETS = script && script.src ? script.src.replace(/[^/]*(\?.*)?$/, "") : null;
+  var ASSETS = script && script.src ? script.src.replace(/[^/]*(\?.*)?$/, "") : config().root + "/plugins/poseidon/assets/";
 
   function config() {
     var c = (window.CTFd && window.CTFd.config) || {};
@@ -504,7 +506,7 @@
     (window.queueMicrotask || setTimeout)(scan);
   }
 
-  if (ASSETS && !document.querySelector("link[data-poseidon-css]")) {
+  if (!document.querySelector("link[data-poseidon-css]")) {
     var css = el("link", { rel: "stylesheet", href: ASSETS + "panel.css", "data-poseidon-css": "1" });
     document.head.appendChild(css);
   }
