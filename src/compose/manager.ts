@@ -19,8 +19,7 @@ import { gatewayReconciler } from '../controller/gateway-reconciler.ts';
 import { placementReconciler } from '../controller/placement-reconciler.ts';
 import { parseRateLimits } from '../core/lifecycle.ts';
 import { INSTANCE_ID_PATTERN } from '../core/naming.ts';
-import type { ReconcileResult } from '../core/reconcile.ts';
-import type { WorkerState } from '../core/worker.ts';
+import type { ReconcileContext, ReconcileResult } from '../core/reconcile.ts';
 import { EventHub } from '../events/hub.ts';
 import { WebhookSender } from '../events/webhook.ts';
 import { composeAccess, gatewayTls } from '../gateway/compose.ts';
@@ -113,15 +112,17 @@ export async function composeManager(config: Config, backends: Backends, log: Lo
     store, workers: () => fleetView.workers(), writer: new TraefikFileWriter(config.traefikDir), options: gatewayOptions, log: controllerLog,
     onRendered: (text) => snapshot.set(text),
   });
-  const lastStates = new Map<string, WorkerState>();
-  const fleetPass = async (): Promise<ReconcileResult> => {
+  /** What the edge routes depend on per worker: its state and its ingress. */
+  const lastRouting = new Map<string, string>();
+  const fleetPass = async (ctx: ReconcileContext): Promise<ReconcileResult> => {
     await fleetView.refresh();
-    const now = Date.now();
+    const now = ctx.now().getTime();
     const workers = fleetView.workers();
-    let changed = false;
+    let changed = lastRouting.size !== workers.length;
     for (const w of workers) {
-      if (lastStates.get(w.id) !== w.state) changed = true;
-      lastStates.set(w.id, w.state);
+      const routing = `${w.state} ${w.ingress?.http ?? ''} ${w.ingress?.tls ?? ''}`;
+      if (lastRouting.get(w.id) !== routing) changed = true;
+      lastRouting.set(w.id, routing);
       if (w.state === 'draining' && ![...index.all()].some((i) => i.worker === w.id && holdsResources(i, now))) {
         if (await registry.compareAdmin(w.id, 'draining', 'cordoned')) controllerLog.info({ worker: w.id }, 'worker drained; it stays cordoned');
       }
@@ -143,7 +144,7 @@ export async function composeManager(config: Config, backends: Backends, log: Lo
     reconcile: (ctx, key) => {
       if (key === GATEWAY_KEY) return gateway(ctx);
       if (key === ADMISSION_KEY) return admit(ctx);
-      if (key === FLEET_KEY) return fleetPass();
+      if (key === FLEET_KEY) return fleetPass(ctx);
       return INSTANCE_ID_PATTERN.test(key) ? place(ctx, key) : Promise.resolve({});
     },
     sources: [

@@ -306,7 +306,9 @@ export class DockerRuntime implements ContainerRuntime {
     const at = target.lastIndexOf(':');
     const [repo, tag] = at > target.lastIndexOf('/') ? [target.slice(0, at), target.slice(at + 1)] : [target, 'latest'];
     await this.docker.getImage(ref).tag({ repo, tag }).catch((err: unknown) => { throw runtimeError(`tag ${ref} as ${target}`, err); });
-    const stream = await this.docker.getImage(target).push({}).catch((err: unknown) => { throw runtimeError(`push ${target}`, err); });
+    // Engines before API 1.42 refuse a push without X-Registry-Auth, even to an open registry:
+    // send an empty one (credentials, when needed, come from the engine's own login).
+    const stream = await this.docker.getImage(target).push({ authconfig: {} }).catch((err: unknown) => { throw runtimeError(`push ${target}`, err); });
     await this.#follow(stream, `push ${target}`);
   }
 
