@@ -29,7 +29,7 @@ export interface RigInfo {
   manager: string;
   users: Record<string, number>;
   teams: Record<string, number>;
-  challenges: { fast: number; tcp: number };
+  challenges: { fast: number; tcp: number; windowed: number };
 }
 
 export interface Rig {
@@ -281,6 +281,19 @@ export function panelSuite(enabled: () => boolean) {
     await alice.click(`${panel} [data-action=launch]`);
     await alice.waitForSelector(`${panel}[data-status=running]`, { timeout: LONG });
     assert.match((await alice.textContent(`${panel} code[data-connection=pwn]`)) ?? '', /^ncat --ssl [0-9a-f]{16}\.tcp-echo\.ctf\.test 80$/);
+    await alice.click(`${panel} [data-action=stop]`);
+    await alice.click(`${panel} [data-action=stop]`);
+    await alice.waitForSelector(`${panel}[data-status=none]`, { timeout: 60_000 });
+  });
+
+  it('renew outside the renew window: disabled, saying why and when it opens', async (info) => {
+    await alice.evaluate(() => (window as any).standin.close());
+    await open(alice, info.challenges.windowed);
+    await alice.click(`${panel} [data-action=launch]`);
+    await alice.waitForSelector(`${panel}[data-status=running]`, { timeout: LONG });
+    assert.not.ok(await alice.isEnabled(`${panel} [data-action=renew]`));
+    assert.match((await alice.textContent(`${panel} .poseidon-renew-note`)) ?? '', /^Renewal opens 2 min before expiry\. Opens in \d+:\d\d\.$/);
+    assert.match((await alice.getAttribute(`${panel} [data-action=renew]`, 'title')) ?? '', /Renewal opens 2 min before expiry/);
     await alice.click(`${panel} [data-action=stop]`);
     await alice.click(`${panel} [data-action=stop]`);
     await alice.waitForSelector(`${panel}[data-status=none]`, { timeout: 60_000 });

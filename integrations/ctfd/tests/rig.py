@@ -19,8 +19,9 @@ def main():
     challenges = {
         "fast": standin.add_challenge("Fast web", "fast-web"),
         "tcp": standin.add_challenge("Echo", "tcp-echo"),
+        "windowed": standin.add_challenge("Windowed", "window-web"),
     }
-    for pid in ("fast-web", "tcp-echo"):
+    for pid in ("fast-web", "tcp-echo", "window-web"):
         poseidon.wait_ready(pid)
     print(json.dumps({
         "standin": standin.url, "poseidon": poseidon.url, "key": poseidon.key, "manager": poseidon.manager,
