@@ -14,6 +14,7 @@ import * as assert from 'uvu/assert';
 import type { Catalog, CatalogEntry } from '../../src/catalog/catalog.ts';
 import { catalogVersions } from '../../src/catalog/version-source.ts';
 import type { Instance } from '../../src/core/instance.ts';
+import { newInstanceId } from '../../src/core/naming.ts';
 import { newSealingKeys, seal, sealedFlagField } from '../../src/core/seal.ts';
 import { Semaphore } from '../../src/core/semaphore.ts';
 import type { Store } from '../../src/core/store.ts';
@@ -268,12 +269,13 @@ it('a status write is refused when the placement moved during the pass (fencing 
   assert.equal([(await record(inst.id)).status], ['running']);
 });
 
-it('a flag sealed for another worker, another epoch, another key or not at all waits instead of launching', async () => {
+it('a flag sealed for another worker, epoch, key, instance or version, or not at all, waits instead of launching', async () => {
   const flag = 'flag{not-for-you}';
   const cases: [string, Placing['sealedFlag']][] = [
     ['another worker', (i, epoch) => sealFor(i, flag, { worker: OTHER, publicKey: keys.publicKey, epoch })],
     ['another epoch', (i, epoch) => sealFor(i, flag, { worker: ME, publicKey: keys.publicKey, epoch: epoch + 1 })],
     ['another key', (i, epoch) => sealFor(i, flag, { worker: ME, publicKey: otherKeys.publicKey, epoch })],
+    ['another instance (a copied seal)', (i, epoch) => sealFor({ id: newInstanceId(), specHash: i.specHash }, flag, { worker: ME, publicKey: keys.publicKey, epoch })],
     ['another version', (i, epoch) => sealedFlagField('0'.repeat(16), keys.publicKey, seal(keys.publicKey, flag, { instance: i.id, epoch, worker: ME }))],
     ['no seal yet', null],
   ];
