@@ -334,13 +334,20 @@ def admin_settings():
 
 
 def _summary(catalog):
+    """Counts for the connection test: challenges by state, and invalid files (those with an id
+    are challenges in state ``invalid``; the others are listed apart)."""
     states = {}
+    invalid = len(catalog.get("invalid", []) or [])
     for c in catalog.get("challenges", []) or []:
-        states[c.get("state", "?")] = states.get(c.get("state", "?"), 0) + 1
+        state = c.get("state", "?")
+        if state == "invalid" and not c.get("launchable"):
+            invalid += 1
+            continue
+        states[state] = states.get(state, 0) + 1
     last = catalog.get("lastSync") or {}
     return {
-        "revision": catalog.get("revision"), "challenges": len(catalog.get("challenges", []) or []),
-        "states": states, "invalid": len(catalog.get("invalid", []) or []),
+        "revision": catalog.get("revision"), "challenges": sum(states.values()),
+        "states": states, "invalid": invalid,
         "lastSync": {k: last.get(k) for k in ("ok", "at", "code") if k in last},
     }
 
@@ -380,10 +387,15 @@ def admin_challenges():
         return denied
     try:
         client = settings.client()
-        entries = service.catalog_entries(client, fresh=True)
+        raw = client.challenges() or {}
+        entries = service.remember_catalog(client, raw)
         data = {"challenges": [{"id": c.get("id"), "name": c.get("name"), "state": c.get("state"), "valid": c.get("valid", True),
                                 "scope": c.get("scope"), "expose": [{"name": e.get("name"), "protocol": e.get("protocol")} for e in c.get("expose") or []]}
-                               for c in entries.values()]}
+                               for c in entries.values()],
+                # Files Poseidon could not load: which, and why (the first few problems).
+                "invalid": [{"file": b.get("file"), "id": b.get("id"),
+                             "errors": ["%s:%s %s: %s" % (e.get("line"), e.get("column"), e.get("path"), e.get("message")) for e in (b.get("errors") or [])[:3]]}
+                            for b in raw.get("invalid", []) if isinstance(b, dict)]}
         return _answer(data)
     except NotConfigured:
         return _answer({"message": "Set the Poseidon URL and API key first.", "challenges": []}, 503)

@@ -107,15 +107,18 @@ def reset_caches():
 
 def catalog_entries(client, fresh=False):
     """Poseidon's launchable challenges by id (cached for 30 s per server)."""
-    now = time.monotonic()
     with _caches.lock:
         hit = _caches.catalog.get(client.base_url)
-    if hit and hit[0] > now and not fresh:
+    if hit and hit[0] > time.monotonic() and not fresh:
         return hit[1]
-    data = client.challenges() or {}
+    return remember_catalog(client, client.challenges() or {})
+
+
+def remember_catalog(client, data):
+    """Caches a ``GET /v1/challenges`` answer; returns its launchable challenges by id."""
     entries = {c.get("id"): c for c in data.get("challenges", []) if isinstance(c, dict)}
     with _caches.lock:
-        _caches.catalog[client.base_url] = (now + CATALOG_TTL, entries)
+        _caches.catalog[client.base_url] = (time.monotonic() + CATALOG_TTL, entries)
     return entries
 
 

@@ -87,6 +87,8 @@ TEST_CHALLENGES = {
         "resources: { cpu: 0.25, memory: 32m, pids: 32 }",
         "healthcheck: { type: tcp, port: pwn }", "",
     ]),
+    # Invalid on purpose: the admin page lists the files Poseidon could not load.
+    "broken": "id: broken\nname: broken\nimage: busybox:1.35\nexpose: [{ name: web, port: 70000, protocol: http }]\n",
 }
 
 

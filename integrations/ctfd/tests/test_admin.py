@@ -67,6 +67,7 @@ class AdminPage(unittest.TestCase):
         self.assertTrue(body["adminKey"])
         self.assertGreaterEqual(body["catalog"]["challenges"], 4)
         self.assertIn("ready", body["catalog"]["states"])
+        self.assertGreaterEqual(body["catalog"]["invalid"], 1, "the broken test challenge")
         self.assertNotIn(self.poseidon.key, r.text)
         _, version = self.poseidon.api("GET", "/v1/version")
         if version and "version" in version:
@@ -91,7 +92,11 @@ class AdminPage(unittest.TestCase):
 
     def test_catalog_bindings_and_instances(self):
         cid = self.standin.add_challenge("Bind me", "fast-web")
-        catalog = self.admin.get(self.api + "/challenges", timeout=30).json()["challenges"]
+        answer = self.admin.get(self.api + "/challenges", timeout=30).json()
+        catalog = answer["challenges"]
+        broken = [b for b in answer["invalid"] if b["file"].endswith("broken/challenge.yaml")]
+        self.assertEqual(len(broken), 1, answer["invalid"])
+        self.assertIn("expose.0.port", " ".join(broken[0]["errors"]))
         ids = {c["id"]: c for c in catalog}
         self.assertIn("web-hello", ids)
         self.assertEqual(ids["solo-web"]["scope"], "user")

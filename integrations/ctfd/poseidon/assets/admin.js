@@ -109,9 +109,19 @@
     });
   }
 
-  function renderCatalog(list, message) {
+  function renderCatalog(list, message, invalid) {
     var body = $("poseidon-catalog").querySelector("tbody");
     body.textContent = "";
+    (invalid || []).forEach(function (b) {
+      var tr = document.createElement("tr");
+      tr.className = "table-danger";
+      cell(tr, b.id || "");
+      cell(tr, b.file);
+      cell(tr, "invalid");
+      cell(tr, "no");
+      cell(tr, (b.errors || []).join("; ")).colSpan = 2;
+      body.appendChild(tr);
+    });
     list.forEach(function (c) {
       var tr = document.createElement("tr");
       cell(tr, c.id);
@@ -180,7 +190,7 @@
       renderIncidents("poseidon-incidents", r.data.incidents || [], true);
       api("GET", "/challenges").then(function (c) {
         catalog = c.data.challenges || [];
-        renderCatalog(catalog, c.status === 200 ? "" : c.data.message);
+        renderCatalog(catalog, c.status === 200 ? "" : c.data.message, c.data.invalid);
         renderBindings(r.data.bindings || []);
       });
     });
