@@ -56,7 +56,7 @@ export async function composeWorker(config: Config, backends: Backends, versions
       launchConcurrency: config.launchConcurrency, dataDir: config.dataDir,
       ...(config.leasePorts ? { leasePorts: config.leasePorts } : {}),
       ...(config.gatewayContainer ? { gatewayContainer: config.gatewayContainer } : {}),
-      ...(config.ingressHttp && config.ingressTls ? { ingress: { http: config.ingressHttp, tls: config.ingressTls }, traefikDir: config.traefikDir } : {}),
+      ...(config.ingressHttp && config.ingressTls ? { ingress: { http: config.ingressHttp, tls: config.ingressTls }, traefikDir: config.traefikDir, edgeSources: [...config.edgeSources] } : {}),
       ...(config.workerSlots !== undefined ? { slots: config.workerSlots } : {}),
       ...(config.workerCpu !== undefined ? { cpu: config.workerCpu } : {}),
       ...(config.workerMemory !== undefined ? { memoryBytes: parseSize(config.workerMemory) } : {}),

@@ -60,6 +60,7 @@ export interface Config extends AccessConfig, GitOpsConfig {
   readonly workerLabels: string;
   readonly ingressHttp?: string;
   readonly ingressTls?: string;
+  readonly edgeSources: readonly string[];
   readonly heartbeatSeconds: number;
   readonly workerLostSeconds: number;
   readonly onWorkerLost: 'reschedule' | 'fail';
@@ -116,7 +117,7 @@ const ENV_NAMES: Record<string, string> = {
   POSEIDON_DEPLOYMENT_ID: 'deploymentId', POSEIDON_EDGE_SECRET: 'edgeSecret', POSEIDON_WORKER_ID: 'workerId',
   POSEIDON_ADVERTISE_ADDRESS: 'advertiseAddress', POSEIDON_WORKER_SLOTS: 'workerSlots', POSEIDON_WORKER_CPU: 'workerCpu',
   POSEIDON_WORKER_MEMORY: 'workerMemory', POSEIDON_WORKER_LABELS: 'workerLabels', POSEIDON_INGRESS_HTTP: 'ingressHttp',
-  POSEIDON_INGRESS_TLS: 'ingressTls', POSEIDON_HEARTBEAT_SECONDS: 'heartbeatSeconds', POSEIDON_WORKER_LOST_SECONDS: 'workerLostSeconds',
+  POSEIDON_INGRESS_TLS: 'ingressTls', POSEIDON_EDGE_SOURCES: 'edgeSources', POSEIDON_HEARTBEAT_SECONDS: 'heartbeatSeconds', POSEIDON_WORKER_LOST_SECONDS: 'workerLostSeconds',
   POSEIDON_ON_WORKER_LOST: 'onWorkerLost', POSEIDON_FIREWALL: 'firewall', POSEIDON_FIREWALL_ALLOW_HOST_PORTS: 'firewallAllowHostPorts',
   POSEIDON_FIREWALL_DENY: 'firewallDeny', POSEIDON_FIREWALL_DNS: 'firewallDns',
   ...ACCESS_ENV_NAMES,
@@ -124,7 +125,7 @@ const ENV_NAMES: Record<string, string> = {
 };
 const SECRET_KEYS = new Set(['apiKey', 'flagSecret', 'redisUrl', 'apiKeys', 'eventsWebhookSecret', 'accessSecret', 'edgeSecret', ...GITOPS_SECRET_KEYS]);
 /** Variables holding comma-separated lists. */
-const LIST_KEYS = new Set(['traefikEntryPoints', 'apiKeys', 'rateLimits', 'tlsEntryPoints', 'trustProxy', 'authDelegateCookies', 'firewallAllowHostPorts', 'firewallDeny', 'firewallDns']);
+const LIST_KEYS = new Set(['traefikEntryPoints', 'apiKeys', 'rateLimits', 'tlsEntryPoints', 'trustProxy', 'authDelegateCookies', 'firewallAllowHostPorts', 'firewallDeny', 'firewallDns', 'edgeSources']);
 const schemaPath = new URL('../../schemas/config.schema.json', import.meta.url);
 const schema = JSON.parse(readFileSync(schemaPath, 'utf8')) as object;
 const validate = new Ajv({ useDefaults: true, coerceTypes: true, allErrors: true }).compile(schema);

@@ -314,6 +314,11 @@ export interface IngressRoute {
 export interface IngressOptions {
   /** Required on every HTTP request (the edge sets it; nothing else knows it). */
   edgeSecret: string;
+  /**
+   * Addresses (IPs or CIDRs) the edge connects from: every router also requires `ClientIP` in
+   * them. TLS passed through by the edge carries no header, so for TCP routes this is the gate.
+   */
+  edgeSources?: readonly string[];
   /** The ingress entry points: `web` for HTTP from the edge, `websecure` for TLS passed through. */
   httpEntryPoint: string;
   tlsEntryPoint: string;
@@ -326,7 +331,9 @@ export const EDGE_STRIP_MIDDLEWARE = 'poseidon-edge-strip';
  * The dynamic configuration of a worker host's ingress: per HTTP port a router
  * `Host(h) && Header(X-Poseidon-Edge, <secret>)` (a request without what only the edge adds
  * matches nothing: 404), the secret stripped before the container; per TCP port a `HostSNI`
- * router terminating the TLS the edge passed through. Pure and deterministic, like the edge's.
+ * router terminating the TLS the edge passed through. With `edgeSources`, every router also
+ * requires the connection to come from the edge (`ClientIP`): the only gate TCP can have.
+ * Pure and deterministic, like the edge's.
  */
 export function renderIngressConfig(routes: readonly IngressRoute[], opts: IngressOptions): TraefikDynamicConfig {
   checkEdgeSecret(opts.edgeSecret);
@@ -335,16 +342,19 @@ export function renderIngressConfig(routes: readonly IngressRoute[], opts: Ingre
   const tcpRouters: Record<string, TraefikTcpRouter> = {};
   const tcpServices: Record<string, TraefikTcpService> = {};
   const sorted = [...routes].sort((a, b) => (routerName(a) < routerName(b) ? -1 : 1));
+  for (const src of opts.edgeSources ?? []) if (!CIDR.test(src)) throw invalid('edge source', src);
+  const sources = opts.edgeSources?.length ? opts.edgeSources.map((c) => `ClientIP(\`${c}\`)`).join(' || ') : '';
+  const fromEdge = sources ? ` && (${sources})` : '';
   for (const r of sorted) {
     if (!INSTANCE_ID.test(r.instance)) throw invalid('instance', r.instance);
     checkHostname('hostname', r.hostname);
     checkBackend(r.backend);
     const name = routerName(r);
     if (r.protocol === 'http') {
-      routers[name] = { entryPoints: [opts.httpEntryPoint], middlewares: [EDGE_STRIP_MIDDLEWARE], rule: `Host(\`${r.hostname}\`) && Header(\`${EDGE_HEADER}\`, \`${opts.edgeSecret}\`)`, service: name };
+      routers[name] = { entryPoints: [opts.httpEntryPoint], middlewares: [EDGE_STRIP_MIDDLEWARE], rule: `Host(\`${r.hostname}\`) && Header(\`${EDGE_HEADER}\`, \`${opts.edgeSecret}\`)${fromEdge}`, service: name };
       services[name] = { loadBalancer: { passHostHeader: true, servers: [{ url: `http://${r.backend}` }] } };
     } else {
-      tcpRouters[name] = { entryPoints: [opts.tlsEntryPoint], rule: `HostSNI(\`${r.hostname}\`)`, service: name, tls: {} };
+      tcpRouters[name] = { entryPoints: [opts.tlsEntryPoint], rule: `HostSNI(\`${r.hostname}\`)${fromEdge}`, service: name, tls: {} };
       tcpServices[name] = { loadBalancer: { servers: [{ address: r.backend }] } };
     }
   }
@@ -356,3 +366,4 @@ export function renderIngressConfig(routes: readonly IngressRoute[], opts: Ingre
 }
 
 const INSTANCE_ID = /^[0-9a-f]{24}$/;
+const CIDR = /^(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?:\/[0-9]{1,2})?$|^[0-9a-f:]+(?:\/[0-9]{1,3})?$/;

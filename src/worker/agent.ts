@@ -53,6 +53,8 @@ export interface WorkerSettings {
   dataDir: string;
   /** Where the host's ingress configuration is written (with `ingress`). */
   traefikDir?: string;
+  /** Addresses the edge connects to the ingress from. */
+  edgeSources?: readonly string[];
 }
 
 export interface WorkerAgentDeps {
@@ -98,7 +100,7 @@ export class WorkerAgent {
       leases: deps.leases, leaseAddress: s.leaseAddress, leaseHost: s.leaseHost, log,
       ...(s.leasePorts ? { range: parsePortRange(s.leasePorts) } : {}),
     });
-    if (s.ingress && s.traefikDir && deps.edgeSecret) this.#ingress = new IngressWriter({ dir: s.traefikDir, edgeSecret: deps.edgeSecret, log });
+    if (s.ingress && s.traefikDir && deps.edgeSecret) this.#ingress = new IngressWriter({ dir: s.traefikDir, edgeSecret: deps.edgeSecret, edgeSources: s.edgeSources ?? [], log });
     const reconcile = workerReconciler({
       workerId: s.id, owner: deps.owner, store: deps.store, runtime: deps.runtime, versions: deps.versions, images: this.images,
       flagFiles: new FlagFiles(s.dataDir), privateKey: deps.keys.privateKey, log, publishAddress: s.publishAddress,

@@ -11,6 +11,8 @@ import { renderIngressConfig, serializeTraefikConfig, type IngressRoute } from '
 export interface IngressWriterOptions {
   dir: string;
   edgeSecret: string;
+  /** Addresses the edge connects from (see `IngressOptions.edgeSources`). */
+  edgeSources?: readonly string[];
   log: Logger;
   httpEntryPoint?: string;
   tlsEntryPoint?: string;
@@ -27,6 +29,7 @@ export function ingressRoutes(instances: readonly Instance[], now: number): Ingr
 export class IngressWriter {
   readonly #writer: TraefikFileWriter;
   readonly #opts: IngressWriterOptions;
+  #warned = false;
 
   constructor(opts: IngressWriterOptions) {
     this.#opts = opts;
@@ -36,11 +39,15 @@ export class IngressWriter {
   /** The file's text for `instances` (those placed here). */
   render(instances: readonly Instance[], now = Date.now()): string {
     return serializeTraefikConfig(renderIngressConfig(ingressRoutes(instances, now), {
-      edgeSecret: this.#opts.edgeSecret, httpEntryPoint: this.#opts.httpEntryPoint ?? 'web', tlsEntryPoint: this.#opts.tlsEntryPoint ?? 'websecure',
+      edgeSecret: this.#opts.edgeSecret, ...(this.#opts.edgeSources?.length ? { edgeSources: this.#opts.edgeSources } : {}), httpEntryPoint: this.#opts.httpEntryPoint ?? 'web', tlsEntryPoint: this.#opts.tlsEntryPoint ?? 'websecure',
     }));
   }
 
   async write(instances: readonly Instance[]): Promise<void> {
+    if (!this.#opts.edgeSources?.length && !this.#warned && instances.some((i) => i.endpoints.some((e) => e.protocol === 'tcp'))) {
+      this.#warned = true;
+      this.#opts.log.warn({}, 'POSEIDON_EDGE_SOURCES is not set: TCP routes of this ingress admit any client that reaches its TLS port; set it to the edge\'s addresses or firewall the port');
+    }
     const wrote = await this.#writer.write(this.render(instances));
     if (wrote) this.#opts.log.info({ routes: ingressRoutes(instances, Date.now()).length }, 'ingress configuration written');
   }
