@@ -30,7 +30,7 @@ test('networks: internal by default; a bridge without NAT when ports must be pub
     [[tcp], true, true, undefined],
   ];
   for (const [expose, egress, publishing, masquerade] of cases) {
-    const n = planNetwork(inst, spec(expose, egress), { owner: OWNER, deployment: 'dtest' }, publishing);
+    const n = planNetwork(inst, spec(expose, egress), OWNER, publishing);
     const internal = !egress && !publishing && !(expose[0] as { lease?: boolean }).lease;
     assert.is(n.internal, internal, JSON.stringify({ expose, egress, publishing }));
     assert.is(n.masquerade, masquerade, JSON.stringify({ expose, egress, publishing }));

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { healthTest, instanceLabels, planContainer, planNetwork, tmpfsMounts } from '../../src/core/container-plan.ts';
+import { healthTest, instanceLabels, planContainer, planNetwork, readinessCommand, tmpfsMounts } from '../../src/core/container-plan.ts';
 import { toCreateOptions } from '../../src/runtime/docker-create.ts';
 import { makeInstance, makeSpec } from '../helpers/specs.ts';
 
@@ -85,9 +85,14 @@ for (const [hc, expected] of cases) {
   test(`health check ${hc.kind}`, () => assert.equal(healthTest(spec2, hc), expected));
 }
 
-test('health check retries cover the spec timeout', () => {
-  const plan = planContainer(inst, makeSpec({ healthcheck: { kind: 'http', port: 'web', path: '/', timeoutSeconds: 30 } }), base);
-  assert.equal(plan.healthcheck, { test: ['CMD', 'wget', '-q', '-O', '/dev/null', 'http://127.0.0.1:8080/'], intervalMs: 1000, timeoutMs: 2000, retries: 30 });
+test('Docker\'s health check is the patient liveness signal; readiness probes run the same test by exec', () => {
+  const spec = makeSpec({ healthcheck: { kind: 'http', port: 'web', path: '/', timeoutSeconds: 30 } });
+  const plan = planContainer(inst, spec, base);
+  assert.equal(plan.healthcheck, { test: ['CMD', 'wget', '-q', '-O', '/dev/null', 'http://127.0.0.1:8080/'], intervalMs: 10_000, timeoutMs: 5000, retries: 3, startPeriodMs: 30_000 });
+  assert.equal(readinessCommand(spec), ['wget', '-q', '-O', '/dev/null', 'http://127.0.0.1:8080/']);
+  assert.equal(readinessCommand(spec2 && makeSpec({ expose: spec2.expose, healthcheck: { kind: 'tcp', port: 'pwn', timeoutSeconds: 5 } })), ['sh', '-c', 'timeout 1 nc 127.0.0.1 9000 </dev/null >/dev/null 2>&1; [ $? -ne 1 ]']);
+  assert.is(readinessCommand(makeSpec()), undefined, 'no health check: running when the container runs');
+  assert.is(toCreateOptions(plan).Healthcheck?.StartPeriod, 30_000 * 1_000_000);
 });
 
 test.run();

@@ -60,6 +60,8 @@ export interface FleetRig {
   startManager(): Promise<ServeProcess>;
   /** Every managed container on every engine, as [worker name, instance id, container id]. */
   containers(): Promise<[string, string, string][]>;
+  /** Waits until the instance record satisfies `done`; on timeout says where it stood and what the processes said last. */
+  waitInstance(id: string, what: string, done: (inst: any) => boolean, timeoutMs?: number): Promise<any>;
   /** Launches and waits until running (or throws with the last status). */
   launchRunning(challenge: string, team: string, api?: ReturnType<typeof apiClient>): Promise<any>;
   stop(): Promise<void>;
@@ -235,6 +237,7 @@ export async function startFleetRig(): Promise<FleetRig | undefined> {
     }
     await Promise.all(workers.map((w) => w.start()));
     edge = await startMiniTraefik({ config: async () => (await api('GET', '/v1/traefik/config')).body });
+    const workersLogs = (id: string): string => workers.map((w) => `${w.host.name}:\n${w.logs().split('\n').filter((l) => l.includes(id) || /"level":(40|50)/.test(l)).slice(-8).join('\n')}`).join('\n');
     const rig: FleetRig = {
       hosts, mgr, deployment, redisUrl: localRedis, manager, api, workers, edge, git, registry,
       async startManager() {
@@ -249,6 +252,19 @@ export async function startFleetRig(): Promise<FleetRig | undefined> {
           for (const c of list) out.push([w.host.name, c.Labels['poseidon.instance'] ?? '', c.Id]);
         }
         return out.sort();
+      },
+      async waitInstance(id, what, done, timeoutMs = 240_000) {
+        let last: any = {};
+        try {
+          return await waitFor(`${id} ${what}`, async () => {
+            last = (await api('GET', `/v1/instances/${id}`)).body;
+            return done(last) ? last : undefined;
+          }, timeoutMs, 250);
+        } catch (err) {
+          const tail = (text: string) => text.split('\n').filter((l) => l.includes(id) || /"level":(40|50)/.test(l)).slice(-12).join('\n');
+          const workers = (await api('GET', '/v1/workers')).body.workers?.map((w: any) => `${w.id}:${w.state}:${w.instances}/${w.slots}`).join(' ');
+          throw new Error(`${(err as Error).message}\nlast: ${JSON.stringify(last)}\nworkers: ${workers}\nmanager:\n${tail(manager.logs())}\n${workersLogs(id)}`);
+        }
       },
       async launchRunning(challenge, team, client = api) {
         const res = await client('POST', '/v1/instances', { challenge, team });

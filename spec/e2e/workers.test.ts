@@ -117,6 +117,8 @@ it('a gVisor-only challenge lands only on workers offering runsc', async (r) => 
   const runs = await Promise.all(['g1', 'g2', 'g3'].map((team) => r.launchRunning('sandboxed', team)));
   for (const inst of runs) assert.ok(sandboxHosts.includes(inst.worker), `${inst.id} on ${inst.worker}`);
   for (const inst of runs) await r.api('DELETE', `/v1/instances/${inst.id}`);
+  const ids = new Set(runs.map((i) => i.id));
+  await eventually('sandboxed containers gone', async () => ((await r.containers()).some(([, id]) => ids.has(id)) ? undefined : true));
 });
 
 it('cordon: no new placements there, what runs stays; uncordon: placements again', async (r) => {
@@ -128,6 +130,8 @@ it('cordon: no new placements there, what runs stays; uncordon: placements again
   assert.is((await r.containers()).filter(([w]) => w === target).length, before, 'its instances keep running');
   assert.is((await r.api('POST', `/v1/workers/${target}/uncordon`)).body.state, 'ready');
   for (const inst of runs) await r.api('DELETE', `/v1/instances/${inst.id}`);
+  const ids = new Set(runs.map((i) => i.id));
+  await eventually('cordon test containers gone', async () => ((await r.containers()).some(([, id]) => ids.has(id)) ? undefined : true));
 });
 
 it('drain: its instances continue elsewhere with the same hostnames and expiry, then it ends empty and cordoned', async (r) => {
@@ -136,10 +140,7 @@ it('drain: its instances continue elsewhere with the same hostnames and expiry, 
   assert.ok(on.length > 0, 'something to drain');
   assert.is((await r.api('POST', `/v1/workers/${target}/drain`)).status, 200);
   for (const inst of on) {
-    const moved = await eventually(`${inst.id} moved`, async () => {
-      const now = (await r.api('GET', `/v1/instances/${inst.id}`)).body;
-      return now.status === 'running' && now.worker !== target ? now : undefined;
-    }, 180_000);
+    const moved = await r.waitInstance(inst.id, `moved off ${target}`, (now) => now.status === 'running' && now.worker !== target);
     assert.equal([moved.hostname, moved.expiresAt], [inst.hostname, inst.expiresAt]);
     assert.is(moved.generation, inst.generation + 1, 'a fresh container');
   }
@@ -171,10 +172,7 @@ it('a worker whose engine dies is lost: its instances run elsewhere; back, it re
   try {
     await eventually(`${w.host.name} lost`, async () => ((await r.api('GET', '/v1/workers')).body.workers.find((x: any) => x.id === w.host.name).state === 'lost' ? true : undefined));
     for (const inst of on) {
-      await eventually(`${inst.id} rescheduled`, async () => {
-        const now = (await r.api('GET', `/v1/instances/${inst.id}`)).body;
-        return now.status === 'running' && now.worker !== w.host.name ? now : undefined;
-      }, 180_000);
+      await r.waitInstance(inst.id, `rescheduled off ${w.host.name}`, (now) => now.status === 'running' && now.worker !== w.host.name);
     }
   } finally {
     execFileSync('bash', ['scripts/test-hosts.sh', 'up'], { cwd: process.cwd(), stdio: 'ignore', timeout: 180_000 });

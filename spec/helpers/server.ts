@@ -44,14 +44,15 @@ export async function startServe(env: Record<string, string>, args: string[] = [
     await exited;
   };
   const handle: ServeProcess = { url, proc, logs: () => out, stop: () => waitExit('SIGTERM'), kill: () => waitExit('SIGKILL') };
-  for (let i = 0; i < 150; i++) {
+  // Generous: a first catalog sync (a git clone, a registry) on a loaded 2-core machine is slow.
+  for (let i = 0; i < 900; i++) {
     if (proc.exitCode !== null) throw new Error(`serve exited early (${proc.exitCode}):\n${out}`);
     const ok = await fetch(`${url}/healthz`).then((r) => r.ok, () => false);
     if (ok) return handle;
     await sleep(100);
   }
   await handle.kill();
-  throw new Error(`serve did not become healthy in 15 s:\n${out}`);
+  throw new Error(`serve did not become healthy in 90 s:\n${out}`);
 }
 
 /** A small JSON client for the API. */

@@ -24,6 +24,7 @@ import { MemoryFleet } from '../../src/store/memory-fleet.ts';
 import { MemoryLeaseStore } from '../../src/store/memory-leases.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { FlagFiles } from '../../src/worker/flag-files.ts';
+import { ReadinessProbes } from '../../src/worker/readiness.ts';
 import { WorkerImages } from '../../src/worker/images.ts';
 import { workerReconciler } from '../../src/worker/instance-reconciler.ts';
 import { loadTestCatalog } from '../helpers/catalog.ts';
@@ -80,7 +81,7 @@ const pass = (id: string) => {
     flagFiles: new FlagFiles(dataDir), privateKey: keys.privateKey, log, publishAddress: '',
     exposure: new Exposure({ leases: new MemoryLeaseStore(), leaseAddress: '127.0.0.1', leaseHost: 'localhost', log }),
     launches: new Semaphore(2), mayRemoveOrphan: (id) => cleared.has(id), routesChanged: () => { routeChanges++; },
-    moveGraceMs: MOVE_GRACE_MS,
+    moveGraceMs: MOVE_GRACE_MS, readiness: new ReadinessProbes({ runtime }),
   });
   return reconcile({ signal: new AbortController().signal, now: () => new Date(clock) }, id);
 };

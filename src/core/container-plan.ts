@@ -46,6 +46,16 @@ export function planNetwork(inst: Instance, spec: ChallengeSpec, owner: Ownershi
   return plan;
 }
 
+/** How often Docker checks a running instance's health (liveness). */
+export const LIVENESS_INTERVAL_MS = 10_000;
+
+/** The readiness probe of a spec as an exec command (the health check's test), or undefined without one. */
+export function readinessCommand(spec: ChallengeSpec): string[] | undefined {
+  if (!spec.healthcheck) return undefined;
+  const [kind, ...rest] = healthTest(spec, spec.healthcheck);
+  return kind === 'CMD-SHELL' ? ['sh', '-c', rest.join(' ')] : rest;
+}
+
 /** Docker health check test for a spec health check (run inside the container). */
 export function healthTest(spec: ChallengeSpec, hc: HealthCheck): string[] {
   if (hc.kind === 'command') return ['CMD', ...hc.command];
@@ -98,9 +108,10 @@ export function planContainer(inst: Instance, spec: ChallengeSpec, opts: PlanOpt
   if (opts.publishAddress) plan.publishAddress = opts.publishAddress;
   if (opts.leased && Object.keys(opts.leased).length > 0) plan.leased = { ...opts.leased };
   if (hc) {
-    // Each probe is an exec in the container: 1 s bounds the cost at scale and the readiness delay.
-    const intervalMs = 1000;
-    plan.healthcheck = { test: healthTest(spec, hc), intervalMs, timeoutMs: 2000, retries: Math.max(1, Math.ceil((hc.timeoutSeconds * 1000) / intervalMs)) };
+    // Readiness is the worker's fast probe (worker/readiness.ts); Docker's health check is only
+    // the liveness signal afterwards: rare (each probe is an exec), and patient (a start period
+    // of the spec's timeout, three misses in a row), so load does not read as a dead service.
+    plan.healthcheck = { test: healthTest(spec, hc), intervalMs: LIVENESS_INTERVAL_MS, timeoutMs: 5000, retries: 3, startPeriodMs: hc.timeoutSeconds * 1000 };
   }
   return plan;
 }

@@ -75,7 +75,7 @@ export interface ContainerPlan {
   publishAddress?: string;
   /** Container port -> fixed host binding from a port lease (takes precedence over publishAddress). */
   leased?: Record<number, { address: string; hostPort: number }>;
-  healthcheck?: { test: string[]; intervalMs: number; timeoutMs: number; retries: number };
+  healthcheck?: { test: string[]; intervalMs: number; timeoutMs: number; retries: number; startPeriodMs: number };
   /** Bind-mounted read-only at `containerPath`. */
   files: { hostPath: string; containerPath: string }[];
   /** The user the process runs as (`uid[:gid]` or a name); absent: the image's. */
@@ -162,6 +162,11 @@ export interface ContainerRuntime {
   info(): Promise<EngineInfo>;
   /** Resolves when the engine answers now; rejects when it does not. */
   ping(): Promise<void>;
+  /**
+   * Runs `cmd` in a running container and resolves with its exit code, or `undefined` when it
+   * did not finish within `timeoutMs` (no answer is not a failure: under load it says nothing).
+   */
+  exec(container: string, cmd: string[], timeoutMs: number): Promise<number | undefined>;
   /** Calls `onEvent` for each engine event about a managed object until `signal` aborts. */
   watchEvents(onEvent: (ev: EngineEvent) => void, signal: AbortSignal): void;
 }

@@ -48,6 +48,7 @@ export function toCreateOptions(plan: ContainerPlan): Docker.ContainerCreateOpti
       Interval: plan.healthcheck.intervalMs * NS_PER_MS,
       Timeout: plan.healthcheck.timeoutMs * NS_PER_MS,
       Retries: plan.healthcheck.retries,
+      StartPeriod: plan.healthcheck.startPeriodMs * NS_PER_MS,
     };
   }
   return opts;

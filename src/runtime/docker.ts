@@ -201,6 +201,27 @@ export class DockerRuntime implements ContainerRuntime {
     return this.#info;
   }
 
+  async exec(container: string, cmd: string[], timeoutMs: number): Promise<number | undefined> {
+    const run = (async () => {
+      const e = await this.docker.getContainer(container).exec({ Cmd: cmd, AttachStdout: false, AttachStderr: false });
+      const stream = await e.start({ Detach: false, Tty: false });
+      await new Promise<void>((resolve) => {
+        stream.on('end', resolve);
+        stream.on('close', resolve);
+        stream.on('error', () => resolve());
+        stream.resume();
+      });
+      return (await e.inspect()).ExitCode ?? undefined;
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), timeoutMs); });
+    try {
+      return await Promise.race([run.catch((err: unknown) => { throw runtimeError(`exec in ${container.slice(0, 12)}`, err); }), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   async ping(): Promise<void> {
     await this.docker.ping().catch((err: unknown) => { throw runtimeError('ping', err); });
   }

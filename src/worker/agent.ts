@@ -24,6 +24,7 @@ import { FlagFiles } from './flag-files.ts';
 import { WorkerImages } from './images.ts';
 import { IngressWriter } from './ingress.ts';
 import { workerReconciler } from './instance-reconciler.ts';
+import { ReadinessProbes } from './readiness.ts';
 
 export const IMAGES_KEY = 'images';
 export const INGRESS_KEY = 'ingress';
@@ -105,7 +106,7 @@ export class WorkerAgent {
       workerId: s.id, owner: deps.owner, store: deps.store, runtime: deps.runtime, versions: deps.versions, images: this.images,
       flagFiles: new FlagFiles(s.dataDir), privateKey: deps.keys.privateKey, log, publishAddress: s.publishAddress,
       ...(s.gatewayContainer ? { gatewayContainer: s.gatewayContainer } : {}),
-      exposure, launches: new Semaphore(s.launchConcurrency),
+      exposure, launches: new Semaphore(s.launchConcurrency), readiness: new ReadinessProbes({ runtime: deps.runtime }),
       mayRemoveOrphan: (id) => this.#cleared.has(id),
       routesChanged: () => this.controller.queue.add(INGRESS_KEY),
     });

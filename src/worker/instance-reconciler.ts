@@ -6,7 +6,7 @@
  * elsewhere are stale and go (after the new placement runs, or a grace period: a drain is
  * make-before-break); containers nobody desires go only when the resync cleared them.
  */
-import { planContainer, planNetwork } from '../core/container-plan.ts';
+import { planContainer, planNetwork, readinessCommand } from '../core/container-plan.ts';
 import { Codes, isPoseidonError, PoseidonError } from '../core/errors.ts';
 import { FINAL_STATUSES, wantsRunning, type Instance, type InstanceObservation } from '../core/instance.ts';
 import type { Logger, ReconcileContext, ReconcileResult } from '../core/reconcile.ts';
@@ -18,6 +18,7 @@ import type { VersionInfo, VersionSource } from '../core/versions.ts';
 import type { Exposure } from '../gateway/exposure.ts';
 import type { FlagFiles } from './flag-files.ts';
 import type { WorkerImages } from './images.ts';
+import type { ReadinessProbes, ReadinessResult } from './readiness.ts';
 
 export interface WorkerReconcilerDeps {
   workerId: string;
@@ -38,6 +39,8 @@ export interface WorkerReconcilerDeps {
   exposure: Exposure;
   /** Bounds concurrent container creations on this engine. */
   launches: Semaphore;
+  /** Readiness probes of this engine. */
+  readiness: ReadinessProbes;
   /** Whether the last resync cleared `id` (no record) for removal: events never bypass the breaker. */
   mayRemoveOrphan(id: string): boolean;
   /** An instance entered or left `running` here (the host's ingress routes change). */
@@ -137,13 +140,31 @@ async function converge(deps: WorkerReconcilerDeps, inst: Instance, observed: Ob
     if (refused) return attemptFailed(deps, inst, container, now, crashes, startFailure(refused));
   }
   if (container.state === 'exited' || container.state === 'dead') return attemptFailed(deps, inst, container, now, crashes, exitFailure(container));
-  if (container.health === 'unhealthy') return fail(deps, inst, `health check failed for ${version.spec.healthcheck?.timeoutSeconds ?? 0}s`, now);
-  if (container.state !== 'running' || container.health === 'starting') {
+  if (container.state !== 'running') {
+    // Created or restarting: the engine's start event wakes the next pass.
     await write(deps, inst, { status: 'starting', reason: undefined }, now);
     return { requeueAfterMs: POLL_STARTING_MS };
   }
-  await write(deps, inst, { status: 'running', reason: undefined, endpoints: deps.exposure.observedEndpoints(inst, version.spec, container) }, now);
+  const ready = await readiness(deps, inst, version, container);
+  if (ready.kind === 'failed') return fail(deps, inst, ready.reason, now);
+  if (ready.kind === 'waiting') {
+    await write(deps, inst, { status: 'starting', reason: undefined }, now);
+    return { requeueAfterMs: ready.retryMs };
+  }
+  // Docker's health check is liveness only: shown, never a reason to fail (load looks the same).
+  const reason = container.health === 'unhealthy' ? 'health check failing (the service stopped answering its check)' : undefined;
+  await write(deps, inst, { status: 'running', reason, endpoints: deps.exposure.observedEndpoints(inst, version.spec, container) }, now);
   return { requeueAfterMs: Math.max(0, inst.expiresAt - now) };
+}
+
+/**
+ * Whether the container serves: no health check, or already reported running for this
+ * placement and generation (a restarted worker does not probe again), or a probe answers now.
+ */
+async function readiness(deps: WorkerReconcilerDeps, inst: Instance, version: VersionInfo, container: ObservedContainer): Promise<ReadinessResult> {
+  const command = readinessCommand(version.spec);
+  if (!command || inst.status === 'running') return { kind: 'ready' };
+  return deps.readiness.check(`${inst.id}:${inst.epoch}:${inst.generation}`, container.id, command, version.spec.healthcheck?.timeoutSeconds ?? 30);
 }
 
 /** A container of the current placement, generation and version. */
