@@ -6,6 +6,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Catalog } from '../../src/catalog/catalog.ts';
 import { catalogView } from '../../src/catalog/catalog-view.ts';
+import { loadSnapshot } from '../../src/catalog/load-snapshot.ts';
 import { instanceOf, tree, yaml, type Tree } from './catalog-fixture.ts';
 
 const t = suite('catalog: apply and versions');
@@ -22,6 +23,23 @@ t.before.each(async () => {
   assert.equal(first.added.sort(), ['crypto', 'pwn', 'web']);
 });
 t.after.each(() => fx.dispose());
+
+t('turning a registry on re-addresses built versions and asks for their publication; turning it off undoes it', async () => {
+  fx.write('built/challenge.yaml', 'id: built\nname: built\nbuild: .\nexpose: [{ name: web, port: 80 }]\n');
+  fx.write('built/Dockerfile', 'FROM busybox:1.35\n');
+  await fx.apply(catalog, 'r2');
+  const local = catalog.get('built')!;
+  assert.match(local.image, /^poseidon-build\/built:/);
+  assert.is(local.published, undefined);
+  catalog.markImage(local.hash, 'ready', {});
+  catalog.apply(await loadSnapshot({ revision: 'r3', root: fx.root, path: '.' }, { registry: '10.0.0.1:5000/ctf' }), 3000);
+  const pushed = catalog.get('built')!;
+  assert.is(pushed.hash, local.hash, 'the same content: the same version');
+  assert.match(pushed.image, /^10\.0\.0\.1:5000\/ctf\/built:/);
+  assert.equal([pushed.published, pushed.state], [false, 'building'], 'to be published, not ready until workers pull it');
+  catalog.apply(await loadSnapshot({ revision: 'r4', root: fx.root, path: '.' }), 4000);
+  assert.equal([catalog.get('built')!.image, catalog.get('built')!.published], [local.image, undefined]);
+});
 
 t('nothing is launchable or decidable before the first apply', () => {
   const empty = new Catalog();

@@ -208,6 +208,15 @@ export class Catalog {
       // Same content: point at the newest checkout (older snapshots get pruned).
       existing.spec = c.spec;
       existing.file = c.file;
+      // The registry setting changed (a version restored from before POSEIDON_REGISTRY): the
+      // reference workers use changes with it, and a pushed image must be published again.
+      if (existing.image !== c.image) {
+        existing.image = c.image;
+        existing.state = 'building';
+        delete existing.publishError;
+        if (c.publish) existing.published = false;
+        else delete existing.published;
+      }
     } else {
       this.versions.set(c.hash, { spec: c.spec, hash: c.hash, image: c.image, state: 'building', revision, file: c.file, workers: {}, ...(c.publish ? { published: false } : {}) });
     }

@@ -123,12 +123,16 @@ async function teardown(deps: WorkerReconcilerDeps, inst: Instance, observed: Ob
 async function converge(deps: WorkerReconcilerDeps, inst: Instance, observed: Observed, now: number, crashes: Map<string, number>): Promise<ReconcileResult> {
   const version = await deps.versions.version(inst.specHash);
   if (!version) return wait(deps, inst, `version ${inst.specHash} is not known on worker ${deps.workerId} yet`, now, 1000);
-  for (const stale of observed.containers.filter((c) => !current(c, inst))) await deps.runtime.removeContainer(stale.id);
+  const stale = observed.containers.filter((c) => !current(c, inst));
   let container = observed.containers.find((c) => current(c, inst));
   if (!container) {
+    // The image first: a rollout keeps the old container serving while the new image is pulled.
     const image = deps.images.ensure(version);
     if (image.state === 'failed') return fail(deps, inst, `image ${version.image} is not available on worker ${deps.workerId}: ${image.error ?? 'failed'}`, now);
     if (image.state !== 'present') return wait(deps, inst, `preparing image ${version.image}`, now, 1000);
+  }
+  for (const c of stale) await deps.runtime.removeContainer(c.id);
+  if (!container) {
     const launched = await launchOrWait(deps, inst, version, now);
     if (!('container' in launched)) return launched;
     container = launched.container;
