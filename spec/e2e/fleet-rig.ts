@@ -73,6 +73,7 @@ async function startRedis(hostAddress: string): Promise<{ port: number; proc: Ch
   const proc = spawn('redis-server', ['--port', String(port), '--bind', `127.0.0.1 ${hostAddress}`, '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], { stdio: 'ignore' });
   await waitFor('rig redis', async () => {
     const r = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    r.on('error', () => undefined);
     try {
       await r.connect();
       return (await r.ping()) === 'PONG' ? true : undefined;
