@@ -265,6 +265,9 @@ export function panelSuite(enabled: () => boolean) {
   it('restart and stop need a second click, then act', async () => {
     await alice.click(`${panel} [data-action=restart]`);
     assert.is(await alice.textContent(`${panel} [data-action=restart]`), 'Click again to restart');
+    // A status update landing between the two clicks keeps the pending confirmation.
+    await alice.evaluate(() => Array.from((window as any).PoseidonPanel.panels as Set<any>).forEach((p) => p.render()));
+    assert.is(await alice.textContent(`${panel} [data-action=restart]`), 'Click again to restart');
     await alice.click(`${panel} [data-action=restart]`);
     await alice.waitForSelector(`${panel}:is([data-status=pending],[data-status=starting])`, { timeout: 60_000 });
     await alice.waitForSelector(`${panel}[data-status=running]`, { timeout: LONG });

@@ -303,9 +303,10 @@
   Panel.prototype.render = function () {
     var inst = this.state && this.state.instance;
     var b = this.buttons;
-    this.confirming = null;
-    b.restart.textContent = "Restart";
-    b.stop.textContent = "Stop";
+    // A pending "click again" survives re-renders (a status update may land between the clicks).
+    if (!inst || !inst.canStop) this.confirming = null;
+    b.restart.textContent = this.confirming === "restart" ? "Click again to restart" : "Restart";
+    b.stop.textContent = this.confirming === "stop" ? "Click again to stop" : "Stop";
     this.root.setAttribute("data-status", inst ? inst.status : "none");
     this.endpointsEl.textContent = "";
     this.detailEl.textContent = "";
