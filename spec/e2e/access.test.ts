@@ -146,7 +146,7 @@ it('leased ports: plain nc on 127.0.0.1 reaches the owner, ports are distinct, n
   try {
     assert.equal((await leases.list()).map((l) => l.port).sort(), [rp, bp].sort());
     assert.is((await rig.api('DELETE', `/v1/instances/${red.id}`)).status, 202);
-    await waitFor('lease freed', async () => ((await leases.list()).some((l) => l.port === rp) ? undefined : true), 15_000);
+    await waitFor('lease freed', async () => ((await leases.list()).some((l) => l.port === rp) ? undefined : true), 60_000);
     assert.is(await nc(rp, 'hi').catch(() => 'refused'), 'refused');
     const again = await rig.launchRunning('lease-echo', 'red');
     assert.is.not(portOf(again), rp, 'a port just freed is not handed out again at once');

@@ -80,9 +80,9 @@ it('kill -9 mid-launch and mid-stop, restart: exactly the desired containers rem
   for (const id of wanted) {
     await waitFor(`${id} running`, async () => ((await api('GET', `/v1/instances/${id}`)).body.status === 'running' ? true : undefined), 60_000, 200);
   }
-  await waitFor('warm-up stopped', async () => ((await api('GET', `/v1/instances/${warm.body.id}`)).body.status === 'stopped' ? true : undefined), 15_000);
-  await waitFor('orphan removed', async () => ((await managed('containers', orphan)).length === 0 ? true : undefined), 15_000);
-  await waitFor('orphan network removed', async () => ((await managed('networks', orphan)).length === 0 ? true : undefined), 15_000);
+  await waitFor('warm-up stopped', async () => ((await api('GET', `/v1/instances/${warm.body.id}`)).body.status === 'stopped' ? true : undefined), 60_000);
+  await waitFor('orphan removed', async () => ((await managed('containers', orphan)).length === 0 ? true : undefined), 60_000);
+  await waitFor('orphan network removed', async () => ((await managed('networks', orphan)).length === 0 ? true : undefined), 60_000);
 
   assert.equal(await managed('containers'), [...wanted].sort(), 'one container per desired instance, nothing else');
   assert.equal(await managed('networks'), [...wanted].sort(), 'one network per desired instance, nothing else');

@@ -47,7 +47,7 @@ t('runs on the in-process store and serves instances on loopback ports', async (
   const page = await (await fetch(`http://127.0.0.1:${pub.port}/`)).text();
   assert.match(page, /Your flag: poseidon\{[0-9a-f]{32}\}/);
   assert.is((await api('DELETE', `/v1/instances/${res.body.id}`)).status, 202);
-  await waitFor('stopped', async () => ((await api('GET', `/v1/instances/${res.body.id}`)).body.status === 'stopped' ? true : undefined), 15_000);
+  await waitFor('stopped', async () => ((await api('GET', `/v1/instances/${res.body.id}`)).body.status === 'stopped' ? true : undefined), 60_000);
   const closed = await fetch(`http://127.0.0.1:${pub.port}/`).then(() => 'open', () => 'closed');
   assert.is(closed, 'closed');
 });

@@ -195,10 +195,10 @@ it('stopping an instance removes its container, network and route', async () => 
   const inst = launched.get('web-hello/red');
   const res = await api('DELETE', `/v1/instances/${inst.id}`);
   assert.is(res.status, 202);
-  await waitFor('stopped', async () => ((await api('GET', `/v1/instances/${inst.id}`)).body.status === 'stopped' ? true : undefined), 15_000);
+  await waitFor('stopped', async () => ((await api('GET', `/v1/instances/${inst.id}`)).body.status === 'stopped' ? true : undefined), 60_000);
   assert.equal(await docker.listContainers({ all: true, filters: { label: [`poseidon.instance=${inst.id}`] } }), []);
   assert.equal(await docker.listNetworks({ filters: { label: [`poseidon.instance=${inst.id}`] } }), []);
-  await waitFor('route removed', async () => (routeFor(inst.hostname) === undefined ? true : undefined), 5000);
+  await waitFor('route removed', async () => (routeFor(inst.hostname) === undefined ? true : undefined), 60_000);
   assert.ok(routeFor(launched.get('web-hello/blue').hostname), 'the other team keeps its route');
   const again = await api('POST', '/v1/instances', { challenge: 'web-hello', team: 'red' });
   assert.is(again.status, 202, 'a stopped instance frees the slot');
@@ -209,7 +209,7 @@ it('an instance expires at expiresAt: its container goes, never before (the late
   const res = await api('POST', '/v1/instances', { challenge: 'short-lived', team: 'red' });
   assert.is(res.status, 202);
   const expiresAt = Date.parse(res.body.expiresAt);
-  await waitFor('running', async () => ((await api('GET', `/v1/instances/${res.body.id}`)).body.status === 'running' ? true : undefined), 15_000);
+  await waitFor('running', async () => ((await api('GET', `/v1/instances/${res.body.id}`)).body.status === 'running' ? true : undefined), 60_000);
   const gone = await waitFor('container removed', async () => {
     const list = await docker.listContainers({ all: true, filters: { label: [`poseidon.instance=${res.body.id}`] } });
     return list.length === 0 ? Date.now() : undefined;

@@ -73,17 +73,24 @@ test('endpoint URLs: http(s) by hostname, TCP over TLS by SNI, leased TCP by hos
   }
 });
 
-test('release frees; the sweep frees leases of gone or finished instances, never newer ones', async () => {
+test('release frees; the sweep frees leases of unknown instances gone from the engine and of finished ones, never newer ones or ones being torn down', async () => {
   const { e, leases } = exposure();
-  const ids = ['b', 'c', 'd', 'e'].map((c) => c.repeat(24));
+  const ids = ['b', 'c', 'd', 'e', 'f'].map((c) => c.repeat(24));
   for (const id of ids) await e.leasesFor(inst(id), spec);
   await e.release(ids[0]!);
-  assert.is((await leases.list()).length, 3);
-  const listed = [inst(ids[1]!), inst(ids[2]!, { desired: 'stopped', status: 'stopping' })];
-  // ids[3] is missing from the listing: unknown, so freed, but only if leased before the listing.
-  assert.is(await e.sweep(listed, NOW), 0, 'leases taken at the listing time are kept');
-  assert.is(await e.sweep(listed, NOW + 1), 2);
-  assert.equal((await leases.list()).map((l) => l.instance), [ids[1]]);
+  assert.is((await leases.list()).length, 4);
+  const listed = [
+    inst(ids[1]!),
+    inst(ids[2]!, { desired: 'stopped', status: 'stopping' }),
+    inst(ids[3]!, { desired: 'stopped', status: 'stopped', finishedAt: NOW }),
+  ];
+  // ids[4] is not placed here: unknown, freed only when nothing of it is left on the engine.
+  const onEngine = new Set([ids[4]!]);
+  assert.is(await e.sweep(listed, NOW, (id) => onEngine.has(id)), 0, 'leases taken at the listing time are kept');
+  assert.is(await e.sweep(listed, NOW + 1, (id) => onEngine.has(id)), 1, 'only the finished one');
+  onEngine.clear();
+  assert.is(await e.sweep(listed, NOW + 1, (id) => onEngine.has(id)), 1, 'the unknown one, once gone from the engine');
+  assert.equal((await leases.list()).map((l) => l.instance).sort(), [ids[1], ids[2]].sort(), 'the running one and the one being torn down keep theirs');
 });
 
 test.run();
