@@ -99,7 +99,7 @@ it('the first sync loads every challenge; a build challenge is ready only once i
   for (const id of Object.values(ids)) await running(id);
 });
 
-it('a push is planned first (poseidon plan), then a signed webhook syncs it within a second', async () => {
+it('a push is planned first (poseidon plan), then a signed webhook syncs it (latency: npm run bench catalog)', async () => {
   const before = { web: await containerOf(ids.web!), keepme: await containerOf(ids.keepme!) };
   fx.write('ctf/web/challenge.yaml', web('web', '2', ['update: recreate']));
   fx.write('ctf/keepme/challenge.yaml', web('keepme', '2'));
