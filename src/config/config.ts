@@ -68,6 +68,10 @@ export interface Config extends AccessConfig, GitOpsConfig {
   readonly firewallAllowHostPorts: readonly number[];
   readonly firewallDeny: readonly string[];
   readonly firewallDns: readonly string[];
+  /** Bearer token required on `GET /metrics` (POSEIDON_METRICS_TOKEN). */
+  readonly metricsToken?: string;
+  /** `host:port` of a separate listener serving only `/metrics` (POSEIDON_METRICS_ADDRESS). */
+  readonly metricsAddress?: string;
   /** Which secrets were generated (and persisted in dataDir) because the environment lacked them. */
   readonly generated: readonly ('apiKey' | 'flagSecret' | 'accessSecret')[];
 }
@@ -120,10 +124,11 @@ const ENV_NAMES: Record<string, string> = {
   POSEIDON_INGRESS_TLS: 'ingressTls', POSEIDON_EDGE_SOURCES: 'edgeSources', POSEIDON_HEARTBEAT_SECONDS: 'heartbeatSeconds', POSEIDON_WORKER_LOST_SECONDS: 'workerLostSeconds',
   POSEIDON_ON_WORKER_LOST: 'onWorkerLost', POSEIDON_FIREWALL: 'firewall', POSEIDON_FIREWALL_ALLOW_HOST_PORTS: 'firewallAllowHostPorts',
   POSEIDON_FIREWALL_DENY: 'firewallDeny', POSEIDON_FIREWALL_DNS: 'firewallDns',
+  POSEIDON_METRICS_TOKEN: 'metricsToken', POSEIDON_METRICS_ADDRESS: 'metricsAddress',
   ...ACCESS_ENV_NAMES,
   ...GITOPS_ENV_NAMES,
 };
-const SECRET_KEYS = new Set(['apiKey', 'flagSecret', 'redisUrl', 'apiKeys', 'eventsWebhookSecret', 'accessSecret', 'edgeSecret', ...GITOPS_SECRET_KEYS]);
+const SECRET_KEYS = new Set(['apiKey', 'flagSecret', 'redisUrl', 'apiKeys', 'eventsWebhookSecret', 'accessSecret', 'edgeSecret', 'metricsToken', ...GITOPS_SECRET_KEYS]);
 /** Variables holding comma-separated lists. */
 const LIST_KEYS = new Set(['traefikEntryPoints', 'apiKeys', 'rateLimits', 'tlsEntryPoints', 'trustProxy', 'authDelegateCookies', 'firewallAllowHostPorts', 'firewallDeny', 'firewallDns', 'edgeSources']);
 const schemaPath = new URL('../../schemas/config.schema.json', import.meta.url);

@@ -7,7 +7,12 @@ export interface WorkQueueOptions {
   maxBackoffMs: number;
   log: Logger;
   now?: () => Date;
+  /** See `ReconcileObserver` (metrics); a queue built by a `Controller` gets one with `observeWith`. */
+  observe?: ReconcileObserver;
 }
+
+/** Told after each pass: its key, how long it took, and the error code when it failed (never throws into the queue). */
+export type ReconcileObserver = (key: string, durationMs: number, errorCode?: string) => void;
 
 /**
  * A controller work queue (after client-go's): keys are deduplicated while waiting, one key is
@@ -23,6 +28,7 @@ export class WorkQueue {
   private readonly failures = new Map<string, number>();
   private readonly abort = new AbortController();
   private idleWaiters: (() => void)[] = [];
+  private observer: ReconcileObserver | undefined;
 
   constructor(private readonly reconcile: Reconciler, private readonly opts: WorkQueueOptions) {}
 
@@ -51,6 +57,11 @@ export class WorkQueue {
     }, Math.min(ms, 2 ** 31 - 1));
     timer.unref();
     this.timers.set(key, { at, timer });
+  }
+
+  /** Replaces the `observe` option. */
+  observeWith(observe: ReconcileObserver): void {
+    this.observer = observe;
   }
 
   /** Number of keys waiting or in flight. */
@@ -90,16 +101,27 @@ export class WorkQueue {
 
   private async run(key: string): Promise<void> {
     const ctx: ReconcileContext = { signal: this.abort.signal, now: this.opts.now ?? (() => new Date()) };
+    const started = performance.now();
     try {
       const result = await this.reconcile(ctx, key);
+      this.report(key, started);
       this.failures.delete(key);
       if (result.requeueAfterMs !== undefined) this.addAfter(key, result.requeueAfterMs);
     } catch (err) {
+      this.report(key, started, isPoseidonError(err) ? err.code : 'E_INTERNAL');
       this.onError(key, err);
     } finally {
       this.active.delete(key);
       if (this.dirty.delete(key)) this.pending.add(key);
       this.pump();
+    }
+  }
+
+  private report(key: string, started: number, code?: string): void {
+    try {
+      (this.observer ?? this.opts.observe)?.(key, performance.now() - started, code);
+    } catch {
+      // Metrics never break reconciling.
     }
   }
 
