@@ -16,6 +16,7 @@ import { gatewayRoutes } from './gateway-routes.ts';
 import { flagRoutes } from './flag-routes.ts';
 import { instanceRoutes } from './instance-routes.ts';
 import { workerRoutes, type WorkerRouteDeps } from './worker-routes.ts';
+import { statusRoutes, statusSessions } from './status-routes.ts';
 import { registerOpenApi } from './openapi.ts';
 import { bounded, errorHandler, sendProblem } from './problem.ts';
 
@@ -52,6 +53,8 @@ export interface AppDeps {
   version?: string;
   /** The fleet (`/v1/workers` and cordon, uncordon, drain); not registered without it. */
   workers?: WorkerRouteDeps;
+  /** Signs the status page's sessions (the access secret); the page (`/status`) is not served without it. */
+  statusSecret?: string;
 }
 
 /** The capacity the limits use now. */
@@ -84,6 +87,7 @@ const quote = (text: string): string => bounded(text, 120);
 export function buildApp(deps: AppDeps): FastifyInstance {
   const keys: ApiKey[] = [{ name: 'POSEIDON_API_KEY', role: 'admin', digest: keyDigest(deps.apiKey) }, ...(deps.apiKeys ?? [])];
   const failures = new FailedAuth(deps.authFailures ?? { attempts: 20, windowMs: 60_000 });
+  const sessions = statusSessions(deps, keys);
   const app = Fastify({
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
     bodyLimit: BODY_LIMIT,
@@ -92,7 +96,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // Errors raised before routing (a malformed URL): a key is still required, and the answer
     // is problem+json quoting a bounded part of the input, like every other error.
     frameworkErrors: (err, req, reply) => {
-      if (!authenticate(keys, failures, req, reply)) return;
+      if (!authenticate(keys, failures, req, reply, sessions)) return;
       void sendProblem(reply, 400, Codes.badRequest, `bad URL: ${quote(req.url.split('?')[0] ?? '')} (${err.code})`);
     },
     // SSE streams are long-lived: close them with the server instead of waiting for clients.
@@ -111,7 +115,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     }
   });
   app.setNotFoundHandler((req, reply) => sendProblem(reply, 404, Codes.notFound, `no route ${quote(req.method)} ${quote(req.url.split('?')[0] ?? '')}`));
-  registerAuth(app, keys, failures);
+  registerAuth(app, keys, failures, sessions);
 
   registerOpenApi(app, { title: 'Poseidon', version: '1' });
   app.get('/healthz', { config: { auth: 'none' }, schema: { summary: 'Liveness' } }, async () => ({ ok: true }));
@@ -125,6 +129,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   }
   catalogRoutes(app, deps);
   if (deps.workers) workerRoutes(app, deps.workers);
+  if (sessions) statusRoutes(app, { keys, failures, sessions });
   return app;
 }
 

@@ -139,16 +139,34 @@ export class FailedAuth {
   }
 }
 
+/** The answer of a browser session: its principal, or why the request is refused. */
+export type SessionVerdict = { principal: Principal } | { status: 401 | 403; message: string };
+
+/**
+ * A browser session (the status page's cookie, src/status/session.ts), consulted only when a
+ * request has no `x-api-key`: undefined when the request carries no session at all.
+ */
+export interface SessionAuth {
+  authenticate(req: FastifyRequest): SessionVerdict | undefined;
+}
+
 /**
  * Answers 401/429 for a request without a usable key; the principal otherwise. Used by the
- * route hook and by errors raised before routing (a malformed URL still needs a key).
+ * route hook and by errors raised before routing (a malformed URL still needs a key). Without
+ * `x-api-key`, a valid `session` stands in for a key (its own checks decide 401/403).
  */
-export function authenticate(keys: readonly ApiKey[], failures: FailedAuth, req: FastifyRequest, reply: FastifyReply): Principal | undefined {
+export function authenticate(keys: readonly ApiKey[], failures: FailedAuth, req: FastifyRequest, reply: FastifyReply, session?: SessionAuth): Principal | undefined {
   const wait = failures.blockedFor(req.ip);
   if (wait > 0) {
     const seconds = Math.max(1, Math.ceil(wait / 1000));
     reply.header('retry-after', String(seconds));
     sendProblem(reply, 429, Codes.rateLimited, `too many failed key attempts from this address; retry in ${seconds}s`, { retryAfterSeconds: seconds });
+    return undefined;
+  }
+  const verdict = session && req.headers['x-api-key'] === undefined ? session.authenticate(req) : undefined;
+  if (verdict && 'principal' in verdict) return verdict.principal;
+  if (verdict) {
+    sendProblem(reply, verdict.status, verdict.status === 401 ? Codes.unauthorized : Codes.forbidden, verdict.message);
     return undefined;
   }
   const key = matchKey(keys, req.headers['x-api-key']);
@@ -164,8 +182,9 @@ export function authenticate(keys: readonly ApiKey[], failures: FailedAuth, req:
  * Requires `x-api-key` on every route (and on unknown paths) unless the route says
  * `config: { auth: 'none' }`; a key whose role the route does not allow gets 403. Failed
  * attempts are limited per client address (429 with Retry-After). Sets `req.principal`.
+ * `session`: the status page's cookie sessions, accepted when no `x-api-key` is given.
  */
-export function registerAuth(app: FastifyInstance, keys: readonly ApiKey[], failures: FailedAuth): void {
+export function registerAuth(app: FastifyInstance, keys: readonly ApiKey[], failures: FailedAuth, session?: SessionAuth): void {
   // Callback style, not async: it runs on every request (forward-auth included) and an async
   // hook costs a promise and a tick each time (about 15% of a bare route's throughput).
   app.addHook('onRequest', (req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
@@ -173,7 +192,7 @@ export function registerAuth(app: FastifyInstance, keys: readonly ApiKey[], fail
     // percent-escapes (`/%761/instances` is `/v1/instances`), the URL string does not.
     const need = req.routeOptions.config?.auth;
     if (need === 'none') return done();
-    const principal = authenticate(keys, failures, req, reply);
+    const principal = authenticate(keys, failures, req, reply, session);
     if (!principal) return;
     if (!allowed(need, principal.role)) return void sendProblem(reply, 403, Codes.forbidden, `a ${principal.role} key cannot make this call`);
     req.principal = principal;

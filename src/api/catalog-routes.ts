@@ -30,7 +30,7 @@ const syncBody = {
 /** Registers the routes; those needing the sync loop answer 503 without `gitops`. */
 export function catalogRoutes(app: FastifyInstance, deps: { catalog: Catalog; gitops?: GitOpsApi }): void {
   const { catalog } = deps;
-  app.get('/v1/challenges', { schema: { summary: 'Launchable challenges and invalid files' } }, async () => ({
+  app.get('/v1/challenges', { config: { auth: ['platform', 'operator', 'admin'] }, schema: { summary: 'Launchable challenges and invalid files' } }, async () => ({
     challenges: catalog.list().map((e) => ({
       id: e.spec.id, name: e.spec.name, valid: true, state: e.state, scope: e.spec.scope, revision: e.revision, hash: e.hash,
       expose: e.spec.expose, ttl: e.spec.ttl, ...(e.error ? { error: e.error } : {}),
@@ -38,8 +38,8 @@ export function catalogRoutes(app: FastifyInstance, deps: { catalog: Catalog; gi
     invalid: catalog.invalid().map((b) => ({ file: b.file, ...(b.id ? { id: b.id } : {}), valid: false, errors: b.issues })),
   }));
   const status = (): SyncStatus => deps.gitops?.status() ?? { source: { kind: 'dir', path: '' }, ...(catalog.revision ? { revision: catalog.revision } : {}), failures: 0, syncing: false };
-  app.get('/v1/catalog', { schema: { summary: 'Catalog revision, sync status and per-challenge state' } }, async () => catalogView(catalog, status()));
-  app.get<{ Params: { id: string } }>('/v1/catalog/:id', { schema: { summary: 'One challenge with every version kept', params: idParam } }, async (req, reply) => {
+  app.get('/v1/catalog', { config: { auth: ['platform', 'operator', 'admin'] }, schema: { summary: 'Catalog revision, sync status and per-challenge state' } }, async () => catalogView(catalog, status()));
+  app.get<{ Params: { id: string } }>('/v1/catalog/:id', { config: { auth: ['platform', 'operator', 'admin'] }, schema: { summary: 'One challenge with every version kept', params: idParam } }, async (req, reply) => {
     const view = catalogView(catalog, status()).challenges.find((c) => c.id === req.params.id);
     if (!view) return sendProblem(reply, 404, Codes.challengeNotFound, `challenge ${req.params.id} is not in the catalog`);
     const versions = catalog.allVersions().filter((v) => v.spec.id === req.params.id)

@@ -38,7 +38,7 @@ function stream(req: FastifyRequest, reply: FastifyReply, hub: EventHub, filter:
  * for a team (admin and unscoped platform keys may omit the team to see every event).
  */
 export function eventRoutes(app: FastifyInstance, deps: AppDeps, hub: EventHub): void {
-  app.get<{ Params: { id: string } }>('/v1/instances/:id/events', { schema: { summary: 'Lifecycle events of one instance (SSE)', params: idParams, response: sseResponse } }, async (req, reply) => {
+  app.get<{ Params: { id: string } }>('/v1/instances/:id/events', { config: { auth: ['platform', 'operator', 'admin'] }, schema: { summary: 'Lifecycle events of one instance (SSE)', params: idParams, response: sseResponse } }, async (req, reply) => {
     const inst = await mustGet(deps.store, req.params.id);
     assertTeam(req, inst.team);
     const position = inst.status === 'queued' ? await deps.store.queuePosition(inst.id) : undefined;
@@ -46,7 +46,7 @@ export function eventRoutes(app: FastifyInstance, deps: AppDeps, hub: EventHub):
   });
 
   app.get<{ Querystring: { team?: string } }>('/v1/events', {
-    schema: { summary: 'Lifecycle events of a team (SSE)', querystring: { type: 'object', additionalProperties: false, properties: { team: { type: 'string', pattern: PRINCIPAL } } }, response: sseResponse },
+    config: { auth: ['platform', 'operator', 'admin'] }, schema: { summary: 'Lifecycle events of a team (SSE)', querystring: { type: 'object', additionalProperties: false, properties: { team: { type: 'string', pattern: PRINCIPAL } } }, response: sseResponse },
   }, async (req, reply) => {
     const team = req.query.team ?? scopedTeam(req);
     if (team !== undefined) assertTeam(req, team);

@@ -176,6 +176,7 @@ export async function composeManager(config: Config, backends: Backends, log: Lo
     index, version: VERSION, authFailures: failureLimit(config.authFailures),
     ...(config.trustProxy.length > 0 ? { trustProxy: [...config.trustProxy] } : {}),
     workers: { view: fleetView, fleet: registry, changed: () => controller.queue.add(FLEET_KEY) },
+    statusSecret: config.accessSecret,
   });
   return {
     app, controller, catalog, gitops, fleet: fleetView, index,

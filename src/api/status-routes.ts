@@ -1,0 +1,112 @@
+/**
+ * The operator status page (issue 10): `GET /status` (the sign-in page, or the signed-in shell),
+ * its static files under `/status/`, `POST /status/login` (an admin or operator API key for an
+ * HttpOnly, SameSite=Strict session cookie), `POST /status/logout`, and `GET /status/audit`
+ * (the audit ring). The page reads and acts through the ordinary `/v1` routes with its session
+ * (see `SessionAuth` in auth.ts); every operator and admin action is audited here.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Codes } from '../core/errors.ts';
+import { loadAssets } from '../status/assets.ts';
+import { actionName, AuditLog } from '../status/audit.ts';
+import { loginPage, PAGE_HEADERS, shellPage } from '../status/page.ts';
+import { sameOrigin, sessionCookie, StatusSessions } from '../status/session.ts';
+import { matchKey, READ_ROUTE, type ApiKey, type FailedAuth } from './auth.ts';
+import { sendProblem } from './problem.ts';
+
+export interface StatusRouteDeps {
+  keys: readonly ApiKey[];
+  failures: FailedAuth;
+  sessions: StatusSessions;
+}
+
+/** The page's sessions, when the app has a secret to sign them with (`statusSecret`). */
+export function statusSessions(deps: { statusSecret?: string; now?: () => number }, keys: readonly ApiKey[]): StatusSessions | undefined {
+  return deps.statusSecret ? new StatusSessions(deps.statusSecret, keys, deps.now) : undefined;
+}
+
+const loginBody = { type: 'object', additionalProperties: false, required: ['key'], properties: { key: { type: 'string', maxLength: 1024 } } } as const;
+const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** The activity figures another module serves; the page shows dashes until it exists. */
+const SUMMARY_URL = '/v1/status/summary';
+
+function page(reply: FastifyReply, html: string): FastifyReply {
+  return reply.headers(PAGE_HEADERS).type('text/html; charset=utf-8').send(html);
+}
+
+/** Registers the page's routes and the audit hook (on every route of `app`). */
+export function statusRoutes(app: FastifyInstance, deps: StatusRouteDeps): void {
+  const { sessions, failures, keys } = deps;
+  const audit = new AuditLog(app.log);
+  const tls = (req: FastifyRequest): boolean => req.protocol === 'https';
+
+  app.get('/status', { config: { auth: 'none' }, schema: { summary: 'Status page (HTML)' } }, async (req, reply) => {
+    const s = sessions.fromRequest(req);
+    if (!s) return page(reply, loginPage());
+    const summary = app.hasRoute({ method: 'GET', url: SUMMARY_URL }) ? SUMMARY_URL : undefined;
+    return page(reply, shellPage({ name: s.name, role: s.role, csrf: sessions.csrf(s), expiresAt: new Date(s.exp).toISOString(), ...(summary ? { summary } : {}) }));
+  });
+
+  for (const [name, asset] of loadAssets()) {
+    app.get(`/status/${name}`, { config: { auth: 'none' }, schema: { summary: 'Status page asset' } }, async (req, reply) => {
+      reply.headers({ ...PAGE_HEADERS, 'cache-control': 'no-cache', etag: asset.etag });
+      if (req.headers['if-none-match'] === asset.etag) return reply.code(304).send();
+      return reply.type(asset.type).send(asset.body);
+    });
+  }
+
+  app.post<{ Body: { key: string } }>('/status/login', { config: { auth: 'none' }, schema: { summary: 'Status page: exchange an admin or operator key for a session cookie', body: loginBody } }, async (req, reply) => {
+    reply.headers(PAGE_HEADERS);
+    if (!sameOrigin(req)) return sendProblem(reply, 403, Codes.forbidden, 'cross-origin sign-in refused');
+    const wait = failures.blockedFor(req.ip);
+    if (wait > 0) {
+      const seconds = Math.max(1, Math.ceil(wait / 1000));
+      reply.header('retry-after', String(seconds));
+      return sendProblem(reply, 429, Codes.rateLimited, `too many failed key attempts from this address; retry in ${seconds}s`, { retryAfterSeconds: seconds });
+    }
+    const key = matchKey(keys, req.body.key);
+    if (!key) {
+      failures.fail(req.ip);
+      audit.record({ who: '(unknown key)', role: '-', action: 'sign in', status: 401, via: 'key' });
+      return sendProblem(reply, 401, Codes.unauthorized, 'unknown API key');
+    }
+    const token = sessions.sign(key);
+    if (!token) {
+      audit.record({ who: key.name, role: key.role, action: 'sign in', status: 403, via: 'key' });
+      return sendProblem(reply, 403, Codes.forbidden, `a ${key.role} key cannot sign in to the status page (admin or operator only)`);
+    }
+    const s = sessions.verify(token);
+    audit.record({ who: key.name, role: key.role, action: 'sign in', status: 200, via: 'key' });
+    return reply.header('set-cookie', sessionCookie(token, tls(req))).send({ name: key.name, role: key.role, expiresAt: new Date(s?.exp ?? 0).toISOString() });
+  });
+
+  app.post('/status/logout', { config: { auth: 'none' }, schema: { summary: 'Status page: sign out' } }, async (req, reply) => {
+    reply.headers(PAGE_HEADERS);
+    if (!sameOrigin(req)) return sendProblem(reply, 403, Codes.forbidden, 'cross-origin sign-out refused');
+    const s = sessions.fromRequest(req);
+    if (s) audit.record({ who: s.name, role: s.role, action: 'sign out', status: 204, via: 'session' });
+    return reply.header('set-cookie', sessionCookie(undefined, tls(req))).code(204).send();
+  });
+
+  app.get('/status/audit', { config: { auth: READ_ROUTE }, schema: { summary: 'Operator and admin actions, newest first (this process, last 500)' } }, async (_req, reply) => {
+    reply.header('cache-control', 'no-store');
+    return { entries: audit.list(), size: 500, scope: 'process' };
+  });
+
+  // Every action an operator or admin makes, through the page or with a key; refusals of a
+  // page session too (an operator session trying an admin action, a missing CSRF header).
+  app.addHook('onResponse', (req, reply, done) => {
+    const route = req.routeOptions.url;
+    if (SAFE.has(req.method) || route === undefined || route.startsWith('/status')) return done();
+    const p = req.principal;
+    const target = (req.params as { id?: unknown } | undefined)?.id;
+    const base = { action: actionName(req.method, route), status: reply.statusCode, ...(typeof target === 'string' ? { target } : {}) };
+    if (p && (p.role === 'admin' || p.role === 'operator')) {
+      audit.record({ ...base, who: p.key, role: p.role, via: req.headers['x-api-key'] === undefined ? 'session' : 'key' });
+    } else if (!p && (reply.statusCode === 401 || reply.statusCode === 403) && req.headers['x-api-key'] === undefined) {
+      const s = sessions.fromRequest(req);
+      if (s) audit.record({ ...base, who: s.name, role: s.role, via: 'session' });
+    }
+    done();
+  });
+}

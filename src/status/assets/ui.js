@@ -1,0 +1,68 @@
+// Confirmation, notices and actions. Every action asks first (a modal <dialog>: Escape or
+// Cancel backs out, focus returns to the button that asked), then calls the API and says what
+// happened in a polite live region.
+import { api } from './api.js';
+import { reload } from './live.js';
+
+/** True when the signed-in key may act (admin); operators read only. */
+export const CAN_ACT = document.body.dataset.role === 'admin';
+
+let toastTimer;
+/** Shows `text` for a few seconds (announced to screen readers); `kind`: 'ok' | 'error'. */
+export function toast(text, kind = 'ok') {
+  const el = document.getElementById('toast');
+  if (!el) return;
+  el.textContent = text;
+  el.dataset.kind = kind;
+  el.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { el.hidden = true; }, kind === 'error' ? 12_000 : 5000);
+}
+
+/** Asks `question` in the modal dialog; resolves true on Confirm. */
+export function confirmAction(question, confirmLabel = 'Confirm') {
+  const dialog = document.getElementById('confirm');
+  const back = document.activeElement;
+  document.getElementById('confirm-text').textContent = question;
+  const ok = document.getElementById('confirm-ok');
+  ok.textContent = confirmLabel;
+  dialog.returnValue = '';
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => {
+      if (back instanceof HTMLElement && back.isConnected) back.focus();
+      resolve(dialog.returnValue === 'ok');
+    }, { once: true });
+    dialog.showModal();
+    ok.focus();
+  });
+}
+
+/**
+ * Confirms, then runs `method path [body]`; says what happened, re-reads `refresh` (names of
+ * live.js loaders) and the audit ring. Resolves the answer, or undefined when cancelled/failed.
+ */
+export async function act({ question, label, method, path, body, done, refresh = [] }) {
+  if (!CAN_ACT) return undefined;
+  if (!(await confirmAction(question, label))) return undefined;
+  try {
+    const res = await api(method, path, body);
+    toast(done);
+    for (const what of [...refresh, 'audit']) void reload(what);
+    return res ?? {};
+  } catch (err) {
+    toast(`${label} failed: ${err.message}`, 'error');
+    void reload('audit');
+    return undefined;
+  }
+}
+
+/** A button for an action (only for admins; operators see none). */
+export function actionButton(text, attrs, onclick) {
+  if (!CAN_ACT) return null;
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = text;
+  for (const [k, v] of Object.entries(attrs)) b.setAttribute(k, v);
+  b.addEventListener('click', onclick);
+  return b;
+}

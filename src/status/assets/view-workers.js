@@ -1,0 +1,57 @@
+// Workers: state, heartbeat age, slots and what is reserved, instances, images ready, runtimes,
+// labels; cordon, uncordon and drain (admins, after a confirmation).
+import { duration, failed, h, replace, table } from './dom.js';
+import { state } from './live.js';
+import { act, actionButton } from './ui.js';
+
+const VERBS = {
+  cordon: { question: (id) => `Cordon worker ${id}? It takes no new instances; those running stay.`, done: 'cordoned' },
+  uncordon: { question: (id) => `Uncordon worker ${id}? It takes new instances again.`, done: 'uncordoned' },
+  drain: { question: (id) => `Drain worker ${id}? Every instance on it is moved elsewhere (a new container each), then it stays cordoned.`, done: 'draining' },
+};
+
+function actions(w) {
+  const verbs = w.admin === 'active' ? ['cordon', 'drain'] : w.admin === 'cordoned' ? ['uncordon', 'drain'] : ['uncordon'];
+  return verbs.map((verb) => actionButton(verb[0].toUpperCase() + verb.slice(1), { 'data-action': verb, 'data-key': `w-${w.id}-${verb}`, class: verb === 'drain' ? 'danger' : '' }, () => {
+    void act({
+      question: VERBS[verb].question(w.id), label: verb[0].toUpperCase() + verb.slice(1), method: 'POST',
+      path: `/v1/workers/${encodeURIComponent(w.id)}/${verb}`, done: `Worker ${w.id} ${VERBS[verb].done}.`, refresh: ['workers'],
+    });
+  }));
+}
+
+function images(w) {
+  const all = Object.values(w.images ?? {});
+  const ready = all.filter((i) => i.state === 'present').length;
+  const bad = all.filter((i) => i.state === 'failed');
+  return h('span', { title: Object.entries(w.images ?? {}).map(([ref, i]) => `${ref}: ${i.state}${i.error ? ` (${i.error})` : ''}`).join('\n') },
+    `${ready} of ${all.length}`, bad.length ? h('span', { class: 'bad' }, ` (${bad.length} failed)`) : null);
+}
+
+function gib(bytes) {
+  return bytes ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : '0';
+}
+
+function row(w) {
+  const age = w.heartbeatAgeMs ?? NaN;
+  return h('tr', { 'data-worker': w.id, 'data-state': w.state },
+    h('th', { scope: 'row' }, h('code', {}, w.id), h('div', { class: 'small muted' }, w.address ?? '')),
+    h('td', {}, h('span', { class: `pill w-${w.state}`, 'data-col': 'state' }, w.state), w.admin !== 'active' && w.state === 'lost' ? h('div', { class: 'small' }, `admin: ${w.admin}`) : null),
+    h('td', { 'data-age': String(age), 'data-age-base': String(state.workersAt) }, duration(age)),
+    h('td', {}, `${w.reserved?.slots ?? 0} / ${w.slots}`, h('div', { class: 'small muted' }, `cpu ${(w.reserved?.cpu ?? 0).toFixed(2)} / ${w.capacity?.cpu ?? '—'}, mem ${gib(w.reserved?.memoryBytes)} / ${gib(w.capacity?.memoryBytes)}`)),
+    h('td', {}, String(w.instances ?? 0)),
+    h('td', {}, images(w)),
+    h('td', {}, (w.runtimes ?? []).join(', ') || '—'),
+    h('td', { class: 'small' }, Object.entries(w.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(', ') || '—', w.version ? h('div', { class: 'muted' }, `v${w.version}`) : null),
+    h('td', { class: 'row-actions' }, actions(w)));
+}
+
+/** Draws the workers view into `body`. */
+export function renderWorkers(body) {
+  const ws = state.workers;
+  if (!ws) return replace(body, state.workersError ? failed('the workers', state.workersError) : h('p', { class: 'muted' }, 'Loading…'));
+  replace(body,
+    state.workersError ? failed('the workers (showing the last answer)', state.workersError) : null,
+    ws.length === 0 ? h('p', {}, 'No worker has registered.') : table('Workers', ['Worker', 'State', 'Heartbeat age', 'Slots reserved', 'Instances', 'Images ready', 'Runtimes', 'Labels', 'Actions'],
+      ws.map(row), { class: 'workers' }));
+}
