@@ -56,14 +56,14 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
     return refused(deps, result, reply);
   });
 
-  app.get<{ Params: { id: string } }>('/v1/instances/:id', { schema: { summary: 'Read an instance', params: idParams, response: { 200: instanceSchema, ...problems(403, 404) } } }, async (req) => {
+  app.get<{ Params: { id: string } }>('/v1/instances/:id', { config: { auth: ['platform', 'operator', 'admin'] }, schema: { summary: 'Read an instance', params: idParams, response: { 200: instanceSchema, ...problems(403, 404) } } }, async (req) => {
     const inst = index?.byId(req.params.id) ?? remember(await mustGet(deps.store, req.params.id));
     assertTeam(req, inst.team);
     return view(deps, inst);
   });
 
   app.get<{ Querystring: { team?: string; challenge?: string } }>('/v1/instances', {
-    schema: { summary: 'List instances', querystring: listQuery, response: { 200: { type: 'object', required: ['instances'], properties: { instances: { type: 'array', items: instanceSchema } } }, ...problems(403) } },
+    config: { auth: ['platform', 'operator', 'admin'] }, schema: { summary: 'List instances', querystring: listQuery, response: { 200: { type: 'object', required: ['instances'], properties: { instances: { type: 'array', items: instanceSchema } } }, ...problems(403) } },
   }, async (req) => {
     const team = scopedTeam(req);
     if (team !== undefined && req.query.team !== undefined) assertTeam(req, req.query.team);
