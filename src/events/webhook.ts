@@ -12,6 +12,8 @@ export interface WebhookOptions {
   /** Undelivered events kept in memory; the oldest is dropped beyond it. Default 1000. */
   maxPending?: number;
   timeoutMs?: number;
+  /** Told each outcome (metrics): a failed attempt (retried), or an event delivered, abandoned or dropped. */
+  observe?(outcome: 'delivered' | 'failed' | 'abandoned' | 'dropped'): void;
 }
 
 /** `sha256=<hex>` HMAC of the raw body; what receivers recompute to trust a delivery. */
@@ -37,6 +39,7 @@ export class WebhookSender {
     if (this.pending.length > (this.opts.maxPending ?? 1000)) {
       // Never the one in flight (index 0 while draining): the oldest that is still waiting.
       const [dropped] = this.pending.splice(this.running ? 1 : 0, 1);
+      this.opts.observe?.('dropped');
       this.opts.log.warn({ delivery: dropped?.delivery, type: dropped?.ev.type }, 'webhook backlog full; oldest waiting event dropped');
     }
     if (!this.running) void this.drain();
@@ -66,11 +69,16 @@ export class WebhookSender {
         headers: { 'content-type': 'application/json', 'x-poseidon-event': ev.type, 'x-poseidon-delivery': delivery, 'x-poseidon-signature': signBody(this.opts.secret, body) },
         signal: AbortSignal.timeout(this.opts.timeoutMs ?? 5000),
       }).then((r) => r.status, () => 0);
-      if (status >= 200 && status < 300) return;
+      if (status >= 200 && status < 300) {
+        this.opts.observe?.('delivered');
+        return;
+      }
+      this.opts.observe?.('failed');
       const delay = Math.min(30_000, (this.opts.baseDelayMs ?? 500) * 2 ** (n - 1));
       this.opts.log.warn({ delivery, attempt: n, status }, 'webhook delivery failed');
       if (n < attempts) await new Promise((r) => setTimeout(r, delay).unref());
     }
+    if (!this.stopped) this.opts.observe?.('abandoned');
     this.opts.log.error({ delivery, type: ev.type }, 'webhook delivery abandoned');
   }
 }
