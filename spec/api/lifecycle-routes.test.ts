@@ -195,6 +195,23 @@ t('a full cluster queues launches in order with positions; stopping frees a plac
   assert.is((await call('POST', `/v1/instances/${q[0].id}/renew`)).json().code, 'E_NOT_RUNNING');
 });
 
+t('listing filters by user and liveness; queued items carry their place; the incidents limit is read from text', async () => {
+  build({ capacity: 1 });
+  const running = (await launch('a', 'red')).json();
+  const queued = [(await launch('a', 'blue')).json(), (await launch('b', 'blue')).json()];
+  await call('DELETE', `/v1/instances/${running.id}`);
+  await store.updateInstance(running.id, { status: 'stopped', finishedAt: clock }, clock);
+  const live = (await call('GET', '/v1/instances?live=true')).json().instances;
+  assert.equal(live.map((i: any) => i.id).sort(), queued.map((i) => i.id).sort(), 'the stopped one is not live');
+  assert.equal(live.find((i: any) => i.id === queued[1].id).queue.position, 2, 'list items carry the queue place');
+  assert.is((await call('GET', '/v1/instances?live=false')).json().instances.length, 3);
+  assert.is((await call('GET', '/v1/instances?live=yes')).statusCode, 400);
+  assert.is((await call('GET', '/v1/instances?team=blue&challenge=b&user=nobody')).json().instances.length, 0);
+  assert.is((await call('GET', '/v1/flags/incidents?limit=5', ADMIN)).statusCode, 200);
+  assert.is((await call('GET', '/v1/flags/incidents?limit=0', ADMIN)).statusCode, 400);
+  assert.is((await call('GET', '/v1/flags/incidents?limit=1001', ADMIN)).statusCode, 400);
+});
+
 t('flags verify for their owner, stay verifiable after the instance is gone, and sharing is attributed', async () => {
   const red = (await launch('a', 'red')).json();
   const flag = deriveFlag(SECRET, { team: 'red', challenge: 'a', instance: red.id }, 'CTF{%s}');

@@ -15,6 +15,7 @@ import { eventRoutes } from './event-routes.ts';
 import { gatewayRoutes } from './gateway-routes.ts';
 import { flagRoutes } from './flag-routes.ts';
 import { instanceRoutes } from './instance-routes.ts';
+import { metricsRoutes, type MetricsRouteDeps } from './metrics-routes.ts';
 import { workerRoutes, type WorkerRouteDeps } from './worker-routes.ts';
 import { statusRoutes, statusSessions } from './status-routes.ts';
 import { registerOpenApi } from './openapi.ts';
@@ -53,6 +54,8 @@ export interface AppDeps {
   version?: string;
   /** The fleet (`/v1/workers` and cordon, uncordon, drain); not registered without it. */
   workers?: WorkerRouteDeps;
+  /** Metrics: the HTTP and forward-auth hooks, `/v1/status/summary`, and `/metrics` with a token; none without it. */
+  metrics?: MetricsRouteDeps;
   /** Signs the status page's sessions (the access secret); the page (`/status`) is not served without it. */
   statusSecret?: string;
 }
@@ -118,6 +121,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerAuth(app, keys, failures, sessions);
 
   registerOpenApi(app, { title: 'Poseidon', version: '1' });
+  if (deps.metrics) metricsRoutes(app, deps.metrics);
   app.get('/healthz', { config: { auth: 'none' }, schema: { summary: 'Liveness' } }, async () => ({ ok: true }));
   app.get('/v1/version', { config: { auth: 'none' }, schema: { summary: 'Server version and API level', response: { 200: versionSchema } } }, async () => ({ version: deps.version ?? 'dev', api: 'v1' }));
   instanceRoutes(app, deps);

@@ -33,6 +33,14 @@ function stream(req: FastifyRequest, reply: FastifyReply, hub: EventHub, filter:
   });
 }
 
+/** Counts an open stream in the SSE client gauge until its connection closes. */
+function countClient(req: FastifyRequest, deps: AppDeps): void {
+  const clients = deps.metrics?.metrics.sseClients;
+  if (!clients) return;
+  clients.inc();
+  req.raw.once('close', () => clients.dec());
+}
+
 /**
  * Server-Sent Events: `GET /v1/instances/:id/events` for one instance, `GET /v1/events?team=`
  * for a team (admin and unscoped platform keys may omit the team to see every event).
@@ -43,6 +51,7 @@ export function eventRoutes(app: FastifyInstance, deps: AppDeps, hub: EventHub):
     assertTeam(req, inst.team);
     const position = inst.status === 'queued' ? await deps.store.queuePosition(inst.id) : undefined;
     stream(req, reply, hub, { instance: inst.id }, [hub.event(inst.status === 'failed' ? 'failed' : 'status', inst, position)]);
+    countClient(req, deps);
   });
 
   app.get<{ Querystring: { team?: string } }>('/v1/events', {
@@ -52,5 +61,6 @@ export function eventRoutes(app: FastifyInstance, deps: AppDeps, hub: EventHub):
     if (team !== undefined) assertTeam(req, team);
     const snapshot = team === undefined ? [] : (await deps.store.listInstances({ team })).filter((i) => i.status !== 'stopped').map((i) => hub.event('status', i));
     stream(req, reply, hub, team === undefined ? {} : { team }, snapshot);
+    countClient(req, deps);
   });
 }

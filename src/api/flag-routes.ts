@@ -48,15 +48,16 @@ export function flagRoutes(app: FastifyInstance, deps: Pick<AppDeps, 'store' | '
     return scopedTeam(req) === undefined ? result : { correct: result.correct };
   });
 
-  app.get<{ Querystring: { limit?: number } }>('/v1/flags/incidents', {
+  app.get<{ Querystring: { limit?: string } }>('/v1/flags/incidents', {
     config: { auth: READ_ROUTE },
     schema: {
       summary: 'Flag-sharing incidents, newest first',
-      querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: 1000 } } },
+      // Query strings are text (the API does not coerce types): a decimal of 1..1000.
+      querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'string', pattern: '^(1000|[1-9][0-9]{0,2})$' } } },
       response: { 200: incidentsResponse, ...problems(403) },
     },
   }, async (req) => {
-    const list = await deps.store.listIncidents(req.query.limit ?? 100);
+    const list = await deps.store.listIncidents(req.query.limit === undefined ? 100 : Number(req.query.limit));
     return { incidents: list.map((i) => ({ ...i, at: new Date(i.at).toISOString() })) };
   });
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Codes, PoseidonError } from '../core/errors.ts';
-import type { Instance } from '../core/instance.ts';
+import { isLive, type Instance } from '../core/instance.ts';
 import { renewFields, restartFields } from '../core/lifecycle.ts';
 import { newInstanceId, ownerKey, portHostname } from '../core/naming.ts';
 import { CONFLICT, type CreateResult, type Store } from '../core/store.ts';
@@ -62,13 +62,18 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
     return view(deps, inst);
   });
 
-  app.get<{ Querystring: { team?: string; challenge?: string } }>('/v1/instances', {
+  app.get<{ Querystring: { team?: string; challenge?: string; user?: string; worker?: string; live?: 'true' | 'false' } }>('/v1/instances', {
     config: { auth: ['platform', 'operator', 'admin'] }, schema: { summary: 'List instances', querystring: listQuery, response: { 200: { type: 'object', required: ['instances'], properties: { instances: { type: 'array', items: instanceSchema } } }, ...problems(403) } },
   }, async (req) => {
     const team = scopedTeam(req);
     if (team !== undefined && req.query.team !== undefined) assertTeam(req, req.query.team);
-    const list = await deps.store.listInstances({ ...req.query, ...(team !== undefined ? { team } : {}) });
-    return { instances: list.map((i) => instanceView(i)) };
+    const { user, live, ...filter } = req.query;
+    const at = now();
+    const list = (await deps.store.listInstances({ ...filter, ...(team !== undefined ? { team } : {}) }))
+      .filter((i) => (user === undefined || i.user === user) && (live !== 'true' || isLive(i, at)));
+    // Queued items carry their place and estimate, as a single read does (one queue read for all).
+    const queued = list.some((i) => i.status === 'queued') ? await deps.store.queuedIds() : [];
+    return { instances: await Promise.all(list.map((i) => (i.status === 'queued' ? queueView(deps, i, queued, at) : instanceView(i)))) };
   });
 
   app.delete<{ Params: { id: string } }>('/v1/instances/:id', { schema: { summary: 'Stop an instance (or cancel a queued one)', params: idParams, response: { ...one, ...problems(403, 404, 429) } } }, async (req, reply) => {
@@ -139,6 +144,14 @@ async function refused(deps: AppDeps, result: Exclude<CreateResult, { created: t
     default:
       return sendProblem(reply, 409, Codes.ownerLimit, `owner already has a live instance of ${result.existing.challenge}`, { instance: instanceView(result.existing) });
   }
+}
+
+/** The view of a queued instance given the queue (oldest first), with its place and an estimate. */
+async function queueView(deps: AppDeps, inst: Instance, queue: readonly string[], at: number): Promise<InstanceView> {
+  const position = queue.indexOf(inst.id) + 1;
+  if (position === 0) return instanceView(inst);
+  const eta = await deps.store.admittedExpiry(position, at);
+  return instanceView(inst, { position, ...(eta ? { estimatedStartAt: new Date(eta).toISOString() } : {}) });
 }
 
 /** The view, with queue position and an estimated start while queued. */

@@ -84,5 +84,9 @@ export const listQuery = {
   properties: {
     team: { type: 'string', pattern: PRINCIPAL },
     challenge: { type: 'string', pattern: DNS_LABEL },
+    user: { type: 'string', pattern: PRINCIPAL },
+    worker: { type: 'string', pattern: '^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$' },
+    /** `true`: only live instances (queued, or asked to run, not failed and not expired). */
+    live: { enum: ['true', 'false'] },
   },
 } as const;
