@@ -30,6 +30,9 @@ import type { GatewayOptions } from '../gateway/traefik.ts';
 import { DirSource } from '../source/dir-source.ts';
 import { GitSource } from '../source/git-source.ts';
 import type { Source } from '../core/source.ts';
+import { meterManager } from '../metrics/compose.ts';
+import { MeteredRuntime } from '../metrics/metered-runtime.ts';
+import { metricsFor } from '../metrics/metrics.ts';
 import { VERSION } from '../version.ts';
 import type { Backends } from './backends.ts';
 import { engineFor } from './worker.ts';
@@ -73,6 +76,7 @@ function failureLimit(rule: string): { attempts: number; windowMs: number } {
 /** Builds the manager over `backends` (see the module comment); nothing runs until `start`. */
 export async function composeManager(config: Config, backends: Backends, log: Logger): Promise<Manager> {
   const { store, fleet: registry } = backends;
+  const metrics = metricsFor(backends);
   const index = new InstanceIndex(store, { refreshMs: config.resyncSeconds * 1000, log: log.child({ component: 'index' }) });
   const catalogLog = log.child({ component: 'catalog' });
   const gitops = createGitOps({
@@ -80,7 +84,7 @@ export async function composeManager(config: Config, backends: Backends, log: Lo
     catalogStore: config.redisUrl ? new RedisCatalogStore(config.redisUrl, config.redisPrefix) : new NoCatalogStore(),
     pollMs: config.gitUrl ? config.gitPollSeconds * 1000 : 0,
     webhook: { ...(config.webhookSecret ? { secret: config.webhookSecret } : {}), branch: config.gitBranch },
-    ...(config.registry ? { publish: { registry: config.registry, builder: engineFor(config, backends, catalogLog), owner: backends.owner } } : {}),
+    ...(config.registry ? { publish: { registry: config.registry, builder: new MeteredRuntime(engineFor(config, backends, catalogLog), metrics, 'builder'), owner: backends.owner } } : {}),
   });
   const { catalog } = gitops;
   const fleetView = new FleetView({
@@ -161,16 +165,20 @@ export async function composeManager(config: Config, backends: Backends, log: Lo
   });
   const events = new EventHub(store, index, config.expiringSoonSeconds * 1000);
   const webhook = config.eventsWebhookUrl && config.eventsWebhookSecret
-    ? new WebhookSender({ url: config.eventsWebhookUrl, secret: config.eventsWebhookSecret, log: log.child({ component: 'webhook' }) })
+    ? new WebhookSender({ url: config.eventsWebhookUrl, secret: config.eventsWebhookSecret, log: log.child({ component: 'webhook' }), observe: (o) => metrics.webhook(o) })
     : undefined;
   const lifecycle: LifecycleSettings = {
     teamLimit: config.teamLimit, capacity, rateLimits: parseRateLimits(config.rateLimits),
     renewMaxLoad: config.renewMaxLoad, idempotencyTtlMs: config.idempotencyTtlSeconds * 1000,
     flagSecret: config.flagSecret, flagRetentionMs: config.flagRetentionDays * 86_400_000,
   };
+  const metered = meterManager(metrics, config, {
+    index, fleet: fleetView, catalog, syncStatus: () => gitops.sync.status(), capacity, queue: controller.queue,
+    reconcilers: { [GATEWAY_KEY]: 'gateway', [ADMISSION_KEY]: 'admission', [FLEET_KEY]: 'fleet' },
+  }, log.child({ component: 'metrics' }));
   const app = buildApp({
     store, catalog, apiKey: config.apiKey, apiKeys: parseApiKeys(config.apiKeys), baseDomain: config.baseDomain,
-    lifecycle, events, logger: log.child({ component: 'api' }),
+    lifecycle, events, logger: log.child({ component: 'api' }), metrics: metered.routes,
     gitops: gitops.api, catalogVersion: (inst, reason) => catalog.versionHashFor(inst, reason),
     access: { context: access.context, snapshot, linkSeconds: config.accessLinkSeconds, queueMaxWaitMs: config.queueMaxWaitSeconds * 1000 },
     index, version: VERSION, authFailures: failureLimit(config.authFailures),
@@ -188,12 +196,14 @@ export async function composeManager(config: Config, backends: Backends, log: Lo
       gitops.attach((id) => controller.queue.add(id));
       events.start();
       if (webhook) events.subscribe({}, (ev) => webhook.send(ev));
+      await metered.start();
       log.info({ mode: config.authMode, tls: tls ? tls.entryPoints : false, instances: index.size, registry: config.registry ?? false }, 'manager ready');
     },
     async stop() {
       webhook?.stop();
       events.stop();
       await app.close();
+      await metered.stop();
       await gitops.stop();
       await controller.stop();
       index.stop();

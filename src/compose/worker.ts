@@ -10,6 +10,9 @@ import type { Logger } from 'pino';
 import { newSealingKeys } from '../core/seal.ts';
 import type { VersionSource } from '../core/versions.ts';
 import { parseLabels } from '../core/worker.ts';
+import { meterWorker } from '../metrics/compose.ts';
+import { MeteredRuntime } from '../metrics/metered-runtime.ts';
+import { metricsFor } from '../metrics/metrics.ts';
 import { DockerRuntime } from '../runtime/docker.ts';
 import { WorkerAgent } from '../worker/agent.ts';
 import { persistedValue, type Backends } from './backends.ts';
@@ -46,8 +49,10 @@ export async function composeWorker(config: Config, backends: Backends, versions
   const keys = keysFrom(privateKey);
   const address = config.advertiseAddress ?? '127.0.0.1';
   const edgeSecret = config.ingressHttp ? (config.edgeSecret ?? await backends.fleet.shared('edge-secret', randomBytes(24).toString('base64url'))) : undefined;
+  const metrics = metricsFor(backends);
+  const leases = backends.leases(id);
   const agent = new WorkerAgent({
-    owner: backends.owner, store: backends.store, fleet: backends.fleet, runtime, versions, leases: backends.leases(id), keys,
+    owner: backends.owner, store: backends.store, fleet: backends.fleet, runtime: new MeteredRuntime(runtime, metrics, id), versions, leases, keys,
     ...(edgeSecret ? { edgeSecret } : {}), ...(firewall ? { firewall } : {}), log: log.child({ worker: id }),
     settings: {
       id, address, labels: parseLabels(config.workerLabels), leaseAddress: config.leaseAddress,
@@ -62,6 +67,7 @@ export async function composeWorker(config: Config, backends: Backends, versions
       ...(config.workerMemory !== undefined ? { memoryBytes: parseSize(config.workerMemory) } : {}),
     },
   });
+  await meterWorker(metrics, config, { id, agent, leases, embedded }, log);
   return { agent, runtime, id };
 }
 
