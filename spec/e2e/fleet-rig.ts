@@ -58,6 +58,8 @@ export interface FleetRig {
   registry: string;
   /** Starts one more manager on the same Redis (two managers racing). */
   startManager(): Promise<ServeProcess>;
+  /** A TLS connection made from inside `from`'s namespace to `address` with SNI `servername`; what came back ('' when refused). */
+  tlsFrom(from: TestHost, address: string, servername: string, line: string): Promise<string>;
   /** Every managed container on every engine, as [worker name, instance id, container id]. */
   containers(): Promise<[string, string, string][]>;
   /** Waits until the instance record satisfies `done`; on timeout says where it stood and what the processes said last. */
@@ -216,7 +218,9 @@ export async function startFleetRig(): Promise<FleetRig | undefined> {
             ...common, PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', REDIS_URL: hostRedis,
             POSEIDON_DOCKER_SOCKET: host.socket, POSEIDON_WORKER_ID: host.name, POSEIDON_ADVERTISE_ADDRESS: host.address,
             POSEIDON_INGRESS_HTTP: ingressHttp, POSEIDON_INGRESS_TLS: ingressTls, POSEIDON_TRAEFIK_DIR: path.join(dir, 'traefik'),
-            POSEIDON_DATA_DIR: path.join(dir, 'data'), POSEIDON_GATEWAY_CONTAINER: probe, POSEIDON_WORKER_SLOTS: '20', ...extra,
+            POSEIDON_DATA_DIR: path.join(dir, 'data'), POSEIDON_GATEWAY_CONTAINER: probe, POSEIDON_WORKER_SLOTS: '20',
+            // The edge (the stand-in in the test process) reaches the hosts from the bridge's host side.
+            POSEIDON_EDGE_SOURCES: hosts.hostAddress, ...extra,
           };
           const proc = inNamespace(host, process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), 'worker'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
           proc.stdout?.on('data', (d: Buffer) => { logs += d.toString(); });
@@ -245,6 +249,15 @@ export async function startFleetRig(): Promise<FleetRig | undefined> {
         const s = await startServe(await managerEnv());
         servers.push(s);
         return s;
+      },
+      async tlsFrom(from, address, servername, line) {
+        const [host, port] = [address.slice(0, address.lastIndexOf(':')), address.slice(address.lastIndexOf(':') + 1)];
+        const script = `const s=require('tls').connect({host:${JSON.stringify(host)},port:${Number(port)},servername:${JSON.stringify(servername)},rejectUnauthorized:false},()=>s.write(${JSON.stringify(`${line}\n`)}));let o='';s.setTimeout(10000,()=>s.destroy());s.on('data',d=>{o+=d});s.on('close',()=>{process.stdout.write(o);process.exit(0)});s.on('error',()=>{process.exit(0)});`;
+        const proc = inNamespace(from, process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+        let out = '';
+        proc.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+        await exited(proc);
+        return out;
       },
       async containers() {
         const out: [string, string, string][] = [];

@@ -109,6 +109,11 @@ it('the edge routes each hostname to its worker\'s ingress and through it to tha
     return out.includes(flag) ? out : undefined;
   });
   assert.match(said, /you said: hello/);
+  // Straight to the worker's ingress TLS port from another test host: not the edge's address, refused.
+  const w = r.workers.find((x) => x.host.name === pwn.worker)!;
+  const other = r.workers.find((x) => x !== w)!;
+  const direct = await r.tlsFrom(other.host, w.ingressTls, pwn.hostname, 'hello');
+  assert.not.ok(direct.includes(flag), `a direct TLS connection from ${other.host.address} must not reach the instance: ${direct}`);
 });
 
 it('a gVisor-only challenge lands only on workers offering runsc', async (r) => {
@@ -125,10 +130,14 @@ it('cordon: no new placements there, what runs stays; uncordon: placements again
   const target = r.workers[0]!.host.name;
   const before = (await r.containers()).filter(([w]) => w === target).length;
   assert.is((await r.api('POST', `/v1/workers/${target}/cordon`)).body.state, 'cordoned');
-  const runs = await Promise.all(['c1', 'c2', 'c3', 'c4'].map((team) => r.launchRunning('web-hello', team)));
-  assert.ok(runs.every((i) => i.worker !== target), runs.map((i) => i.worker).join(','));
-  assert.is((await r.containers()).filter(([w]) => w === target).length, before, 'its instances keep running');
-  assert.is((await r.api('POST', `/v1/workers/${target}/uncordon`)).body.state, 'ready');
+  let runs: any[] = [];
+  try {
+    runs = await Promise.all(['c1', 'c2', 'c3', 'c4'].map((team) => r.launchRunning('web-hello', team)));
+    assert.ok(runs.every((i) => i.worker !== target), runs.map((i) => i.worker).join(','));
+    assert.is((await r.containers()).filter(([w]) => w === target).length, before, 'its instances keep running');
+  } finally {
+    assert.is((await r.api('POST', `/v1/workers/${target}/uncordon`)).body.state, 'ready');
+  }
   for (const inst of runs) await r.api('DELETE', `/v1/instances/${inst.id}`);
   const ids = new Set(runs.map((i) => i.id));
   await eventually('cordon test containers gone', async () => ((await r.containers()).some(([, id]) => ids.has(id)) ? undefined : true));
@@ -139,6 +148,7 @@ it('drain: its instances continue elsewhere with the same hostnames and expiry, 
   const on = (await r.api('GET', '/v1/instances')).body.instances.filter((i: any) => i.worker === target && i.status === 'running');
   assert.ok(on.length > 0, 'something to drain');
   assert.is((await r.api('POST', `/v1/workers/${target}/drain`)).status, 200);
+  try {
   for (const inst of on) {
     const moved = await r.waitInstance(inst.id, `moved off ${target}`, (now) => now.status === 'running' && now.worker !== target);
     assert.equal([moved.hostname, moved.expiresAt], [inst.hostname, inst.expiresAt]);
@@ -146,7 +156,9 @@ it('drain: its instances continue elsewhere with the same hostnames and expiry, 
   }
   await eventually(`${target} empty`, async () => ((await r.containers()).some(([w]) => w === target) ? undefined : true));
   await eventually(`${target} cordoned`, async () => ((await r.api('GET', '/v1/workers')).body.workers.find((w: any) => w.id === target).state === 'cordoned' ? true : undefined));
-  await r.api('POST', `/v1/workers/${target}/uncordon`);
+  } finally {
+    await r.api('POST', `/v1/workers/${target}/uncordon`);
+  }
 });
 
 it('kill -9 of a worker process deletes nothing; restarted, it converges with zero duplicates', async (r) => {

@@ -156,11 +156,11 @@ for (const [label, over, routed] of WHICH) {
   });
 }
 
-test('instances: the file of a writer holds exactly the routable instances, and validates', () => {
+test('instances: the file of a writer holds exactly the routable instances, and validates', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'poseidon-ingress-'));
   try {
-    const writer = new IngressWriter({ dir, edgeSecret: SECRET, log: memoryLogger() });
-    const text = writer.render([inst(A), inst(B, { status: 'starting' })], NOW);
+    const writer = new IngressWriter({ dir, edgeSecret: async () => SECRET, log: memoryLogger() });
+    const text = await writer.render([inst(A), inst(B, { status: 'starting' })], NOW);
     const doc = checkedFile(text) as { http: { routers: Record<string, unknown> }; tcp?: unknown };
     assert.equal(Object.keys(doc.http.routers), [`i-${A}-web`]);
     assert.is(doc.tcp, undefined);
@@ -174,13 +174,13 @@ test('instances: the file of a writer holds exactly the routable instances, and 
 test('writer: writes the file, leaves it untouched while nothing changes, rewrites it when routes change', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'poseidon-ingress-'));
   try {
-    const writer = new IngressWriter({ dir, edgeSecret: SECRET, log: memoryLogger(), httpEntryPoint: 'web', tlsEntryPoint: 'websecure' });
+    const writer = new IngressWriter({ dir, edgeSecret: async () => SECRET, log: memoryLogger(), httpEntryPoint: 'web', tlsEntryPoint: 'websecure' });
     const file = path.join(dir, 'poseidon-ingress.yml');
     const later = Date.now() + 3_600_000;
     const first = [inst(A, { expiresAt: later })];
     await writer.write(first);
     const text1 = readFileSync(file, 'utf8');
-    assert.is(text1, writer.render(first));
+    assert.is(text1, await writer.render(first));
     checkedFile(text1);
     const ino1 = statSync(file).ino;
 
@@ -192,7 +192,7 @@ test('writer: writes the file, leaves it untouched while nothing changes, rewrit
     await writer.write(second);
     const text2 = readFileSync(file, 'utf8');
     assert.is.not(statSync(file).ino, ino1, 'new content: replaced atomically (a new file renamed over it)');
-    assert.is(text2, writer.render(second));
+    assert.is(text2, await writer.render(second));
     assert.ok(text2.includes(`i-${B}-nc`));
     checkedFile(text2);
 
@@ -205,10 +205,21 @@ test('writer: writes the file, leaves it untouched while nothing changes, rewrit
   }
 });
 
+test('edge sources: every router also requires the edge\'s address (ClientIP), TCP included; a bad source throws', () => {
+  const cfg = renderIngressConfig([
+    { instance: A, name: 'web', protocol: 'http', hostname: 'h1.web.ctf.test', backend: `poseidon-${A}:80` },
+    { instance: A, name: 'nc', protocol: 'tcp', hostname: 'h1-nc.web.ctf.test', backend: `poseidon-${A}:9000` },
+  ], { edgeSecret: SECRET, httpEntryPoint: 'web', tlsEntryPoint: 'websecure', edgeSources: ['10.250.0.1', '10.0.0.0/8'] });
+  const from = ' && (ClientIP(`10.250.0.1`) || ClientIP(`10.0.0.0/8`))';
+  assert.ok(Object.values(cfg.http.routers).every((r) => r.rule.endsWith(from)), JSON.stringify(cfg.http.routers));
+  assert.ok(Object.values(cfg.tcp?.routers ?? {}).every((r) => r.rule.endsWith(from)));
+  assert.throws(() => renderIngressConfig([], { edgeSecret: SECRET, httpEntryPoint: 'web', tlsEntryPoint: 'websecure', edgeSources: ['10.0.0.1`) || Host(`x'] }), /edge source/);
+});
+
 test('writer: a bad edge secret throws and writes nothing', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'poseidon-ingress-'));
   try {
-    const writer = new IngressWriter({ dir, edgeSecret: 'short', log: memoryLogger() });
+    const writer = new IngressWriter({ dir, edgeSecret: async () => 'short', log: memoryLogger() });
     let threw = false;
     try {
       await writer.write([inst(A, { expiresAt: Date.now() + 60_000 })]);

@@ -92,6 +92,8 @@ export async function composeManager(config: Config, backends: Backends, log: Lo
     resources: (inst) => catalog.version(inst.specHash)?.spec.resources ?? { cpu: 0, memoryBytes: 0 },
   });
   const tls = gatewayTls(config);
+  // Workers read it from the registry: a configured one replaces whatever is stored there.
+  if (config.edgeSecret) await registry.setShared('edge-secret', config.edgeSecret);
   const edgeSecret = config.edgeSecret ?? (config.redisUrl ? await registry.shared('edge-secret', randomSecret()) : undefined);
   const access = composeAccess(config, index, log.child({ component: 'access' }));
   const snapshot = new GatewaySnapshot();

@@ -48,7 +48,11 @@ export async function composeWorker(config: Config, backends: Backends, versions
   const privateKey = persistedValue(config.dataDir, `worker-${id}.key`, () => newSealingKeys().privateKey.trim());
   const keys = keysFrom(privateKey);
   const address = config.advertiseAddress ?? '127.0.0.1';
-  const edgeSecret = config.ingressHttp ? (config.edgeSecret ?? await backends.fleet.shared('edge-secret', randomBytes(24).toString('base64url'))) : undefined;
+  // Read from the registry at each render (the manager sets a configured one there).
+  const candidate = randomBytes(24).toString('base64url');
+  const edgeSecret = config.ingressHttp
+    ? async (): Promise<string> => config.edgeSecret ?? backends.fleet.shared('edge-secret', candidate)
+    : undefined;
   const metrics = metricsFor(backends);
   const leases = backends.leases(id);
   const agent = new WorkerAgent({

@@ -37,6 +37,8 @@ export interface Fleet {
   pruneImages(worker: string, keep: readonly string[]): Promise<void>;
   /** The value stored under `name` (`deployment`, `edge-secret`), storing `candidate` first if there is none. */
   shared(name: 'deployment' | 'edge-secret', candidate: string): Promise<string>;
+  /** Stores `value` under `name`, replacing what was there (a value the operator configured). */
+  setShared(name: 'deployment' | 'edge-secret', value: string): Promise<void>;
   /** Calls `listener` after a registration, a state change or an image report (a hint). */
   onChange(listener: () => void): () => void;
   close(): Promise<void>;

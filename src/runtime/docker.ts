@@ -202,16 +202,18 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async exec(container: string, cmd: string[], timeoutMs: number): Promise<number | undefined> {
+    const deadline = Date.now() + timeoutMs;
     const run = (async () => {
       const e = await this.docker.getContainer(container).exec({ Cmd: cmd, AttachStdout: false, AttachStderr: false });
-      const stream = await e.start({ Detach: false, Tty: false });
-      await new Promise<void>((resolve) => {
-        stream.on('end', resolve);
-        stream.on('close', resolve);
-        stream.on('error', () => resolve());
-        stream.resume();
-      });
-      return (await e.inspect()).ExitCode ?? undefined;
+      await e.start({ Detach: true, Tty: false });
+      // Detached: the exit code is known once the engine says the command stopped running
+      // (`ExitCode` is null until then).
+      for (let wait = 10; Date.now() < deadline; wait = Math.min(wait * 2, 200)) {
+        const info = await e.inspect();
+        if (!info.Running && info.ExitCode !== null && info.ExitCode !== undefined) return info.ExitCode;
+        await new Promise((r) => setTimeout(r, wait));
+      }
+      return undefined;
     })();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), timeoutMs); });

@@ -70,6 +70,10 @@ export class MemoryFleet implements Fleet {
     return this.#shared.get(name)!;
   }
 
+  async setShared(name: 'deployment' | 'edge-secret', value: string): Promise<void> {
+    this.#shared.set(name, value);
+  }
+
   onChange(listener: () => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);

@@ -126,6 +126,10 @@ export class RedisFleet implements Fleet {
     return value;
   }
 
+  async setShared(name: 'deployment' | 'edge-secret', value: string): Promise<void> {
+    await this.#run(() => this.#client.set(`${this.#prefix}shared:${name}`, value));
+  }
+
   onChange(listener: () => void): () => void {
     this.#listeners.add(listener);
     if (!this.#sub) {

@@ -68,8 +68,8 @@ export interface WorkerAgentDeps {
   leases: LeaseStore;
   /** X25519 key pair that flags for this worker are sealed with (`core/seal.ts`). */
   keys: { publicKey: string; privateKey: string };
-  /** Shared with the edge: what the host's ingress requires on every request. */
-  edgeSecret?: string;
+  /** Shared with the edge: what the host's ingress requires on every request (read at each render). */
+  edgeSecret?: () => Promise<string>;
   /** The host firewall, re-applied at every resync (rules someone removed come back). */
   firewall?: { ensure(): Promise<string[]> };
   log: Logger;

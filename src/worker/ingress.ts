@@ -10,7 +10,8 @@ import { renderIngressConfig, serializeTraefikConfig, type IngressRoute } from '
 
 export interface IngressWriterOptions {
   dir: string;
-  edgeSecret: string;
+  /** The secret the edge adds (read at each render: the manager may replace it). */
+  edgeSecret: () => Promise<string>;
   /** Addresses the edge connects from (see `IngressOptions.edgeSources`). */
   edgeSources?: readonly string[];
   log: Logger;
@@ -37,9 +38,9 @@ export class IngressWriter {
   }
 
   /** The file's text for `instances` (those placed here). */
-  render(instances: readonly Instance[], now = Date.now()): string {
+  async render(instances: readonly Instance[], now = Date.now()): Promise<string> {
     return serializeTraefikConfig(renderIngressConfig(ingressRoutes(instances, now), {
-      edgeSecret: this.#opts.edgeSecret, ...(this.#opts.edgeSources?.length ? { edgeSources: this.#opts.edgeSources } : {}), httpEntryPoint: this.#opts.httpEntryPoint ?? 'web', tlsEntryPoint: this.#opts.tlsEntryPoint ?? 'websecure',
+      edgeSecret: await this.#opts.edgeSecret(), ...(this.#opts.edgeSources?.length ? { edgeSources: this.#opts.edgeSources } : {}), httpEntryPoint: this.#opts.httpEntryPoint ?? 'web', tlsEntryPoint: this.#opts.tlsEntryPoint ?? 'websecure',
     }));
   }
 
@@ -48,7 +49,7 @@ export class IngressWriter {
       this.#warned = true;
       this.#opts.log.warn({}, 'POSEIDON_EDGE_SOURCES is not set: TCP routes of this ingress admit any client that reaches its TLS port; set it to the edge\'s addresses or firewall the port');
     }
-    const wrote = await this.#writer.write(this.render(instances));
+    const wrote = await this.#writer.write(await this.render(instances));
     if (wrote) this.#opts.log.info({ routes: ingressRoutes(instances, Date.now()).length }, 'ingress configuration written');
   }
 }

@@ -49,7 +49,7 @@ export function table(caption, headers, rows, attrs = {}) {
 
 /** A definition list from `[term, value]` pairs (values may be nodes). */
 export function facts(pairs, attrs = {}) {
-  return h('dl', { class: 'facts', ...attrs }, pairs.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v ?? '—')]));
+  return h('dl', { class: 'facts', ...attrs }, pairs.map(([k, v]) => [h('dt', {}, k), h('dd', { 'data-fact': k }, v ?? '—')]));
 }
 
 /** "3 s", "4 m 10 s", "2 h 5 m", "3 d 4 h" for a duration in ms. */
