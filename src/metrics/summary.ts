@@ -22,7 +22,7 @@ export interface DurationSummary {
   max: number | null;
 }
 
-/** Events in the window: the total and one count per minute, oldest minute first (the last one is the current, partial minute). */
+/** Events in the window: the total and one count per minute, oldest first (the last entry is the last 60 seconds). */
 export interface RateSummary {
   total: number;
   perMinute: number[];
@@ -151,7 +151,7 @@ export class RollingWindow {
     };
   }
 
-  /** Counts per minute, aligned on the current minute: the last entry is the minute in progress. */
+  /** Counts per minute back from now: the last entry covers the last 60 seconds, the one before the 60 before them. */
   #rate(items: readonly { at: number }[], now: number): RateSummary {
     const minutes = Math.max(1, Math.ceil(this.#windowMs / MINUTE));
     const perMinute = new Array<number>(minutes).fill(0);
