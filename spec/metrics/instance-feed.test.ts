@@ -6,7 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Instance, InstanceStatus } from '../../src/core/instance.ts';
+import type { Instance } from '../../src/core/instance.ts';
 import { reasonCode } from '../../src/metrics/instance-feed.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
 
