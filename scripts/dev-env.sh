@@ -24,6 +24,7 @@ command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 [ -x /usr/sbin/sshd ] || [ "${CI:-}" != true ] || need_pkgs+=(openssh-server)
 # Real headless Chromium for the player-page tests (playwright-core drives /usr/bin/chromium).
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)  # the metrics tests run a real Prometheus and promtool
 # The CTFd plugin's Python tests run on Debian's python3 with Flask (no PyPI here).
 /usr/bin/python3 -c 'import flask, flask_sqlalchemy, sqlalchemy, requests' >/dev/null 2>&1 || need_pkgs+=(python3-flask python3-flask-sqlalchemy python3-sqlalchemy python3-requests)
 if [ ${#need_pkgs[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
