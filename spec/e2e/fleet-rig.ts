@@ -169,7 +169,7 @@ export async function startFleetRig(): Promise<FleetRig | undefined> {
     const registry = `${hosts.registry}/${mgr}`;
     const common = {
       POSEIDON_MANAGER_ID: mgr, POSEIDON_DEPLOYMENT_ID: deployment, POSEIDON_REDIS_PREFIX: prefix, POSEIDON_HEARTBEAT_SECONDS: '1',
-      POSEIDON_WORKER_LOST_SECONDS: '6', POSEIDON_RESYNC_SECONDS: '3', POSEIDON_BASE_DOMAIN: BASE, POSEIDON_LOG_LEVEL: 'info',
+      POSEIDON_WORKER_LOST_SECONDS: '20', POSEIDON_RESYNC_SECONDS: '3', POSEIDON_BASE_DOMAIN: BASE, POSEIDON_LOG_LEVEL: 'info',
     };
     const managerEnv = async (): Promise<Record<string, string>> => {
       const port = await freePort();

@@ -4,6 +4,7 @@
  * a real registry, and Traefik stand-ins as the edge and each host's ingress (spec/e2e/fleet-rig.ts).
  * The cases share one rig and run in order; each states the world it leaves.
  */
+import { request as httpRequest } from 'node:http';
 import { connect as tlsConnect } from 'node:tls';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -24,10 +25,22 @@ t.after(async () => {
 });
 const it = (name: string, fn: (r: FleetRig) => Promise<void>) => t(name, async () => { if (rig) await fn(rig); });
 
-/** GET through a stand-in Traefik at `base` with the given Host and headers; the body as text. */
-async function get(base: string, host: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
-  const res = await fetch(`${base}/`, { headers: { host, ...headers }, signal: AbortSignal.timeout(30_000) });
-  return { status: res.status, body: await res.text() };
+/**
+ * GET `/` at `base` with the given Host and headers; the body as text. (node:http, not fetch:
+ * fetch silently replaces a Host header with the URL's.)
+ */
+function get(base: string, host: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  const url = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: url.hostname, port: url.port, path: '/', method: 'GET', headers: { ...headers, host }, timeout: 30_000 }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => { body += d.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 /** A TLS connection to `address` for `servername`, sending `line`, returning what came back. */
