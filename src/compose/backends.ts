@@ -51,7 +51,7 @@ export function persistedValue(dataDir: string, file: string, make: () => string
 
 /** Opens the store (PING first with Redis), the fleet registry and the deployment's ownership. */
 export async function openBackends(config: Config): Promise<Backends> {
-  const store = await openStore({ ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}), prefix: config.redisPrefix });
+  const store = await openStore({ ...(config.redisUrl ? { redisUrl: config.redisUrl } : {}), prefix: config.redisPrefix, waitReplicas: config.redisWaitReplicas });
   const url = config.redisUrl;
   const fleet: Fleet = url ? new RedisFleet({ url, prefix: config.redisPrefix }) : new MemoryFleet();
   const leaseStores: LeaseStore[] = [];

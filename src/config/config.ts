@@ -12,6 +12,8 @@ export interface Config extends AccessConfig, GitOpsConfig {
   readonly host: string;
   readonly apiKey: string;
   readonly redisUrl?: string;
+  /** Replicas a launch must reach before it is acknowledged (Redis WAIT). */
+  readonly redisWaitReplicas: number;
   readonly redisPrefix: string;
   readonly challengesDir: string;
   readonly dataDir: string;
@@ -103,6 +105,7 @@ function dockerEndpoint(socket: string, env: NodeJS.ProcessEnv, explicitSocket: 
 
 const ENV_NAMES: Record<string, string> = {
   POSEIDON_PORT: 'port', POSEIDON_HOST: 'host', POSEIDON_API_KEY: 'apiKey', REDIS_URL: 'redisUrl',
+  REDIS_SENTINELS: 'redisSentinels', REDIS_SENTINEL_NAME: 'redisSentinelName', POSEIDON_REDIS_WAIT_REPLICAS: 'redisWaitReplicas',
   POSEIDON_REDIS_PREFIX: 'redisPrefix', POSEIDON_CHALLENGES_DIR: 'challengesDir',
   POSEIDON_DATA_DIR: 'dataDir', POSEIDON_TRAEFIK_DIR: 'traefikDir',
   POSEIDON_TRAEFIK_ENTRYPOINTS: 'traefikEntryPoints', POSEIDON_URL: 'poseidonUrl',
@@ -148,6 +151,22 @@ function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
 
 /** Shortest secret accepted from any source (environment, file or generated). */
 export const MIN_SECRET_LENGTH = 16;
+
+/**
+ * REDIS_SENTINELS + REDIS_SENTINEL_NAME become a `redis+sentinel://` URL (keeping a password of
+ * REDIS_URL, if one was given for the data nodes), so every client is made one way.
+ */
+function sentinelUrl(raw: Record<string, unknown>): void {
+  const { redisSentinels: sentinels, redisSentinelName: name } = raw as { redisSentinels?: string; redisSentinelName?: string };
+  delete raw.redisSentinels;
+  delete raw.redisSentinelName;
+  if (sentinels === undefined && name === undefined) return;
+  if (sentinels === undefined || name === undefined) {
+    throw new PoseidonError(Codes.configInvalid, 'invalid configuration: REDIS_SENTINELS and REDIS_SENTINEL_NAME go together', { kind: 'input' });
+  }
+  const auth = typeof raw.redisUrl === 'string' ? /^[a-z+]+:\/\/(:[^@/]*@)/.exec(raw.redisUrl)?.[1] ?? '' : '';
+  raw.redisUrl = `redis+sentinel://${auth}${sentinels}/${name}`;
+}
 
 /**
  * Reads a persisted generated secret, or creates it. Created atomically (a temp file, mode 0600,
@@ -207,6 +226,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     throw new PoseidonError(Codes.configInvalid, 'invalid configuration: POSEIDON_EVENTS_WEBHOOK_SECRET is required with POSEIDON_EVENTS_WEBHOOK_URL', { kind: 'input' });
   }
   checkAccess(raw);
+  sentinelUrl(raw);
   if ((raw.ingressHttp === undefined) !== (raw.ingressTls === undefined)) {
     throw new PoseidonError(Codes.configInvalid, 'invalid configuration: POSEIDON_INGRESS_HTTP and POSEIDON_INGRESS_TLS go together', { kind: 'input' });
   }

@@ -1,4 +1,5 @@
 import type { Instance, InstanceIntent, InstanceObservation } from './instance.ts';
+import type { Fence } from './manager-lease.ts';
 
 /**
  * Result of an atomic create. `created: true` carries the stored instance (status `pending`, or
@@ -72,6 +73,11 @@ export interface Placement {
 }
 
 /**
+ * Fencing: the writes the manager makes on the lease's behalf (placement, admission, finishing
+ * and deleting records, version moves) may carry a `fence`; the store refuses one whose token is
+ * older than the current lease token with PoseidonError `E_FENCED` (terminal), atomically with
+ * the write. API writes carry none.
+ *
  * Desired-state store port. Adapters: `store/redis.ts` (production) and `store/memory.ts`
  * (embedded default). Both pass the shared suite in `spec/store/contract.ts`.
  *
@@ -96,6 +102,7 @@ export interface Store {
     expect: Partial<Pick<Instance, 'generation' | 'renewals' | 'expiresAt' | 'status' | 'desired' | 'epoch'>>,
     fields: InstanceObservation | InstanceIntent,
     now: number,
+    fence?: Fence,
   ): Promise<Instance | typeof CONFLICT | undefined>;
   /**
    * (Re)places an instance: writes `fields` (with `epoch` = `from.epoch + 1`, and `worker`, or
@@ -103,7 +110,7 @@ export interface Store {
    * the per-worker indexes in the same atomic step. `CONFLICT` when another placement won,
    * undefined when there is no such instance. Two managers racing never place it twice.
    */
-  assign(id: string, from: Placement, to: string | undefined, fields: InstanceIntent, now: number): Promise<Instance | typeof CONFLICT | undefined>;
+  assign(id: string, from: Placement, to: string | undefined, fields: InstanceIntent, now: number, fence?: Fence): Promise<Instance | typeof CONFLICT | undefined>;
   /** The instance id an idempotency key (as given to `createInstance`) created, while remembered. */
   idempotentInstance(key: string, now: number): Promise<string | undefined>;
   /** Ids waiting for admission, oldest first. */
@@ -115,7 +122,7 @@ export interface Store {
    * instances are live: it becomes `pending` with the given times. `gone` when it is no longer
    * waiting (cancelled, failed) and was dropped from the queue.
    */
-  admit(id: string, now: number, capacity: number, times: { expiresAt: number; maxExpiresAt: number }): Promise<AdmitResult>;
+  admit(id: string, now: number, capacity: number, times: { expiresAt: number; maxExpiresAt: number }, fence?: Fence): Promise<AdmitResult>;
   /**
    * When the `position`-th place should free up: the `position`-th earliest `expiresAt` among
    * admitted live instances (undefined when fewer are admitted). Costs O(admitted), not O(all).
@@ -145,9 +152,10 @@ export interface Store {
     id: string,
     fields: InstanceObservation | InstanceIntent,
     now: number,
+    fence?: Fence,
   ): Promise<Instance | undefined>;
   /** Removes the record and its index entries; frees the owner slot if it still held it. */
-  deleteInstance(id: string): Promise<void>;
+  deleteInstance(id: string, fence?: Fence): Promise<void>;
   /**
    * Calls `listener(id)` after any instance is created, updated or deleted (in this or, for
    * shared stores, another process). A hint only: notifications can be lost. Returns unsubscribe.

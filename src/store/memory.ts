@@ -6,6 +6,7 @@ import { PoseidonError } from '../core/errors.ts';
 import { isLive } from '../core/instance.ts';
 import type { Instance, InstanceIntent, InstanceObservation } from '../core/instance.ts';
 import { CONFLICT } from '../core/store.ts';
+import { FENCED, type Fence } from '../core/manager-lease.ts';
 import type { AdmitResult, CreateOptions, CreateResult, FlagIncident, FlagRecord, InstanceFilter, Placement, RateResult, Store } from '../core/store.ts';
 import { compareInstances, normalizeInstance, splitPatch } from './codec.ts';
 
@@ -32,6 +33,19 @@ export class MemoryStore implements Store {
   readonly #flags = new Map<string, { record: FlagRecord; until: number }>();
   #incidents: FlagIncident[] = [];
   #closed = false;
+  /** The current fencing token (the in-process manager lease's), when fencing is wired. */
+  #fence: (() => number) | undefined;
+
+  /** Fenced writes compare their token with `current()` (see `Store`, fencing). */
+  useFence(current: () => number): void {
+    this.#fence = current;
+  }
+
+  #checkFence(fence: Fence | undefined): void {
+    if (fence && this.#fence && fence.token < this.#fence()) {
+      throw new PoseidonError(FENCED, 'write refused: this manager\'s lease token is stale (another replica leads now)', { kind: 'terminal' });
+    }
+  }
 
   /** See `Store.createInstance`; an existing id (not the live slot holder) throws `E_STORE` terminal. */
   async createInstance(instance: Instance, now: number, opts: CreateOptions = {}): Promise<CreateResult> {
@@ -84,8 +98,9 @@ export class MemoryStore implements Store {
   }
 
   /** See `Store.compareAndUpdate`. */
-  async compareAndUpdate(id: string, expect: Partial<Instance>, fields: InstanceObservation | InstanceIntent, now: number): Promise<Instance | typeof CONFLICT | undefined> {
+  async compareAndUpdate(id: string, expect: Partial<Instance>, fields: InstanceObservation | InstanceIntent, now: number, fence?: Fence): Promise<Instance | typeof CONFLICT | undefined> {
     this.#open();
+    this.#checkFence(fence);
     const inst = this.#instances.get(id);
     if (!inst) return undefined;
     for (const [key, value] of Object.entries(expect)) {
@@ -95,8 +110,9 @@ export class MemoryStore implements Store {
   }
 
   /** See `Store.assign`. */
-  async assign(id: string, from: Placement, to: string | undefined, fields: InstanceIntent, now: number): Promise<Instance | typeof CONFLICT | undefined> {
+  async assign(id: string, from: Placement, to: string | undefined, fields: InstanceIntent, now: number, fence?: Fence): Promise<Instance | typeof CONFLICT | undefined> {
     this.#open();
+    this.#checkFence(fence);
     const inst = this.#instances.get(id);
     if (!inst) return undefined;
     if (inst.epoch !== from.epoch || inst.worker !== from.worker) return CONFLICT;
@@ -130,8 +146,9 @@ export class MemoryStore implements Store {
   }
 
   /** See `Store.admit`. */
-  async admit(id: string, now: number, capacity: number, times: { expiresAt: number; maxExpiresAt: number }): Promise<AdmitResult> {
+  async admit(id: string, now: number, capacity: number, times: { expiresAt: number; maxExpiresAt: number }, fence?: Fence): Promise<AdmitResult> {
     this.#open();
+    this.#checkFence(fence);
     const queue = this.#liveQueue(now);
     if (queue[0] !== id) return queue.includes(id) ? 'full' : 'gone';
     if (capacity > 0 && this.#liveAdmitted(now) >= capacity) return 'full';
@@ -249,8 +266,10 @@ export class MemoryStore implements Store {
     id: string,
     fields: InstanceObservation | InstanceIntent,
     now: number,
+    fence?: Fence,
   ): Promise<Instance | undefined> {
     this.#open();
+    this.#checkFence(fence);
     const { set, unset } = splitPatch(fields);
     const inst = this.#instances.get(id);
     if (!inst) return undefined;
@@ -263,8 +282,9 @@ export class MemoryStore implements Store {
   }
 
   /** See `Store.deleteInstance`; idempotent. */
-  async deleteInstance(id: string): Promise<void> {
+  async deleteInstance(id: string, fence?: Fence): Promise<void> {
     this.#open();
+    this.#checkFence(fence);
     const inst = this.#instances.get(id);
     if (!inst) return;
     this.#instances.delete(id);

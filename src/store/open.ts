@@ -11,6 +11,8 @@ export interface OpenStoreOptions {
   redisUrl?: string;
   /** Redis key prefix (default `poseidon:`); ignored by the memory store. */
   prefix?: string;
+  /** Replicas a launch must reach before it is acknowledged (Redis only). */
+  waitReplicas?: number;
 }
 
 /**
@@ -20,7 +22,7 @@ export interface OpenStoreOptions {
  */
 export async function openStore(opts: OpenStoreOptions): Promise<Store> {
   if (opts.redisUrl === undefined || opts.redisUrl === '') return new MemoryStore();
-  const store = new RedisStore({ url: opts.redisUrl, ...(opts.prefix === undefined ? {} : { prefix: opts.prefix }) });
+  const store = new RedisStore({ url: opts.redisUrl, ...(opts.prefix === undefined ? {} : { prefix: opts.prefix }), ...(opts.waitReplicas ? { waitReplicas: opts.waitReplicas } : {}) });
   try {
     await store.ping();
   } catch (err) {

@@ -43,6 +43,8 @@ export interface RedisKeys {
   flag(digest: string): string;
   incidents: string;
   changes: string;
+  /** The manager lease's fencing token (see store/redis-manager-lease.ts). */
+  fence: string;
 }
 
 /** The key layout for `prefix` (see the module comment). */
@@ -63,6 +65,7 @@ export function redisKeys(prefix: string): RedisKeys {
     flag: (digest) => `${prefix}flag:${digest}`,
     incidents: `${prefix}incidents`,
     changes: `${prefix}changes`,
+    fence: `${prefix}fence`,
   };
 }
 
@@ -315,6 +318,19 @@ end
 return existed
 `;
 
+/**
+ * A fenced script: KEYS gains the fence key last, ARGV gains the token first ('' for none); the
+ * write is refused ('fenced') when the token is older than the current one. The body is the
+ * unfenced script with its ARGV shifted by one.
+ */
+function fenced(lua: string): string {
+  return `
+local A = {}
+for i = 2, #ARGV do A[i - 1] = ARGV[i] end
+if ARGV[1] ~= '' and tonumber(ARGV[1]) < tonumber(redis.call('GET', KEYS[#KEYS]) or '0') then return 'fenced' end
+${lua.replaceAll('#ARGV', '#A').replaceAll('ARGV[', 'A[').replaceAll('unpack(ARGV', 'unpack(A')}`;
+}
+
 type ScriptArg = string | number;
 
 /** The scripts as client methods (EVALSHA with a transparent EVAL fallback, via ioredis). */
@@ -334,14 +350,14 @@ export interface StoreScripts {
 /** Registers the scripts on `client` and returns it typed with them. */
 export function withScripts(client: Redis): Redis & StoreScripts {
   client.defineCommand('poseidonCreate', { numberOfKeys: 10, lua: CREATE });
-  client.defineCommand('poseidonUpdate', { numberOfKeys: 1, lua: UPDATE });
-  client.defineCommand('poseidonDelete', { numberOfKeys: 8, lua: DELETE });
-  client.defineCommand('poseidonAssign', { numberOfKeys: 3, lua: ASSIGN });
-  client.defineCommand('poseidonAdmit', { numberOfKeys: 3, lua: ADMIT });
+  client.defineCommand('poseidonUpdate', { numberOfKeys: 2, lua: fenced(UPDATE) });
+  client.defineCommand('poseidonDelete', { numberOfKeys: 9, lua: fenced(DELETE) });
+  client.defineCommand('poseidonAssign', { numberOfKeys: 4, lua: fenced(ASSIGN) });
+  client.defineCommand('poseidonAdmit', { numberOfKeys: 4, lua: fenced(ADMIT) });
   client.defineCommand('poseidonCountAdmitted', { numberOfKeys: 1, lua: COUNT_ADMITTED });
   client.defineCommand('poseidonQueue', { numberOfKeys: 1, lua: QUEUE });
   client.defineCommand('poseidonAdmittedExpiry', { numberOfKeys: 1, lua: ADMITTED_EXPIRY });
   client.defineCommand('poseidonRate', { numberOfKeys: 1, lua: RATE });
-  client.defineCommand('poseidonCas', { numberOfKeys: 1, lua: CAS });
+  client.defineCommand('poseidonCas', { numberOfKeys: 2, lua: fenced(CAS) });
   return client as Redis & StoreScripts;
 }

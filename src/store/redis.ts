@@ -7,6 +7,7 @@ import { createRedisClient } from './redis-client.ts';
 import { isPoseidonError, PoseidonError } from '../core/errors.ts';
 import type { Instance, InstanceIntent, InstanceObservation } from '../core/instance.ts';
 import { CONFLICT } from '../core/store.ts';
+import { FENCED, type Fence } from '../core/manager-lease.ts';
 import type { AdmitResult, CreateOptions, CreateResult, FlagIncident, FlagRecord, InstanceFilter, Placement, RateResult, Store } from '../core/store.ts';
 import { compareInstances, decodeInstance, encodeInstance, encodeValue, normalizeInstance, pairsToMap, splitPatch } from './codec.ts';
 import { redisKeys, withScripts } from './redis-scripts.ts';
@@ -20,6 +21,13 @@ export interface RedisStoreOptions {
   url: string;
   /** Prepended to every key and to the change channel. Default `poseidon:`. */
   prefix?: string;
+  /**
+   * Replicas a created instance must reach before `createInstance` resolves (Redis WAIT, up to
+   * `waitTimeoutMs`); fewer: it rejects with `E_STORE` (the client retries with its
+   * Idempotency-Key and gets the same instance). 0: the primary's acknowledgement is enough.
+   */
+  waitReplicas?: number;
+  waitTimeoutMs?: number;
 }
 
 // Commands issued in the same tick share one write (and one syscall): under concurrent API
@@ -37,6 +45,8 @@ export class RedisStore implements Store {
   readonly #keys: RedisKeys;
   readonly #client: Redis & StoreScripts;
   readonly #redact: (text: string) => string;
+  readonly #waitReplicas: number;
+  readonly #waitTimeoutMs: number;
   readonly #listeners = new Set<(id: string) => void>();
   #sub: Redis | undefined;
   #closing: Promise<void> | undefined;
@@ -46,6 +56,8 @@ export class RedisStore implements Store {
     this.prefix = opts.prefix ?? DEFAULT_PREFIX;
     this.#keys = redisKeys(this.prefix);
     this.#redact = redactor(opts.url);
+    this.#waitReplicas = opts.waitReplicas ?? 0;
+    this.#waitTimeoutMs = opts.waitTimeoutMs ?? 1000;
     this.#client = withScripts(createRedisClient(opts.url, PIPELINED));
     // Errors surface through the rejected commands (a listener also stops ioredis printing
     // them); the last connection error explains an otherwise bare "max retries" rejection.
@@ -79,33 +91,45 @@ export class RedisStore implements Store {
         stored.owner, String(stored.createdAt), ...fields,
       ),
     );
-    return createResult(reply as [string, unknown], stored);
+    const result = createResult(reply as [string, unknown], stored);
+    if (result.created && this.#waitReplicas > 0) await this.#replicated('launch');
+    return result;
+  }
+
+  /** Waits for the configured replicas to have every write so far; rejects when they do not in time. */
+  async #replicated(what: string): Promise<void> {
+    const acked = Number(await this.#run(() => this.#client.wait(this.#waitReplicas, this.#waitTimeoutMs)));
+    if (acked < this.#waitReplicas) {
+      throw new PoseidonError('E_STORE', `store unavailable: the ${what} reached ${acked} of ${this.#waitReplicas} Redis replica(s) in ${this.#waitTimeoutMs} ms; retry with the same Idempotency-Key`, { kind: 'transient' });
+    }
   }
 
   /** See `Store.compareAndUpdate`. */
-  async compareAndUpdate(id: string, expect: Partial<Instance>, fields: InstanceObservation | InstanceIntent, now: number): Promise<Instance | typeof CONFLICT | undefined> {
+  async compareAndUpdate(id: string, expect: Partial<Instance>, fields: InstanceObservation | InstanceIntent, now: number, fence?: Fence): Promise<Instance | typeof CONFLICT | undefined> {
     const { set, unset } = splitPatch(fields);
     const expected = Object.entries(expect).flatMap(([key, value]) => [key, encodeValue(key, value)]);
     const pairs = Object.entries({ ...set, updatedAt: now }).flatMap(([key, value]) => [key, encodeValue(key, value)]);
     const reply = await this.#run(() =>
-      this.#client.poseidonCas(this.#keys.inst(id), this.#keys.changes, id, expected.length, ...expected, pairs.length, ...pairs, ...unset),
+      this.#client.poseidonCas(this.#keys.inst(id), this.#keys.fence, fenceArg(fence), this.#keys.changes, id, expected.length, ...expected, pairs.length, ...pairs, ...unset),
     );
+    fencedCheck(reply);
     if (reply === null) return undefined;
     if (reply === CONFLICT) return CONFLICT;
     return decodeInstance(pairsToMap(reply as string[]));
   }
 
   /** See `Store.assign`. */
-  async assign(id: string, from: Placement, to: string | undefined, fields: InstanceIntent, now: number): Promise<Instance | typeof CONFLICT | undefined> {
+  async assign(id: string, from: Placement, to: string | undefined, fields: InstanceIntent, now: number, fence?: Fence): Promise<Instance | typeof CONFLICT | undefined> {
     const { set, unset } = splitPatch({ ...fields, epoch: from.epoch + 1, worker: to });
     const pairs = Object.entries({ ...set, placedAt: now, updatedAt: now }).flatMap(([key, value]) => [key, encodeValue(key, value)]);
     const k = this.#keys;
     const reply = await this.#run(() =>
       this.#client.poseidonAssign(
-        k.inst(id), k.worker(from.worker ?? '-'), k.worker(to ?? '-'),
+        k.inst(id), k.worker(from.worker ?? '-'), k.worker(to ?? '-'), k.fence, fenceArg(fence),
         k.changes, id, String(from.epoch), from.worker ?? '', to ?? '', pairs.length, ...pairs, ...unset,
       ),
     );
+    fencedCheck(reply);
     if (reply === null) return undefined;
     if (reply === CONFLICT) return CONFLICT;
     return decodeInstance(pairsToMap(reply as string[]));
@@ -129,11 +153,13 @@ export class RedisStore implements Store {
   }
 
   /** See `Store.admit`. */
-  async admit(id: string, now: number, capacity: number, times: { expiresAt: number; maxExpiresAt: number }): Promise<AdmitResult> {
+  async admit(id: string, now: number, capacity: number, times: { expiresAt: number; maxExpiresAt: number }, fence?: Fence): Promise<AdmitResult> {
     const k = this.#keys;
-    return (await this.#run(() =>
-      this.#client.poseidonAdmit(k.inst(id), k.admitted, k.queue, now, id, k.instPrefix, k.changes, capacity, times.expiresAt, times.maxExpiresAt),
-    )) as AdmitResult;
+    const reply = await this.#run(() =>
+      this.#client.poseidonAdmit(k.inst(id), k.admitted, k.queue, k.fence, fenceArg(fence), now, id, k.instPrefix, k.changes, capacity, times.expiresAt, times.maxExpiresAt),
+    );
+    fencedCheck(reply);
+    return reply as AdmitResult;
   }
 
   /** See `Store.admittedExpiry`. */
@@ -208,17 +234,19 @@ export class RedisStore implements Store {
     id: string,
     fields: InstanceObservation | InstanceIntent,
     now: number,
+    fence?: Fence,
   ): Promise<Instance | undefined> {
     const { set, unset } = splitPatch(fields);
     const pairs = Object.entries({ ...set, updatedAt: now }).flatMap(([key, value]) => [key, encodeValue(key, value)]);
     const reply = await this.#run(() =>
-      this.#client.poseidonUpdate(this.#keys.inst(id), this.#keys.changes, id, pairs.length, ...pairs, ...unset),
+      this.#client.poseidonUpdate(this.#keys.inst(id), this.#keys.fence, fenceArg(fence), this.#keys.changes, id, pairs.length, ...pairs, ...unset),
     );
+    fencedCheck(reply);
     return reply === null ? undefined : decodeInstance(pairsToMap(reply as string[]));
   }
 
   /** See `Store.deleteInstance`; idempotent. */
-  async deleteInstance(id: string): Promise<void> {
+  async deleteInstance(id: string, fence?: Fence): Promise<void> {
     const k = this.#keys;
     // team/challenge/owner never change for an id, so reading them first is race-free; the
     // worker can change: the script refuses when it moved since the read, and we read again.
@@ -229,9 +257,11 @@ export class RedisStore implements Store {
       if (team == null || challenge == null || owner == null) return;
       const done = await this.#run(() =>
         this.#client.poseidonDelete(
-          k.inst(id), k.ids, k.team(team), k.challenge(challenge), k.slot(owner, challenge), k.admitted, k.queue, k.worker(worker ?? '-'), id, k.changes, worker ?? '',
+          k.inst(id), k.ids, k.team(team), k.challenge(challenge), k.slot(owner, challenge), k.admitted, k.queue, k.worker(worker ?? '-'), k.fence,
+          fenceArg(fence), id, k.changes, worker ?? '',
         ),
       );
+      fencedCheck(done);
       if (done !== -1) return;
     }
     throw new PoseidonError('E_STORE', `instance ${id} kept moving between workers while being deleted; retry`, { kind: 'transient' });
@@ -311,6 +341,16 @@ export class RedisStore implements Store {
     });
     return new PoseidonError('E_STORE', `store unavailable: ${message}`, { kind: 'transient', cause });
   }
+}
+
+/** The fence argument of a fenced script ('' for an unfenced write). */
+function fenceArg(fence: Fence | undefined): string {
+  return fence ? String(fence.token) : '';
+}
+
+/** Throws `E_FENCED` for a write the store refused because its token is stale. */
+function fencedCheck(reply: unknown): void {
+  if (reply === 'fenced') throw new PoseidonError(FENCED, 'write refused: this manager\'s lease token is stale (another replica leads now)', { kind: 'terminal' });
 }
 
 /** Decodes a create script reply (see CREATE in redis-scripts.ts). */
