@@ -14,6 +14,10 @@ export interface Config extends AccessConfig, GitOpsConfig {
   readonly redisUrl?: string;
   /** Replicas a launch must reach before it is acknowledged (Redis WAIT). */
   readonly redisWaitReplicas: number;
+  /** Manager lease (several `serve` replicas on one Redis): its length, the leader's renew deadline, the retry period. */
+  readonly leaseSeconds: number;
+  readonly leaseRenewSeconds: number;
+  readonly leaseRetrySeconds: number;
   readonly redisPrefix: string;
   readonly challengesDir: string;
   readonly dataDir: string;
@@ -106,6 +110,7 @@ function dockerEndpoint(socket: string, env: NodeJS.ProcessEnv, explicitSocket: 
 const ENV_NAMES: Record<string, string> = {
   POSEIDON_PORT: 'port', POSEIDON_HOST: 'host', POSEIDON_API_KEY: 'apiKey', REDIS_URL: 'redisUrl',
   REDIS_SENTINELS: 'redisSentinels', REDIS_SENTINEL_NAME: 'redisSentinelName', POSEIDON_REDIS_WAIT_REPLICAS: 'redisWaitReplicas',
+  POSEIDON_LEASE_SECONDS: 'leaseSeconds', POSEIDON_LEASE_RENEW_SECONDS: 'leaseRenewSeconds', POSEIDON_LEASE_RETRY_SECONDS: 'leaseRetrySeconds',
   POSEIDON_REDIS_PREFIX: 'redisPrefix', POSEIDON_CHALLENGES_DIR: 'challengesDir',
   POSEIDON_DATA_DIR: 'dataDir', POSEIDON_TRAEFIK_DIR: 'traefikDir',
   POSEIDON_TRAEFIK_ENTRYPOINTS: 'traefikEntryPoints', POSEIDON_URL: 'poseidonUrl',
@@ -227,6 +232,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   }
   checkAccess(raw);
   sentinelUrl(raw);
+  if (!((raw.leaseRetrySeconds as number) < (raw.leaseRenewSeconds as number) && (raw.leaseRenewSeconds as number) < (raw.leaseSeconds as number))) {
+    throw new PoseidonError(Codes.configInvalid, `invalid configuration: the lease timings must satisfy POSEIDON_LEASE_RETRY_SECONDS < POSEIDON_LEASE_RENEW_SECONDS < POSEIDON_LEASE_SECONDS (got ${String(raw.leaseRetrySeconds)} < ${String(raw.leaseRenewSeconds)} < ${String(raw.leaseSeconds)})`, { kind: 'input' });
+  }
   if ((raw.ingressHttp === undefined) !== (raw.ingressTls === undefined)) {
     throw new PoseidonError(Codes.configInvalid, 'invalid configuration: POSEIDON_INGRESS_HTTP and POSEIDON_INGRESS_TLS go together', { kind: 'input' });
   }
