@@ -39,15 +39,17 @@ export function statusRoutes(app: FastifyInstance, deps: StatusRouteDeps): void 
   const { sessions, failures, keys } = deps;
   const audit = new AuditLog(app.log);
   const tls = (req: FastifyRequest): boolean => req.protocol === 'https';
+  const assets = loadAssets();
+  const modules = [...assets.keys()];
 
   app.get('/status', { config: { auth: 'none' }, schema: { summary: 'Status page (HTML)' } }, async (req, reply) => {
     const s = sessions.fromRequest(req);
-    if (!s) return page(reply, loginPage());
+    if (!s) return page(reply, loginPage(modules));
     const summary = app.hasRoute({ method: 'GET', url: SUMMARY_URL }) ? SUMMARY_URL : undefined;
-    return page(reply, shellPage({ name: s.name, role: s.role, csrf: sessions.csrf(s), expiresAt: new Date(s.exp).toISOString(), ...(summary ? { summary } : {}) }));
+    return page(reply, shellPage({ name: s.name, role: s.role, csrf: sessions.csrf(s), expiresAt: new Date(s.exp).toISOString(), modules, ...(summary ? { summary } : {}) }));
   });
 
-  for (const [name, asset] of loadAssets()) {
+  for (const [name, asset] of assets) {
     app.get(`/status/${name}`, { config: { auth: 'none' }, schema: { summary: 'Status page asset' } }, async (req, reply) => {
       reply.headers({ ...PAGE_HEADERS, 'cache-control': 'no-cache', etag: asset.etag });
       if (req.headers['if-none-match'] === asset.etag) return reply.code(304).send();

@@ -25,7 +25,12 @@ export function esc(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-function head(title: string, meta: string): string {
+/**
+ * `modules`: the page's JS files; all but the entry point are preloaded, so the browser fetches
+ * them at once instead of import by import.
+ */
+function head(title: string, meta: string, modules: readonly string[]): string {
+  const preload = modules.filter((n) => n.endsWith('.js') && n !== 'app.js');
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -37,13 +42,13 @@ function head(title: string, meta: string): string {
 ${meta}<title>${esc(title)}</title>
 <link rel="stylesheet" href="/status/app.css">
 <script type="module" src="/status/app.js"></script>
-</head>
+${preload.map((n) => `<link rel="modulepreload" href="/status/${esc(n)}">\n`).join('')}</head>
 `;
 }
 
 /** The sign-in page (`message`: why the previous attempt or session ended, if any). */
-export function loginPage(message?: string): string {
-  return `${head('Sign in · Poseidon status', '')}<body data-page="login">
+export function loginPage(modules: readonly string[], message?: string): string {
+  return `${head('Sign in · Poseidon status', '', modules)}<body data-page="login">
 <main id="main" class="login">
 <h1>Poseidon status</h1>
 <form id="login" autocomplete="off" novalidate>
@@ -64,7 +69,7 @@ export function loginPage(message?: string): string {
  * `summary`: the URL of the activity summary when the server has that route (the page asks
  * nothing it would get a 404 for).
  */
-export function shellPage(opts: { name: string; role: string; csrf: string; expiresAt: string; summary?: string }): string {
+export function shellPage(opts: { name: string; role: string; csrf: string; expiresAt: string; summary?: string; modules: readonly string[] }): string {
   const meta = `<meta name="poseidon-csrf" content="${esc(opts.csrf)}">
 ${opts.summary ? `<meta name="poseidon-summary" content="${esc(opts.summary)}">\n` : ''}<meta name="poseidon-role" content="${esc(opts.role)}">
 <meta name="poseidon-session-expires" content="${esc(opts.expiresAt)}">
@@ -75,7 +80,7 @@ ${opts.summary ? `<meta name="poseidon-summary" content="${esc(opts.summary)}">\
 <div class="view-body" data-body="${id}"><p class="muted">Loading…</p></div>
 </section>`).join('\n');
   const readOnly = opts.role === 'admin' ? '' : ' <span class="badge" title="operator keys read everything and act on nothing">read-only</span>';
-  return `${head('Poseidon status', meta)}<body data-page="status" data-role="${esc(opts.role)}">
+  return `${head('Poseidon status', meta, opts.modules)}<body data-page="status" data-role="${esc(opts.role)}">
 <a class="skip" href="#main">Skip to content</a>
 <header class="top">
 <p class="brand">Poseidon <span class="muted">status</span></p>

@@ -2,7 +2,7 @@
 // address's #fragment, the live data, a one-second tick for relative times and due reads).
 import { api, ApiError, onSignedOut } from './api.js';
 import { duration, relative } from './dom.js';
-import { changed, connect, loadInstances, onChange, poll, signedOut, state } from './live.js';
+import { changed, connect, onChange, poll, signedOut, state } from './live.js';
 import { renderCatalog } from './view-catalog.js';
 import { leaveInstance, renderInstance } from './view-instance.js';
 import { renderInstances, setInstanceFilters, unmountInstances } from './view-instances.js';
@@ -91,10 +91,8 @@ function startStatus() {
   });
   window.addEventListener('hashchange', () => navigate(true));
   document.addEventListener('visibilitychange', () => poll(current.view));
-  navigate(false);
+  navigate(false); // reads what the view needs, the instance list included
   connect();
-  // If the stream cannot open at all, still show the list.
-  setTimeout(() => { if (!state.instancesLoaded) void loadInstances(); }, 3000);
   setInterval(tick, 1000);
   changed('conn');
 }

@@ -162,6 +162,7 @@ function addTimeline(id, entry) {
 
 let source;
 let retryMs = 1000;
+let reopened = false;
 /** Opens the event stream; a stream that closes is opened again with backoff (1 s to 30 s). */
 export function connect() {
   source?.close();
@@ -171,7 +172,10 @@ export function connect() {
     retryMs = 1000;
     state.conn = 'live';
     changed('conn');
-    void loadInstances();
+    // What happened before the stream (re)opened came as no event: read the list again, unless
+    // the first read is still on its way (then it is at least as new as the stream).
+    if (state.instancesLoaded || reopened) void loadInstances();
+    reopened = true;
   };
   es.onerror = () => {
     if (state.conn === 'signed-out') return es.close();
@@ -197,6 +201,7 @@ export function signedOut() {
 }
 
 const loaders = {
+  instances: () => loadInstances(),
   workers: async () => {
     state.workers = (await api('GET', '/v1/workers')).workers;
     state.workersAt = Date.now();
@@ -209,13 +214,15 @@ const loaders = {
 };
 
 /** What each view reads, and how often (ms) while it is on screen. */
+// Instances come from the stream; the whole list is read again once a minute anyway, since
+// events are prompts that can be lost (README, Events).
 const POLL = {
-  overview: { workers: 10_000, catalog: 15_000, summary: 15_000, incidents: 30_000 },
-  workers: { workers: 10_000 },
-  instances: { workers: 60_000 },
-  catalog: { catalog: 15_000, plan: 60_000, workers: 60_000 },
-  incidents: { incidents: 30_000 },
-  audit: { audit: 15_000 },
+  overview: { instances: 60_000, workers: 10_000, catalog: 15_000, summary: 15_000, incidents: 30_000 },
+  workers: { instances: 60_000, workers: 10_000 },
+  instances: { instances: 60_000, workers: 60_000 },
+  catalog: { instances: 60_000, catalog: 15_000, plan: 60_000, workers: 60_000 },
+  incidents: { instances: 60_000, incidents: 30_000 },
+  audit: { instances: 60_000, audit: 15_000 },
 };
 const lastLoad = {};
 const inFlight = {};

@@ -6,40 +6,55 @@ import { state } from './live.js';
 export const STATES = ['queued', 'pending', 'starting', 'running', 'stopping', 'failed', 'stopped'];
 const WORKER_STATES = ['ready', 'cordoned', 'draining', 'lost'];
 
-/** Figures of the summary, each under the names it may carry (first found wins). */
+/** Seconds for display: "0.42 s", "37 s", "4.5 min"; a dash for none. */
+export function seconds(v) {
+  if (typeof v !== 'number' || !Number.isFinite(v)) return '—';
+  if (v < 10) return `${v.toFixed(2)} s`;
+  if (v < 120) return `${v.toFixed(0)} s`;
+  return `${(v / 60).toFixed(1)} min`;
+}
+
+/** A per-minute series `{ total, perMinute }` as "1.3 / min (20 in 15 min)". */
+function rate(series, windowSeconds) {
+  if (!series || typeof series.total !== 'number') return '—';
+  const minutes = Math.max(1, Math.round((windowSeconds ?? 900) / 60));
+  return `${(series.total / minutes).toFixed(1)} / min (${series.total} in ${minutes} min)`;
+}
+
+function breakdown(obj) {
+  const parts = Object.entries(obj ?? {}).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`);
+  return parts.length ? ` — ${parts.join(', ')}` : '';
+}
+
+/**
+ * The activity figures, from `GET /v1/status/summary` (durations in seconds over its window,
+ * 15 minutes). Anything missing is a dash, so a change of that route degrades to dashes.
+ */
 const FIGURES = [
-  ['Launches per minute', ['launchesPerMinute', 'launches.perMinute', 'launchesPerMin']],
-  ['Stops per minute', ['stopsPerMinute', 'stops.perMinute', 'stopsPerMin']],
-  ['Launch p50 (15 min)', ['launchP50Seconds', 'launch.p50Seconds', 'launchSeconds.p50', 'launch.p50', 'launchP50Ms', 'launch.p50Ms']],
-  ['Launch p95 (15 min)', ['launchP95Seconds', 'launch.p95Seconds', 'launchSeconds.p95', 'launch.p95', 'launchP95Ms', 'launch.p95Ms']],
-  ['Queue length', ['queueLength', 'queue.length', 'queue.size']],
-  ['Oldest queue wait', ['oldestQueueWaitSeconds', 'queue.oldestWaitSeconds', 'queueOldestWaitSeconds', 'queue.oldestWaitMs', 'oldestQueueWaitMs']],
-  ['Reconcile errors (15 min)', ['reconcileErrors', 'reconcileErrors15m', 'reconcile.errors', 'reconcileErrors.total']],
+  ['Launches', (s) => rate(s.launches, s.windowSeconds)],
+  ['Stops', (s) => rate(s.stops, s.windowSeconds)],
+  ['Launch p50', (s) => seconds(s.launchDuration?.p50)],
+  ['Launch p95', (s) => seconds(s.launchDuration?.p95)],
+  ['Queue length', (s) => (typeof s.instances?.queued === 'number' ? String(s.instances.queued) : '—')],
+  ['Oldest queue wait', (s) => (s.instances?.queued ? seconds(s.instances.oldestQueuedSeconds) : typeof s.instances?.queued === 'number' ? 'nobody waits' : '—')],
+  ['Failures', (s) => (s.failures ? `${s.failures.total}${breakdown(s.failures.byReason)}` : '—')],
+  ['Reconcile errors', (s) => (s.reconcileErrors ? `${s.reconcileErrors.total}${breakdown(s.reconcileErrors.byCode)}` : '—')],
 ];
-
-function at(obj, path) {
-  return path.split('.').reduce((o, k) => (o && typeof o === 'object' ? o[k] : undefined), obj);
-}
-
-/** A summary number for display: durations by their unit suffix, rates with one decimal. */
-export function figure(key, v) {
-  if (v === null || v === undefined || (typeof v === 'number' && !Number.isFinite(v))) return '—';
-  if (typeof v !== 'number') return typeof v === 'object' ? JSON.stringify(v) : String(v);
-  const seconds = /Ms$/i.test(key) ? v / 1000 : /Seconds$/i.test(key) || /p\d\d$/i.test(key) ? v : undefined;
-  if (seconds === undefined) return Number.isInteger(v) ? v.toLocaleString() : v.toFixed(1);
-  if (seconds < 10) return `${seconds.toFixed(2)} s`;
-  if (seconds < 120) return `${seconds.toFixed(0)} s`;
-  return `${(seconds / 60).toFixed(1)} min`;
-}
 
 function summaryFacts() {
   const s = state.summary;
-  const pairs = FIGURES.map(([label, keys]) => {
-    const key = s ? keys.find((k) => at(s, k) !== undefined) : undefined;
-    return [label, h('span', { 'data-figure': label }, key ? figure(key, at(s, key)) : '—')];
+  const pairs = FIGURES.map(([label, get]) => {
+    let text = '—';
+    try {
+      if (s) text = get(s);
+    } catch {
+      text = '—';
+    }
+    return [label, h('span', { 'data-figure': label }, text)];
   });
+  const minutes = Math.round((s?.windowSeconds ?? 900) / 60);
   const note = s === null ? 'Figures appear here once the server offers /v1/status/summary.'
-    : state.summaryError ? `Summary unavailable: ${state.summaryError.message}` : s === undefined ? 'Loading…' : `As of ${when(s.at ?? s.generatedAt)}`;
+    : state.summaryError ? `Summary unavailable: ${state.summaryError.message}` : s === undefined ? 'Loading…' : `Last ${minutes} minutes, as of ${when(s.at)}.`;
   return [facts(pairs), h('p', { class: 'muted small' }, note)];
 }
 
@@ -83,14 +98,17 @@ function catalogCard() {
 }
 
 function breakerCard() {
-  const ws = state.workers ?? [];
-  const reported = ws.filter((w) => 'breaker' in w);
-  if (reported.length === 0) {
-    return card('Orphan breaker', h('p', { class: 'muted' }, 'Not reported by the API (/v1/workers has no breaker field); a worker that trips it logs "orphan circuit breaker tripped".'));
+  // The summary lists workers whose orphan breaker tripped; a worker record may carry it too.
+  const fromSummary = Array.isArray(state.summary?.breakers) ? state.summary.breakers : undefined;
+  const fromWorkers = (state.workers ?? []).filter((w) => w.breaker).map((w) => ({ worker: w.id, ...w.breaker }));
+  const tripped = fromSummary ?? fromWorkers;
+  if (!fromSummary && !(state.workers ?? []).some((w) => 'breaker' in w)) {
+    return card('Orphan breaker', h('p', { class: 'muted' }, 'Not reported (no /v1/status/summary yet); a worker that trips it logs "orphan circuit breaker tripped".'));
   }
-  const tripped = reported.filter((w) => w.breaker);
-  return card('Orphan breaker', tripped.length === 0 ? h('p', { class: 'ok' }, 'Not tripped on any worker.')
-    : h('ul', {}, tripped.map((w) => h('li', { class: 'bad' }, `${w.id}: ${w.breaker.orphans} of ${w.breaker.managed} containers without a record (${relative(new Date(w.breaker.at).toISOString())})`))));
+  return card('Orphan breaker', tripped.length === 0 ? h('p', { class: 'ok', 'data-breaker': 'clear' }, 'Not tripped on any worker.')
+    : h('ul', { 'data-breaker': 'tripped' }, tripped.map((b) => h('li', { class: 'bad' },
+      `${b.worker}: tripped, ${b.orphans} of ${b.managed} containers without a record; nothing is removed until an operator looks`,
+      b.at ? ` (${relative(typeof b.at === 'number' ? new Date(b.at).toISOString() : b.at)})` : ''))));
 }
 
 function incidentsCard() {
