@@ -205,18 +205,21 @@ t('every operator and admin action is audited with who, what, target and result;
   await app.inject({ method: 'POST', url: '/v1/workers/w1/drain', headers: browser({ cookie }) });
   await app.inject({ method: 'DELETE', url: `/v1/instances/${id}`, headers: { 'x-api-key': ADMIN_KEY } });
   await app.inject({ method: 'POST', url: '/v1/instances', headers: { 'x-api-key': PLATFORM_KEY }, payload: { challenge: 'web', team: 'plat' } });
+  await app.inject({ method: 'POST', url: '/v1/flags/verify', headers: { 'x-api-key': ADMIN_KEY }, payload: { challenge: 'web', team: 'green', flag: 'flag{not-to-be-quoted}' } });
   const res = await app.inject({ url: '/status/audit', headers: { 'x-api-key': OPERATOR_KEY } });
   assert.is(res.statusCode, 200);
-  for (const secret of [ADMIN_KEY, OPERATOR_KEY, PLATFORM_KEY, SECRET, csrf, cookie]) assert.not.ok(res.body.includes(secret));
+  for (const secret of [ADMIN_KEY, OPERATOR_KEY, PLATFORM_KEY, SECRET, csrf, cookie, 'not-to-be-quoted']) assert.not.ok(res.body.includes(secret));
   const entries = (res.json().entries as { who: string; role: string; action: string; target?: string; status: number; result: string; via: string; at: string }[]);
-  const recent = entries.slice(0, 6).map((e) => [e.who, e.action, e.target ?? '', e.status, e.result, e.via]);
+  const recent = entries.slice(0, 8).map((e) => [e.who, e.action, e.target ?? '', e.status, e.result, e.via]);
   assert.equal(recent, [
+    ['POSEIDON_API_KEY', 'verify flag', '', 200, 'ok', 'key'],
     ['POSEIDON_API_KEY', 'stop instance', id, 202, 'ok', 'key'],
     ['POSEIDON_API_KEY', 'drain worker', 'w1', 403, 'refused', 'session'],
     ['ops', 'drain worker', 'w1', 403, 'refused', 'session'],
     ['POSEIDON_API_KEY', 'restart instance', id, 202, 'ok', 'session'],
     ['ops', 'sign in', '', 200, 'ok', 'key'],
     ['POSEIDON_API_KEY', 'sign in', '', 200, 'ok', 'key'],
+    ['POSEIDON_API_KEY', 'launch instance', 'green/web', 202, 'ok', 'key'],
   ]);
   assert.not.ok(entries.some((e) => e.who === 'ctfd' && e.action !== 'sign in'), 'platform calls are not operator actions');
   assert.ok(entries.some((e) => e.who === 'ctfd' && e.action === 'sign in' && e.status === 403), 'a refused sign-in is');

@@ -101,8 +101,8 @@ export function statusRoutes(app: FastifyInstance, deps: StatusRouteDeps): void 
     const route = req.routeOptions.url;
     if (SAFE.has(req.method) || route === undefined || route.startsWith('/status')) return done();
     const p = req.principal;
-    const target = (req.params as { id?: unknown } | undefined)?.id;
-    const base = { action: actionName(req.method, route), status: reply.statusCode, ...(typeof target === 'string' ? { target } : {}) };
+    const target = auditTarget(route, req.params, req.body);
+    const base = { action: actionName(req.method, route), status: reply.statusCode, ...(target ? { target } : {}) };
     if (p && (p.role === 'admin' || p.role === 'operator')) {
       audit.record({ ...base, who: p.key, role: p.role, via: req.headers['x-api-key'] === undefined ? 'session' : 'key' });
     } else if (!p && (reply.statusCode === 401 || reply.statusCode === 403) && req.headers['x-api-key'] === undefined) {
@@ -111,4 +111,16 @@ export function statusRoutes(app: FastifyInstance, deps: StatusRouteDeps): void 
     }
     done();
   });
+}
+
+/**
+ * What an action was aimed at: the route's `:id` (instance, worker), or for a launch its
+ * team/challenge. Only those named fields are read (a body may hold a flag: never quoted).
+ */
+function auditTarget(route: string, params: unknown, body: unknown): string | undefined {
+  const id = (params as { id?: unknown } | undefined)?.id;
+  if (typeof id === 'string') return id.slice(0, 128);
+  const b = body as { team?: unknown; challenge?: unknown } | undefined;
+  if (route === '/v1/instances' && typeof b?.team === 'string' && typeof b.challenge === 'string') return `${b.team}/${b.challenge}`.slice(0, 128);
+  return undefined;
 }

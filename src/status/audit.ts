@@ -71,6 +71,7 @@ const ACTIONS: Record<string, string> = {
   'POST /v1/sync': 'sync',
   'POST /v1/access/bypass': 'issue bypass token',
   'POST /v1/instances/:id/access': 'issue access link',
+  'POST /v1/flags/verify': 'verify flag',
 };
 
 /** The action's name for a route (`POST /v1/sync` -> `sync`). */
