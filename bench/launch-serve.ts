@@ -1,0 +1,96 @@
+/**
+ * A `poseidon serve` process for `launch.bench.ts` (its own manager id, Redis prefix and temp
+ * directories, the embedded worker on the host engine, a gateway stand-in joined to instance
+ * networks as on a single host), with a launch that is timed from outside by `LaunchObserver`.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type Docker from 'dockerode';
+import type { Store } from '../src/core/store.ts';
+import { RedisStore } from '../src/store/redis.ts';
+import { REDIS_URL } from '../spec/helpers/deps.ts';
+import { startProbe, testManagerId } from '../spec/helpers/docker.ts';
+import { apiClient, startServe, type ServeProcess } from '../spec/helpers/server.ts';
+import { LaunchObserver, type Timeline } from './launch-observer.ts';
+
+const KEY = 'bench-launch-key-0123456789';
+
+export interface BenchServe {
+  name: string;
+  managerId: string;
+  store: Store;
+  observer: LaunchObserver;
+  /** POSTs a launch for a fresh team and resolves when it is running with its route. */
+  launch(challenge: string): Promise<{ id: string; timeline: Timeline; postMs: number }>;
+  /** POSTs only (for bursts): the id, the POST's latency and when it went out. */
+  post(challenge: string): Promise<{ id: string; postMs: number; at: number }>;
+  /** Stops `id` and waits until the engine holds nothing of it. */
+  stop(id: string): Promise<void>;
+  close(): Promise<void>;
+  logs(): string;
+}
+
+let teams = 0;
+
+/** Starts serve with `env` over a challenges dir holding `challenges` (id -> YAML lines). */
+export async function benchServe(opts: { name: string; work: string; docker: Docker; challenges: Record<string, string[]>; env?: Record<string, string> }): Promise<BenchServe> {
+  const mgr = testManagerId();
+  const dir = path.join(opts.work, opts.name);
+  for (const [id, lines] of Object.entries(opts.challenges)) {
+    mkdirSync(path.join(dir, 'challenges', id), { recursive: true });
+    writeFileSync(path.join(dir, 'challenges', id, 'challenge.yaml'), [`id: ${id}`, `name: ${id}`, ...lines, ''].join('\n'));
+  }
+  const traefikDir = path.join(dir, 'traefik');
+  mkdirSync(traefikDir, { recursive: true });
+  await startProbe(mgr, `${mgr}-gw`);
+  const server: ServeProcess = await startServe({
+    POSEIDON_API_KEY: KEY, POSEIDON_FLAG_SECRET: 'bench-launch-secret-0123456789', REDIS_URL, POSEIDON_REDIS_PREFIX: `${mgr}:`,
+    POSEIDON_MANAGER_ID: mgr, POSEIDON_CHALLENGES_DIR: path.join(dir, 'challenges'), POSEIDON_TRAEFIK_DIR: traefikDir,
+    POSEIDON_DATA_DIR: path.join(dir, 'data'), POSEIDON_GATEWAY_CONTAINER: `${mgr}-gw`, POSEIDON_TEAM_LIMIT: '0',
+    POSEIDON_RATE_LIMITS: 'launch=100000/60,stop=100000/60', POSEIDON_CAPACITY: '0', POSEIDON_WORKER_SLOTS: '400',
+    // The host firewall is global to the machine: other suites may be using it.
+    POSEIDON_FIREWALL: 'off', POSEIDON_LOG_LEVEL: 'warn', ...opts.env,
+  });
+  const api = apiClient(server.url, KEY);
+  const store = new RedisStore({ url: REDIS_URL, prefix: `${mgr}:` });
+  const observer = new LaunchObserver({ store, traefikDir });
+  await observer.start(opts.docker);
+  const post = async (challenge: string): Promise<{ id: string; postMs: number; at: number; hostname: string }> => {
+    const at = Date.now();
+    const t0 = performance.now();
+    const res = await api('POST', '/v1/instances', { challenge, team: `t${process.pid}-${++teams}` });
+    const postMs = performance.now() - t0;
+    if (res.status !== 202) throw new Error(`launch refused: ${res.status} ${JSON.stringify(res.body)}`);
+    return { id: res.body.id as string, postMs, at, hostname: res.body.hostname as string };
+  };
+  return {
+    name: opts.name, managerId: mgr, store, observer,
+    async post(challenge) {
+      const p = await post(challenge);
+      observer.track(p.id, p.at, p.at + p.postMs, p.hostname);
+      return p;
+    },
+    async launch(challenge) {
+      const p = await post(challenge);
+      observer.track(p.id, p.at, p.at + p.postMs, p.hostname);
+      return { id: p.id, postMs: p.postMs, timeline: await observer.done(p.id) };
+    },
+    async stop(id) {
+      await api('DELETE', `/v1/instances/${id}`);
+      for (let n = 0; n < 600; n++) {
+        const label = [`poseidon.instance=${id}`, `poseidon.managed-by=${mgr}`];
+        const [containers, networks] = await Promise.all([opts.docker.listContainers({ all: true, filters: { label } }), opts.docker.listNetworks({ filters: { label } })]);
+        if (containers.length + networks.length === 0) return;
+        await sleep(50);
+      }
+      throw new Error(`${id} still on the engine 30 s after its stop`);
+    },
+    async close() {
+      observer.stop();
+      await server.stop();
+      await store.close();
+    },
+    logs: () => server.logs(),
+  };
+}

@@ -1,0 +1,174 @@
+/**
+ * `npm run bench launch`: issue 11's launch goals on the host engine, each against the raw Engine
+ * API doing the same work in the same run (`launch-raw.ts`), with medians of interleaved runs and
+ * a per-phase breakdown of Poseidon's launches (queue, network, create, start, ready, route).
+ *
+ * Two `poseidon serve` processes (Redis store, embedded worker, a gateway stand-in) run side by
+ * side: `cold` without a network pool, `pooled` with the defaults. Launches go one at a time,
+ * rotating raw / cold / pooled, each torn down before the next. The burst fires N launches at
+ * once at `pooled` and compares the time until every one runs with the raw engine doing the same
+ * N at its best concurrency. Sizes: BENCH_LAUNCH_RUNS (default 15), BENCH_LAUNCH_BURST (100).
+ * Everything created carries its server's manager id (or the raw label) and is removed by it.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Docker from 'dockerode';
+import { Catalog } from '../src/catalog/catalog.ts';
+import { loadSnapshot } from '../src/catalog/load-snapshot.ts';
+import type { ChallengeSpec } from '../src/core/challenge.ts';
+import { cleanupByLabel, testManagerId } from '../spec/helpers/docker.ts';
+import { cleanupRedisPrefix } from '../spec/helpers/redis.ts';
+import type { BenchResult } from './harness.ts';
+import { phases, PHASES, type Phase, type Timeline } from './launch-observer.ts';
+import { RawEngine, type RawTiming } from './launch-raw.ts';
+import { benchServe, type BenchServe } from './launch-serve.ts';
+
+const SOCKET = '/var/run/docker.sock';
+const RUNS = Number(process.env.BENCH_LAUNCH_RUNS ?? 15);
+const BURST = Number(process.env.BENCH_LAUNCH_BURST ?? 100);
+/** Concurrency levels the raw engine is tried at to find its best. */
+const LEVELS = [1, 2, 4, 6, 8, 12];
+
+const WEB = [
+  'image: busybox:1.35',
+  'command: [sh, -c, "mkdir -p /tmp/w && echo ok > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"]',
+  'expose: [{ name: web, port: 8080 }]',
+  'healthcheck: { type: http, port: web, path: / }',
+];
+
+export function quantile(xs: readonly number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? NaN;
+}
+const ms = (x: number): string => `${Math.round(x)} ms`;
+const ratio = (a: number, b: number): string => `${(a / b).toFixed(2)}x`;
+
+async function specOf(work: string): Promise<ChallengeSpec> {
+  const dir = path.join(work, 'raw-spec', 'web');
+  const { mkdirSync, writeFileSync } = await import('node:fs');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, 'challenge.yaml'), ['id: web', 'name: web', ...WEB, ''].join('\n'));
+  const catalog = new Catalog();
+  catalog.apply(await loadSnapshot({ revision: 'bench', root: path.join(work, 'raw-spec'), path: '.' }), Date.now());
+  const e = catalog.get('web');
+  if (!e) throw new Error('bench challenge did not load');
+  return e.spec;
+}
+
+function breakdown(name: string, timelines: readonly Timeline[]): string {
+  const rows = timelines.map(phases);
+  const cells = PHASES.map((p: Phase) => `${p} ${Math.round(quantile(rows.map((r) => r[p]), 0.5))}`);
+  return `${name} phase medians (ms): ${cells.join(', ')}`;
+}
+
+function rawBreakdown(timings: readonly RawTiming[]): string {
+  const keys = ['networkMs', 'createMs', 'startMs', 'readyMs'] as const;
+  return `raw phase medians (ms): ${keys.map((k) => `${k.replace('Ms', '')} ${Math.round(quantile(timings.map((t) => t[k]), 0.5))}`).join(', ')}`;
+}
+
+/** One Poseidon launch, timed from the POST to running with its route, then stopped. */
+async function poseidonOnce(s: BenchServe): Promise<Timeline> {
+  const { id, timeline } = await s.launch('web');
+  await s.stop(id);
+  return timeline;
+}
+
+const total = (t: Timeline): number => Math.max(t.running ?? Infinity, t.route ?? Infinity) - t.post;
+
+interface Sequential { raw: RawTiming[]; cold: Timeline[]; pooled: Timeline[] }
+
+async function sequential(raw: RawEngine, cold: BenchServe, pooled: BenchServe): Promise<Sequential> {
+  const out: Sequential = { raw: [], cold: [], pooled: [] };
+  const steps: (() => Promise<void>)[] = [
+    async () => { const l = await raw.launch(); out.raw.push(l.timing); await raw.remove(l); },
+    async () => { out.cold.push(await poseidonOnce(cold)); },
+    async () => { out.pooled.push(await poseidonOnce(pooled)); },
+  ];
+  for (let i = 0; i < RUNS; i++) {
+    // Rotate the order so no side always runs right after another's teardown.
+    for (let k = 0; k < steps.length; k++) await (steps[(i + k) % steps.length] as () => Promise<void>)();
+  }
+  return out;
+}
+
+async function bestConcurrency(raw: RawEngine): Promise<{ level: number; wallMs: number; table: string }> {
+  const probe = Math.min(BURST, 36);
+  const rows: { level: number; perSec: number }[] = [];
+  for (const level of LEVELS) {
+    const { wallMs } = await raw.burst(probe, level);
+    rows.push({ level, perSec: (probe * 1000) / wallMs });
+  }
+  const best = rows.reduce((a, b) => (b.perSec > a.perSec ? b : a));
+  const { wallMs } = await raw.burst(BURST, best.level);
+  return { level: best.level, wallMs, table: rows.map((r) => `${r.level}: ${r.perSec.toFixed(1)}/s`).join(', ') };
+}
+
+async function burst(s: BenchServe): Promise<{ wallMs: number; postP99: number; postMax: number; failed: number; timelines: Timeline[] }> {
+  const t0 = Date.now();
+  const posts = await Promise.all(Array.from({ length: BURST }, () => s.post('web')));
+  const timelines = await Promise.all(posts.map((p) => s.observer.done(p.id, 600_000)));
+  const wallMs = Math.max(...timelines.map((t) => Math.max(t.running ?? 0, t.route ?? 0))) - t0;
+  const failed = (await Promise.all(posts.map((p) => s.store.getInstance(p.id)))).filter((i) => i?.status !== 'running').length;
+  const queue = [...posts];
+  await Promise.all(Array.from({ length: 8 }, async () => { for (let p = queue.shift(); p; p = queue.shift()) await s.stop(p.id); }));
+  return { wallMs, postP99: quantile(posts.map((p) => p.postMs), 0.99), postMax: Math.max(...posts.map((p) => p.postMs)), failed, timelines };
+}
+
+export async function run(): Promise<BenchResult[]> {
+  const work = mkdtempSync(path.join(tmpdir(), 'poseidon-bench-launch-'));
+  const docker = new Docker({ socketPath: SOCKET });
+  const rawLabel = testManagerId();
+  const servers: BenchServe[] = [];
+  try {
+    const raw = new RawEngine({ socketPath: SOCKET, label: rawLabel, spec: await specOf(work) });
+    const cold = await benchServe({ name: 'cold', work, docker, challenges: { web: WEB }, env: { POSEIDON_NETWORK_POOL: '0' } });
+    servers.push(cold);
+    const pooled = await benchServe({ name: 'pooled', work, docker, challenges: { web: WEB } });
+    servers.push(pooled);
+    // Warm-up (images, JIT, connections): not measured.
+    for (const s of [cold, pooled]) for (let i = 0; i < 2; i++) await poseidonOnce(s);
+    await raw.remove(await raw.launch());
+    const seq = await sequential(raw, cold, pooled);
+    const rawTotals = seq.raw.map((t) => t.totalMs);
+    const [r50, r95] = [quantile(rawTotals, 0.5), quantile(rawTotals, 0.95)];
+    const coldTotals = seq.cold.map(total);
+    const [c50, c95] = [quantile(coldTotals, 0.5), quantile(coldTotals, 0.95)];
+    const p50 = quantile(seq.pooled.map(total), 0.5);
+    console.log(`\n  launch bench: ${RUNS} interleaved runs each; machine: ${(await docker.info() as { NCPU: number; ServerVersion: string }).NCPU} cores, engine ${(await docker.version()).Version}`);
+    console.log(`  ${rawBreakdown(seq.raw)}`);
+    console.log(`  ${breakdown('cold', seq.cold)}`);
+    console.log(`  ${breakdown('pooled', seq.pooled)}`);
+    const best = await bestConcurrency(raw);
+    console.log(`  raw engine launches per second by concurrency: ${best.table}; best ${best.level}`);
+    const b = await burst(pooled);
+    console.log(`  ${breakdown(`burst of ${BURST}`, b.timelines)}`);
+    return [
+      {
+        name: 'goal 1: cold launch (no pool), POST -> running with route',
+        measured: `p50 ${ms(c50)} (${ratio(c50, r50)}), p95 ${ms(c95)} (${ratio(c95, r95)})`,
+        baseline: `raw network + create + start + first answer: p50 ${ms(r50)}, p95 ${ms(r95)}`,
+        target: 'p50 <= 1.15x raw, p95 <= 1.3x raw', ok: c50 <= 1.15 * r50 && c95 <= 1.3 * r95,
+      },
+      {
+        name: 'goal 2: launch with the network pool',
+        measured: `p50 ${ms(p50)} (${ratio(p50, r50)})`, baseline: `raw p50 ${ms(r50)}`, target: 'p50 <= 1.0x raw', ok: p50 <= r50,
+      },
+      {
+        name: `goal 4: burst of ${BURST} launches for ${BURST} teams at once`,
+        measured: `all running in ${ms(b.wallMs)} (${ratio(b.wallMs, best.wallMs)}), POST p99 ${b.postP99.toFixed(1)} ms (max ${b.postMax.toFixed(1)}), ${b.failed} failed`,
+        baseline: `raw engine, same ${BURST} at its best concurrency (${best.level}): ${ms(best.wallMs)}`,
+        target: 'all running <= 1.2x raw, POST p99 <= 20 ms, none failed',
+        ok: b.wallMs <= 1.2 * best.wallMs && b.postP99 <= 20 && b.failed === 0,
+      },
+    ];
+  } finally {
+    for (const s of servers) {
+      await s.close().catch(() => undefined);
+      await cleanupByLabel(s.managerId);
+      await cleanupRedisPrefix(`${s.managerId}:`);
+    }
+    await cleanupByLabel(rawLabel);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
