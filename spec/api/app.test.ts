@@ -117,7 +117,9 @@ t('stop is idempotent and frees the slot', async () => {
   const s1 = await app.inject({ method: 'DELETE', url: `/v1/instances/${a.id}`, headers });
   const s2 = await app.inject({ method: 'DELETE', url: `/v1/instances/${a.id}`, headers });
   assert.equal([s1.statusCode, s2.statusCode], [202, 202]);
-  assert.equal([s1.json().desired, s1.json().status], ['stopped', 'stopping']);
+  // The API records the request only; whoever runs the instance reports stopping and stopped.
+  assert.equal([s1.json().desired, s1.json().status], ['stopped', a.status]);
+  assert.is((await store.getInstance(a.id))?.desired, 'stopped');
   assert.is((await post({ challenge: 'web', team: 'stopper' })).statusCode, 202);
 });
 

@@ -14,7 +14,9 @@ import { buildApp } from '../../src/api/app.ts';
 import { parseRateLimits } from '../../src/core/lifecycle.ts';
 import { EventHub, type LifecycleEvent } from '../../src/events/hub.ts';
 import { InstanceIndex } from '../../src/gateway/instance-index.ts';
+import { MemoryOutbox } from '../../src/events/outbox.ts';
 import { signBody, WebhookSender } from '../../src/events/webhook.ts';
+import { WebhookRelay } from '../../src/events/webhook-relay.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { loadTestCatalog } from '../helpers/catalog.ts';
 import { memoryLogger } from '../helpers/log.ts';
@@ -104,14 +106,16 @@ t('SSE streams a snapshot, then queue positions and status changes, over a real 
   }
 });
 
-t('webhooks are signed, retried with backoff until accepted, and delivered in order', async () => {
+t('webhooks are signed, retried with backoff until accepted, delivered in order, every attempt under the event\'s id', async () => {
   const SECRET = 'webhook-secret-0123456789';
   const got: { body: string; sig: string; type: string }[] = [];
+  const attempts: string[] = [];
   let failuresLeft = 2;
   const server: Server = createServer((req, res) => {
     let body = '';
     req.on('data', (c) => { body += c; });
     req.on('end', () => {
+      attempts.push(String(req.headers['x-poseidon-delivery']));
       if (failuresLeft-- > 0) { res.writeHead(503).end(); return; }
       got.push({ body, sig: String(req.headers['x-poseidon-signature']), type: String(req.headers['x-poseidon-event']) });
       res.writeHead(204).end();
@@ -120,47 +124,64 @@ t('webhooks are signed, retried with backoff until accepted, and delivered in or
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as { port: number }).port;
   const log = memoryLogger();
-  const sender = new WebhookSender({ url: `http://127.0.0.1:${port}/hook`, secret: SECRET, log, baseDelayMs: 20, attempts: 5 });
+  const outbox = new MemoryOutbox();
+  const relay = new WebhookRelay({ outbox, sender: new WebhookSender({ url: `http://127.0.0.1:${port}/hook`, secret: SECRET, log, baseDelayMs: 20, attempts: 5 }), token: () => 1, log });
   const { hub } = await hubFor(new MemoryStore(), 1000);
   try {
     const inst = makeInstance({ id: 'c'.repeat(24) });
-    sender.send(hub.event('status', inst));
-    sender.send(hub.event('failed', { ...inst, status: 'failed', reason: 'x' }));
-    await until('two deliveries', () => (got.length === 2 ? true : undefined), 5000);
+    const first = hub.event('status', inst);
+    assert.ok(await outbox.append(first));
+    assert.ok(await outbox.append(hub.event('failed', { ...inst, status: 'failed', reason: 'x' })));
+    assert.not.ok(await outbox.append(hub.event('status', inst)), 'the same change seen again is not queued twice');
+    relay.start();
+    await until('two deliveries', () => (got.length === 2 ? true : undefined), 10_000);
     assert.equal(got.map((g) => g.type), ['status', 'failed']);
+    assert.equal(attempts.slice(0, 3), [first.id, first.id, first.id], 'retries carry the same delivery id');
     for (const g of got) {
       assert.is(g.sig, signBody(SECRET, g.body));
       assert.is(g.sig, `sha256=${createHmac('sha256', SECRET).update(g.body).digest('hex')}`);
     }
+    assert.is(JSON.parse(got[0]?.body ?? '{}').id, first.id);
     assert.is(log.lines.filter((l) => l.msg === 'webhook delivery failed').length, 2);
     assert.not.ok(JSON.stringify(log.lines).includes(SECRET));
   } finally {
-    sender.stop();
+    await relay.stop();
     server.close();
   }
 });
 
-t('a full webhook backlog drops the oldest waiting event, never the one in flight, and says which', async () => {
+t('a full outbox trims the oldest undelivered event, never the one in flight, and says how many', async () => {
   const got: string[] = [];
   let release: () => void = () => {};
   const gate = new Promise<void>((r) => { release = r; });
+  let arrived = 0;
   const server: Server = createServer((req, res) => {
     let body = '';
     req.on('data', (c) => { body += c; });
-    req.on('end', () => { void gate.then(() => { got.push(JSON.parse(body).instance.reason); res.writeHead(204).end(); }); });
+    req.on('end', () => { arrived++; void gate.then(() => { got.push(JSON.parse(body).instance.reason); res.writeHead(204).end(); }); });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const log = memoryLogger();
-  const sender = new WebhookSender({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}/`, secret: 'webhook-secret-0123456789', log, maxPending: 2 });
+  const outbox = new MemoryOutbox({ maxEntries: 2 });
+  let dropped = 0;
+  const sender = new WebhookSender({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}/`, secret: 'webhook-secret-0123456789', log });
+  const relay = new WebhookRelay({ outbox, sender, token: () => 1, log, dropped: (n) => { dropped += n; } });
   const { hub } = await hubFor(new MemoryStore(), 1000);
   try {
-    for (const reason of ['one', 'two', 'three']) sender.send(hub.event('status', makeInstance({ reason })));
+    relay.start();
+    // Distinct instances: the same change of one instance would be one event.
+    const event = (reason: string, n: number): LifecycleEvent => hub.event('status', makeInstance({ id: String(n).repeat(24), reason }));
+    await outbox.append(event('one', 1));
+    relay.poke();
+    await until('the first in flight', () => (arrived === 1 ? true : undefined), 10_000);
+    for (const [n, reason] of ['two', 'three', 'four'].entries()) await outbox.append(event(reason, n + 2));
     release();
-    await until('deliveries', () => (got.length === 2 ? true : undefined), 5000);
-    assert.equal(got, ['one', 'three']);
-    assert.is(log.lines.filter((l) => l.msg.startsWith('webhook backlog full')).length, 1);
+    await until('deliveries', () => (got.length === 3 ? true : undefined), 10_000);
+    assert.equal(got, ['one', 'three', 'four']);
+    assert.is(dropped, 1);
+    assert.is(log.lines.filter((l) => l.msg.startsWith('webhook outbox trimmed')).length, 1);
   } finally {
-    sender.stop();
+    await relay.stop();
     server.close();
   }
 });

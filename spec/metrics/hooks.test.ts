@@ -9,7 +9,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { WorkQueue } from '../../src/controller/work-queue.ts';
 import { PoseidonError } from '../../src/core/errors.ts';
+import { MemoryOutbox } from '../../src/events/outbox.ts';
 import { WebhookSender } from '../../src/events/webhook.ts';
+import { WebhookRelay } from '../../src/events/webhook-relay.ts';
 import type { LifecycleEvent } from '../../src/events/hub.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
 import { memoryLogger } from '../helpers/log.ts';
@@ -65,19 +67,21 @@ test('webhook outcomes: failed attempts, delivered, abandoned, dropped', async (
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
-  const sender = new WebhookSender({ url, secret: 'webhook-secret-0123456789', log: memoryLogger(), attempts: 2, baseDelayMs: 10, maxPending: 2, observe: (o) => m.webhook(o) });
-  const ev = (seq: number): LifecycleEvent => ({ seq, type: 'status', at: new Date().toISOString(), instance: { id: 'x', challenge: 'c', team: 't', status: 'running' } } as unknown as LifecycleEvent);
+  const sender = new WebhookSender({ url, secret: 'webhook-secret-0123456789', log: memoryLogger(), attempts: 2, baseDelayMs: 10, observe: (o) => m.webhook(o) });
+  const ev = (seq: number): LifecycleEvent => ({ id: `ev_${seq}`, seq, type: 'status', at: new Date().toISOString(), instance: { id: 'x', challenge: 'c', team: 't', status: 'running' } } as unknown as LifecycleEvent);
+  // The outbox keeps two: the first of three is trimmed before the relay starts (dropped).
+  const outbox = new MemoryOutbox({ maxEntries: 2 });
+  const relay = new WebhookRelay({ outbox, sender, token: () => 1, log: memoryLogger(), dropped: (n) => { for (let i = 0; i < n; i++) m.webhook('dropped'); } });
   try {
-    sender.send(ev(1)); // 500, then 200: one failed attempt, delivered
-    sender.send(ev(2)); // waits behind the first
-    sender.send(ev(3)); // the backlog holds two (the one in flight and one waiting): 2 is dropped
+    for (const seq of [1, 2, 3]) await outbox.append(ev(seq));
+    relay.start(); // 2: 500, then 200 (one failed attempt, delivered); 3: 503 twice (abandoned)
     await waitFor('three outcomes', async () => ((await value(m, 'poseidon_webhook_deliveries_total')) >= 3 ? true : undefined), 10_000, 20);
     assert.is(await value(m, 'poseidon_webhook_deliveries_total', { result: 'delivered' }), 1);
     assert.is(await value(m, 'poseidon_webhook_deliveries_total', { result: 'dropped' }), 1);
-    assert.is(await value(m, 'poseidon_webhook_deliveries_total', { result: 'abandoned' }), 1); // 3: 503 twice
+    assert.is(await value(m, 'poseidon_webhook_deliveries_total', { result: 'abandoned' }), 1);
     assert.is(await value(m, 'poseidon_webhook_failed_attempts_total'), 3);
   } finally {
-    sender.stop();
+    await relay.stop();
     await new Promise<void>((r) => server.close(() => r()));
   }
 });

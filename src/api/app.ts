@@ -58,6 +58,21 @@ export interface AppDeps {
   metrics?: MetricsRouteDeps;
   /** Signs the status page's sessions (the access secret); the page (`/status`) is not served without it. */
   statusSecret?: string;
+  /** What `GET /readyz` reports; without it the route says ready whenever the process answers. */
+  readiness?: () => Promise<Readiness>;
+}
+
+/**
+ * A replica's readiness (`GET /readyz`, no key: load balancers probe it): ready when it can serve
+ * the API (its store answers and a catalog is loaded); whether it holds the manager lease is
+ * reported, not required (followers serve the whole API).
+ */
+export interface Readiness {
+  ready: boolean;
+  leader: boolean;
+  /** This replica's id in the lease. */
+  replica: string;
+  checks: Record<string, 'ok' | 'unreachable' | 'empty' | 'none'>;
 }
 
 /** The capacity the limits use now. */
@@ -123,6 +138,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerOpenApi(app, { title: 'Poseidon', version: '1' });
   if (deps.metrics) metricsRoutes(app, deps.metrics);
   app.get('/healthz', { config: { auth: 'none' }, schema: { summary: 'Liveness' } }, async () => ({ ok: true }));
+  app.get('/readyz', { config: { auth: 'none' }, schema: { summary: 'Readiness of this replica: 503 when it cannot serve; whether it leads' } }, async (_req, reply) => {
+    const r = deps.readiness ? await deps.readiness() : { ready: true, leader: true, replica: 'local', checks: {} };
+    return reply.code(r.ready ? 200 : 503).send(r);
+  });
   app.get('/v1/version', { config: { auth: 'none' }, schema: { summary: 'Server version and API level', response: { 200: versionSchema } } }, async () => ({ version: deps.version ?? 'dev', api: 'v1' }));
   instanceRoutes(app, deps);
   flagRoutes(app, deps);

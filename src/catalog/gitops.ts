@@ -26,6 +26,8 @@ export interface GitOpsDeps {
   webhook: GitOpsApi['webhook'];
   /** With a registry: where built images are pushed and the engine that builds them. */
   publish?: { registry: string } & Pick<ImagePublisherOptions, 'builder' | 'owner'>;
+  /** The catalog to keep (a manager replica keeps one across its terms as leader); a new one otherwise. */
+  catalog?: Catalog;
   now?: () => number;
 }
 
@@ -58,7 +60,7 @@ export function liveInstances(store: Store, now: () => number = Date.now): LiveI
 /** Builds the catalog and its sync loop from `deps` (see the module comment). */
 export function createGitOps(deps: GitOpsDeps): GitOps {
   const { store, log } = deps;
-  const catalog = new Catalog();
+  const catalog = deps.catalog ?? new Catalog();
   let enqueue: ((id: string) => void) | undefined;
   const changed = (ids: readonly string[]): void => {
     if (!enqueue || ids.length === 0) return;

@@ -17,11 +17,15 @@ const FENCED_WRITES = new Set(['assign', 'compareAndUpdate', 'admit', 'updateIns
 /** Argument count of each fenced method without its fence (the fence goes right after). */
 const ARITY: Record<string, number> = { assign: 5, compareAndUpdate: 4, admit: 4, updateInstance: 3, deleteInstance: 1 };
 
-/** Wraps `store`; `token()` is the lease token while leading, undefined otherwise. */
-export function fencedStore(store: Store, token: () => number | undefined): FencedStore {
+/** Wraps `store`; `token()` is the lease token while leading, undefined otherwise; `onRefused` counts refusals (metrics). */
+export function fencedStore(store: Store, token: () => number | undefined, onRefused?: () => void): FencedStore {
   let refused = 0;
+  const refuse = (): void => {
+    refused++;
+    onRefused?.();
+  };
   const count = (err: unknown): never => {
-    if (err instanceof PoseidonError && err.code === FENCED) refused++;
+    if (err instanceof PoseidonError && err.code === FENCED) refuse();
     throw err;
   };
   return new Proxy(store, {
@@ -33,7 +37,7 @@ export function fencedStore(store: Store, token: () => number | undefined): Fenc
       return (...args: unknown[]) => {
         const t = token();
         if (t === undefined) {
-          refused++;
+          refuse();
           return Promise.reject(new PoseidonError(FENCED, 'write refused: this replica does not hold the manager lease', { kind: 'terminal' }));
         }
         const fence: Fence = { token: t };

@@ -2,7 +2,8 @@
  * The edge gateway pass (key `gateway`): renders the Traefik dynamic configuration from the
  * instances workers report running, routing each hostname to the container itself (a worker
  * without an ingress: the edge is joined to its networks, as on a single host) or to the ingress
- * of the worker host that runs it. Written when it changed; served by the HTTP provider too.
+ * of the worker host that runs it. Written when it changed (by the lease holder, with several
+ * manager replicas); served by every replica's HTTP provider endpoint too.
  */
 import { wantsRunning, type Instance } from '../core/instance.ts';
 import type { Logger, ReconcileContext, ReconcileResult } from '../core/reconcile.ts';
@@ -20,6 +21,8 @@ export interface GatewayReconcilerDeps {
   log: Logger;
   /** Receives every rendered file's text (the HTTP provider endpoint serves the last one). */
   onRendered?(text: string): void;
+  /** Whether this process writes the file now (the manager lease's holder does; every replica renders). Default: always. */
+  writes?(): boolean;
 }
 
 /**
@@ -46,7 +49,7 @@ export function gatewayReconciler(deps: GatewayReconcilerDeps) {
     const routes = routesFor(instances, workers, now).filter((r) => valid(deps, r));
     const text = serializeTraefikConfig(renderTraefikConfig(routes, deps.options));
     deps.onRendered?.(text);
-    if (await deps.writer.write(text)) deps.log.info({ routes: routes.length }, 'gateway configuration written');
+    if ((deps.writes?.() ?? true) && await deps.writer.write(text)) deps.log.info({ routes: routes.length }, 'gateway configuration written');
     const routed = new Set(routes.map((r) => r.instance));
     const next = Math.min(...instances.filter((i) => routed.has(i.id)).map((i) => i.expiresAt));
     return Number.isFinite(next) ? { requeueAfterMs: Math.max(0, next - now) } : {};

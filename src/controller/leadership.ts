@@ -16,7 +16,10 @@ export interface LeadershipOptions {
   renewDeadlineMs: number;
   retryMs: number;
   log: Logger;
-  /** Starts the leader-only work with `token`; awaited before the next round. */
+  /**
+   * Starts the leader-only work with `token`. Rounds (renewals) go on while it starts; stepping
+   * down waits for it to have started. A rejection steps down and releases the lease.
+   */
   onElected(token: number): Promise<void>;
   /** Stops it; awaited before this replica tries to lead again. */
   onDeposed(): Promise<void>;
@@ -32,6 +35,8 @@ export class Leadership {
   #stopped = false;
   #round: Promise<void> = Promise.resolve();
   #since: number | undefined;
+  /** The leader work starting (or started) for the current term. */
+  #starting: Promise<void> = Promise.resolve();
 
   constructor(opts: LeadershipOptions) {
     if (opts.renewDeadlineMs >= opts.leaseMs) throw new Error('leadership: the renew deadline must be shorter than the lease');
@@ -52,7 +57,10 @@ export class Leadership {
     return this.#since;
   }
 
-  /** Runs the first round (so a lone replica leads before `start` resolves), then one per `retryMs`. */
+  /**
+   * Runs the first round, then one per `retryMs`; resolves once the first round is done and, when
+   * it made this replica the leader, the leader work has started (a lone replica leads at once).
+   */
   async start(): Promise<void> {
     await this.#runRound();
     const tick = (): void => {
@@ -62,6 +70,7 @@ export class Leadership {
       this.#timer.unref();
     };
     tick();
+    await this.#starting;
   }
 
   /** Stops the loop; a leader steps down and releases the lease so another takes over at once. */
@@ -105,19 +114,22 @@ export class Leadership {
     this.#lastRenew = now;
     this.#since = now;
     this.#opts.log.warn({ replica: id, token }, 'this replica leads now');
-    try {
-      await this.#opts.onElected(token);
-    } catch (err) {
+    this.#starting = this.#opts.onElected(token).catch(async (err: unknown) => {
       this.#opts.log.error({ err: (err as Error).message }, 'leader work failed to start; stepping down');
-      await this.#stepDown('start failed');
+      if (this.#token !== token) return;
+      this.#token = undefined;
+      this.#since = undefined;
+      await this.#opts.onDeposed().catch(() => undefined);
       await lease.release(id, token).catch(() => undefined);
-    }
+    });
   }
 
   async #stepDown(why: string): Promise<void> {
     const token = this.#token;
     this.#token = undefined;
     this.#since = undefined;
+    // The token is gone first: fenced writes of work still starting are refused from now on.
+    await this.#starting;
     this.#opts.log.warn({ replica: this.#opts.id, token, why }, 'this replica stops leading');
     await this.#opts.onDeposed().catch((err: unknown) => this.#opts.log.error({ err: (err as Error).message }, 'stopping leader work failed'));
   }

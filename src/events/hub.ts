@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Instance } from '../core/instance.ts';
 import type { Store } from '../core/store.ts';
 
@@ -10,6 +11,11 @@ export type EventType = 'status' | 'queue' | 'expiring' | 'expired' | 'failed';
 
 /** One lifecycle event, as sent over SSE and to webhooks. */
 export interface LifecycleEvent {
+  /**
+   * The same on every replica that sees the same change (derived from the instance's state, not
+   * from the process): webhook deliveries carry it, so retries and replicas never make two events.
+   */
+  id: string;
   /** Increasing within this process (the SSE `id:`). */
   seq: number;
   type: EventType;
@@ -81,7 +87,7 @@ export class EventHub {
     if (inst.user !== undefined) view.user = inst.user;
     if (inst.reason !== undefined) view.reason = inst.reason;
     if (position !== undefined) view.queue = { position };
-    return { seq: ++this.seq, type, at: new Date().toISOString(), instance: view };
+    return { id: eventId(type, inst, position), seq: ++this.seq, type, at: new Date().toISOString(), instance: view };
   }
 
   private emit(ev: LifecycleEvent): void {
@@ -154,6 +160,15 @@ export class EventHub {
       this.emit(this.event('queue', inst, i + 1));
     }
   }
+}
+
+/**
+ * What makes an event the same one wherever it is seen: the status within one placement (epoch)
+ * of one generation (restarts bump it), the expiry it warns about, the queue position it reports.
+ */
+export function eventId(type: EventType, inst: Instance, position?: number): string {
+  const what = type === 'expiring' ? String(inst.expiresAt) : type === 'queue' ? String(position ?? 0) : `${inst.generation}:${inst.epoch}`;
+  return `ev_${createHash('sha256').update(`${type}\n${inst.id}\n${inst.status}\n${what}`).digest('hex').slice(0, 32)}`;
 }
 
 function typeFor(inst: Instance): EventType {

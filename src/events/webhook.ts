@@ -1,4 +1,4 @@
-import { createHmac, randomUUID } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import type { Logger } from '../core/reconcile.ts';
 import type { LifecycleEvent } from './hub.ts';
 
@@ -9,10 +9,8 @@ export interface WebhookOptions {
   /** Attempts per event (first try included). Default 6. */
   attempts?: number;
   baseDelayMs?: number;
-  /** Undelivered events kept in memory; the oldest is dropped beyond it. Default 1000. */
-  maxPending?: number;
   timeoutMs?: number;
-  /** Told each outcome (metrics): a failed attempt (retried), or an event delivered, abandoned or dropped. */
+  /** Told each outcome (metrics): a failed attempt (retried), or an event delivered or abandoned. */
   observe?(outcome: 'delivered' | 'failed' | 'abandoned' | 'dropped'): void;
 }
 
@@ -21,48 +19,30 @@ export function signBody(secret: string, body: string): string {
   return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
 }
 
+export type DeliveryOutcome = 'delivered' | 'abandoned' | 'stopped';
+
 /**
- * Delivers lifecycle events to the platform: POST JSON, signed in `X-Poseidon-Signature`, one at
- * a time in order, retried with exponential backoff on network errors and non-2xx answers.
- * In-memory: events pending when the process stops are lost (the platform can resync by GET).
+ * Delivers one lifecycle event to the platform: POST JSON, signed in `X-Poseidon-Signature`,
+ * retried with exponential backoff on network errors and non-2xx answers. Every attempt carries
+ * the event's id in `X-Poseidon-Delivery` (the same on every replica and every retry), so the
+ * receiver can drop repeats. Ordering and persistence are the relay's (events/webhook-relay.ts).
  */
 export class WebhookSender {
-  private readonly pending: { ev: LifecycleEvent; delivery: string }[] = [];
-  private running = false;
   private stopped = false;
 
   constructor(private readonly opts: WebhookOptions) {}
 
-  send(ev: LifecycleEvent): void {
-    if (this.stopped) return;
-    this.pending.push({ ev, delivery: randomUUID() });
-    if (this.pending.length > (this.opts.maxPending ?? 1000)) {
-      // Never the one in flight (index 0 while draining): the oldest that is still waiting.
-      const [dropped] = this.pending.splice(this.running ? 1 : 0, 1);
-      this.opts.observe?.('dropped');
-      this.opts.log.warn({ delivery: dropped?.delivery, type: dropped?.ev.type }, 'webhook backlog full; oldest waiting event dropped');
-    }
-    if (!this.running) void this.drain();
-  }
-
+  /** Stops: an attempt in flight finishes, no other starts. */
   stop(): void {
     this.stopped = true;
   }
 
-  private async drain(): Promise<void> {
-    this.running = true;
-    while (this.pending.length > 0 && !this.stopped) {
-      const next = this.pending[0];
-      if (next) await this.deliver(next.ev, next.delivery);
-      this.pending.shift();
-    }
-    this.running = false;
-  }
-
-  private async deliver(ev: LifecycleEvent, delivery: string): Promise<void> {
+  async deliver(ev: LifecycleEvent): Promise<DeliveryOutcome> {
     const body = JSON.stringify(ev);
     const attempts = this.opts.attempts ?? 6;
-    for (let n = 1; n <= attempts && !this.stopped; n++) {
+    const delivery = ev.id;
+    for (let n = 1; n <= attempts; n++) {
+      if (this.stopped) return 'stopped';
       const status = await fetch(this.opts.url, {
         method: 'POST',
         body,
@@ -71,14 +51,16 @@ export class WebhookSender {
       }).then((r) => r.status, () => 0);
       if (status >= 200 && status < 300) {
         this.opts.observe?.('delivered');
-        return;
+        return 'delivered';
       }
       this.opts.observe?.('failed');
       const delay = Math.min(30_000, (this.opts.baseDelayMs ?? 500) * 2 ** (n - 1));
       this.opts.log.warn({ delivery, attempt: n, status }, 'webhook delivery failed');
       if (n < attempts) await new Promise((r) => setTimeout(r, delay).unref());
     }
-    if (!this.stopped) this.opts.observe?.('abandoned');
+    if (this.stopped) return 'stopped';
+    this.opts.observe?.('abandoned');
     this.opts.log.error({ delivery, type: ev.type }, 'webhook delivery abandoned');
+    return 'abandoned';
   }
 }

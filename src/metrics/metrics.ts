@@ -50,7 +50,11 @@ export class Metrics {
   readonly registry = new Registry();
   /** The operator page's last 15 minutes (`summary.ts`). */
   readonly window: RollingWindow;
-  readonly sources: { instances?: InstanceSource; fleet?: FleetSource; catalog?: CatalogSource; workers: Map<string, WorkerSource>; queues: Map<string, { size: number }> } = { workers: new Map(), queues: new Map() };
+  readonly sources: {
+    instances?: InstanceSource; fleet?: FleetSource; catalog?: CatalogSource; workers: Map<string, WorkerSource>; queues: Map<string, { size: number }>;
+    /** This manager replica's place in leader election. */
+    leadership?: { leader(): boolean };
+  } = { workers: new Map(), queues: new Map() };
 
   readonly launches: Counter<'challenge'>;
   readonly stops: Counter<'challenge'>;
@@ -71,6 +75,8 @@ export class Metrics {
   readonly sseClients: Gauge;
   readonly webhookDeliveries: Counter<'result'>;
   readonly webhookFailedAttempts: Counter;
+  readonly fencedWrites: Counter;
+  readonly leaderChanges: Counter;
   /** `at` of the last sync result observed (each sync is counted once). */
   #syncSeen: string | undefined;
 
@@ -98,6 +104,12 @@ export class Metrics {
     // Reconcilers and queues.
     this.reconcileDuration = histogram('poseidon_reconcile_duration_seconds', 'One reconcile pass, by reconciler', BUCKETS.fast, ['reconciler']);
     this.reconcileErrors = counter('poseidon_reconcile_errors_total', 'Reconcile passes that failed, by reconciler and error code', ['reconciler', 'code']);
+    // Manager replicas: who leads, and writes a former leader attempted after losing the lease.
+    gauge('poseidon_manager_leader', '1 while this manager replica holds the manager lease (does the work that must happen once)', [], (g) => {
+      if (s.leadership) g.set(s.leadership.leader() ? 1 : 0);
+    });
+    this.leaderChanges = counter('poseidon_manager_leader_changes_total', 'Times this replica started or stopped leading', ['change']);
+    this.fencedWrites = counter('poseidon_manager_fenced_writes_total', 'Writes refused because this replica\'s lease token was stale or gone (E_FENCED)');
     gauge('poseidon_work_queue_depth', 'Keys waiting or in flight in a controller\'s work queue', ['controller'], (g) => {
       g.reset();
       for (const [name, q] of s.queues) g.set({ controller: name }, q.size);

@@ -4,9 +4,9 @@
  * compare against it). One Lua script per operation; each names the keys it touches.
  */
 import type { Redis } from 'ioredis';
-import { Codes, PoseidonError } from '../core/errors.ts';
 import type { LeaseState, ManagerLease } from '../core/manager-lease.ts';
 import { createRedisClient } from './redis-client.ts';
+import { redisCall } from './redis-errors.ts';
 import { redactor } from './redis.ts';
 
 const NOW = `local t = redis.call('TIME')
@@ -94,11 +94,7 @@ export class RedisManagerLease implements ManagerLease {
     this.#client.disconnect();
   }
 
-  async #run<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      throw new PoseidonError(Codes.store, `lease unavailable: ${this.#redact((err as Error).message)}`, { kind: 'transient', cause: err });
-    }
+  #run<T>(fn: () => Promise<T>): Promise<T> {
+    return redisCall('lease', this.#redact, fn);
   }
 }
