@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { connect, createServer as createTcpServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -27,8 +28,8 @@ const OPERATOR_KEY = 'status-e2e-operator-key-0123456789';
 const FLAG_SECRET = 'status-e2e-flag-secret-0123456789';
 const SHOTS = path.join(ROOT, 'test-artifacts', 'status');
 /** Bounds for conditions: a cold 2-core machine builds images and starts containers slowly. */
-const LONG = 180_000;
-const SHORT = 60_000;
+const LONG = 240_000;
+const SHORT = 90_000;
 
 const t = suite('e2e: status page in a real browser');
 const enabled = haveDocker() && haveChromium();
@@ -40,8 +41,36 @@ let ctx: BrowserContext | undefined;
 let page: Page;
 let api: ReturnType<typeof apiClient>;
 let workerId: string;
+/** The browser reaches the server through this proxy, which can cut every connection (an outage). */
+let link: Link;
 /** Console errors and page errors, per page. */
 const problems = new Map<Page, string[]>();
+
+interface Link { url: string; cut(): void; restore(): void; close(): Promise<void> }
+
+/** A TCP pass-through to `port` on 127.0.0.1; `cut()` drops every connection and refuses new ones until `restore()`. */
+async function tcpLink(port: number): Promise<Link> {
+  const open = new Set<Socket>();
+  let down = false;
+  const proxy = createTcpServer((client) => {
+    if (down) return void client.destroy();
+    const upstream = connect(port, '127.0.0.1');
+    for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
+      open.add(a);
+      a.on('error', () => b.destroy());
+      a.on('close', () => { open.delete(a); b.destroy(); });
+      a.pipe(b);
+    }
+  });
+  const own = await freePort();
+  await new Promise<void>((resolve) => proxy.listen(own, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${own}`,
+    cut() { down = true; for (const sock of open) sock.destroy(); },
+    restore() { down = false; },
+    close: () => new Promise<void>((resolve) => { for (const sock of open) sock.destroy(); proxy.close(() => resolve()); }),
+  };
+}
 
 function haveChromium(): boolean {
   if (existsSync(CHROMIUM)) return true;
@@ -96,6 +125,7 @@ t.before(async () => {
     POSEIDON_FLAG_SECRET: FLAG_SECRET, POSEIDON_LOG_LEVEL: 'warn',
   }, ['--dev']);
   api = apiClient(server.url, ADMIN_KEY);
+  link = await tcpLink(Number(new URL(server.url).port));
   ctx = await chromium.launchPersistentContext(mkdtempSync(path.join(work, 'chromium-')), {
     executablePath: CHROMIUM, args: FLAGS, headless: true, viewport: { width: 1280, height: 900 }, timeout: 60_000,
   });
@@ -106,6 +136,7 @@ t.before(async () => {
 t.after(async () => {
   if (!enabled) return;
   await ctx?.close().catch(() => undefined);
+  await link?.close();
   await server?.stop();
   await cleanupByLabel(mgr);
   rmSync(work, { recursive: true, force: true });
@@ -114,16 +145,18 @@ t.after(async () => {
 const it = (name: string, fn: () => Promise<void>) => t(name, async () => { if (enabled) await fn(); });
 
 it('sign in with the admin key: a session cookie, the overview, the live stream', async () => {
-  const res = await page.goto(`${server?.url}/status`);
+  const res = await page.goto(`${link.url}/status`);
   assert.is(res?.status(), 200);
   assert.match(String(res?.headers()['content-security-policy']), /script-src 'self'/);
   await page.waitForSelector('form#login', { timeout: SHORT });
   await shot('sign-in');
   await page.fill('#key', ADMIN_KEY);
   await page.click('form#login button[type=submit]');
-  await page.waitForSelector('body[data-page="status"]', { timeout: SHORT });
+  // Signed in (the page reloads into the shell), or refused with a message that says why.
+  await page.waitForFunction(() => document.body?.dataset.page === 'status' || (document.getElementById('login-error')?.textContent ?? '') !== '', undefined, { timeout: LONG, polling: 250 });
+  assert.is(await page.evaluate(() => document.body.dataset.page), 'status', await page.innerText('body'));
   await page.waitForSelector('#conn[data-state="live"]', { timeout: SHORT });
-  const cookies = await ctx?.cookies(server?.url);
+  const cookies = await ctx?.cookies(link.url);
   assert.equal(cookies?.map((c) => [c.name, c.httpOnly, c.sameSite, c.path]), [['poseidon_status', true, 'Strict', '/']]);
   assert.not.ok(cookies?.[0]?.value.includes(ADMIN_KEY));
   assert.not.ok((await page.content()).includes(ADMIN_KEY), 'the key is nowhere on the page');
@@ -191,7 +224,12 @@ it('cordon the worker from the page (with a confirmation), then uncordon it', as
   await page.waitForSelector(`${row}[data-state="cordoned"]`, { timeout: SHORT });
   assert.is((await api('GET', '/v1/workers')).body.workers.find((w: { id: string }) => w.id === workerId).state, 'cordoned');
   await shot('workers-cordoned');
-  await confirmClick(`${row} button[data-action="uncordon"]`);
+  // By keyboard: focus the button, Enter; the dialog opens on Confirm, Enter again.
+  await page.focus(`${row} button[data-action="uncordon"]`);
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('dialog#confirm[open]', { timeout: SHORT });
+  assert.is(await page.evaluate(() => document.activeElement?.id), 'confirm-ok');
+  await page.keyboard.press('Enter');
   await page.waitForSelector(`${row}[data-state="ready"]`, { timeout: SHORT });
   await shot('workers');
   noConsoleErrors(page, 'workers');
@@ -251,16 +289,39 @@ it('overview and audit log: counts, catalog, workers; every action with who and 
   noConsoleErrors(page, 'overview and audit');
 });
 
+it('a reconnect resumes: what happened while the stream was down shows up when it is back', async () => {
+  await view('instances');
+  await page.waitForSelector('#conn[data-state="live"]', { timeout: SHORT });
+  link.cut();
+  let launched: Awaited<ReturnType<typeof api>>;
+  try {
+    await page.waitForSelector('#conn[data-state="reconnecting"]', { timeout: SHORT });
+    launched = await api('POST', '/v1/instances', { challenge: 'two-ports', team: 'offline' });
+    assert.is(launched.status, 202, JSON.stringify(launched.body));
+    await waitFor('running (seen by the API)', async () => ((await api('GET', `/v1/instances/${launched.body.id}`)).body.status === 'running' ? true : undefined), LONG, 500);
+    assert.is(await page.$(`tr[data-id="${launched.body.id}"]`), null, 'nothing arrives while the link is down');
+  } finally {
+    link.restore();
+  }
+  await page.waitForSelector('#conn[data-state="live"]', { timeout: LONG });
+  await page.waitForSelector(`tr[data-id="${launched.body.id}"][data-status="running"]`, { timeout: SHORT });
+  // The failed reconnection attempts while the link was down are the browser's expected network errors.
+  problems.get(page)?.splice(0);
+  await api('DELETE', `/v1/instances/${launched.body.id}`);
+  await page.waitForSelector(`tr[data-id="${launched.body.id}"][data-status="stopped"]`, { timeout: SHORT });
+  noConsoleErrors(page, 'after the reconnect');
+});
+
 it('CSRF: a page on another origin cannot act with the session; nor can a request without the header', async () => {
   const port = await freePort();
-  const target = `${server?.url}/v1/workers/${workerId}/cordon`;
+  const target = `${link.url}/v1/workers/${workerId}/cordon`;
   const evil: Server = createServer((_req, res) => {
     res.writeHead(200, { 'content-type': 'text/html' });
     res.end(`<!doctype html><title>evil</title>
 <form id="f" method="POST" action="${target}" enctype="text/plain"><input name="a" value="b"></form>
 <script>
 fetch(${JSON.stringify(target)}, { method: 'POST', mode: 'no-cors', credentials: 'include' }).catch(() => {});
-fetch(${JSON.stringify(`${server?.url}/v1/sync`)}, { method: 'POST', credentials: 'include', headers: { 'x-poseidon-csrf': 'guess', 'content-type': 'application/json' }, body: '{}' }).catch(() => {});
+fetch(${JSON.stringify(`${link.url}/v1/sync`)}, { method: 'POST', credentials: 'include', headers: { 'x-poseidon-csrf': 'guess', 'content-type': 'application/json' }, body: '{}' }).catch(() => {});
 setTimeout(() => document.getElementById('f').submit(), 300);
 </script>`);
   });
@@ -273,7 +334,7 @@ setTimeout(() => document.getElementById('f').submit(), 300);
     assert.match(await other.innerText('body'), /E_FORBIDDEN/);
     await other.close();
     const own = await ctx!.newPage();
-    await own.goto(`${server?.url}/status#overview`);
+    await own.goto(`${link.url}/status#overview`);
     const status = await own.evaluate((u) => fetch(u, { method: 'POST' }).then((r) => r.status), `/v1/workers/${workerId}/cordon`);
     assert.is(status, 403, 'same origin without X-Poseidon-CSRF');
     await own.close();
@@ -289,10 +350,26 @@ it('sign out ends the session', async () => {
   await view('overview');
   await page.click('#logout');
   await page.waitForSelector('form#login', { timeout: SHORT });
-  assert.equal(await ctx?.cookies(server?.url), []);
+  assert.equal(await ctx?.cookies(link.url), []);
   const status = await page.evaluate(() => fetch('/v1/instances').then((r) => r.status));
   assert.is(status, 401);
   assert.ok(readFileSync(path.join(SHOTS, 'overview.png')).length > 1000, 'screenshots were written');
+});
+
+it('an operator key signs in read-only: every view, no action buttons', async () => {
+  problems.get(page)?.splice(0); // the signed-out read above was a 401 on purpose
+  await page.fill('#key', OPERATOR_KEY);
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('body[data-role="operator"]', { timeout: SHORT });
+  assert.match(await page.innerText('header'), /ops \(operator\)\s+read-only/);
+  for (const name of ['overview', 'workers', 'instances', 'catalog', 'incidents', 'audit']) {
+    await view(name);
+    assert.is(await page.$$eval('main button[data-action], #sync-now', (els) => els.length), 0, `${name}: no action buttons`);
+  }
+  await view('workers');
+  await page.waitForSelector(`tr[data-worker="${workerId}"]`, { timeout: SHORT });
+  await shot('operator-workers');
+  noConsoleErrors(page, 'operator views');
 });
 
 t.run();
