@@ -8,7 +8,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Codes } from '../core/errors.ts';
 import { loadAssets } from '../status/assets.ts';
-import { actionName, AuditLog } from '../status/audit.ts';
+import { actionName, AUDIT_SIZE, AuditLog } from '../status/audit.ts';
 import { loginPage, PAGE_HEADERS, shellPage } from '../status/page.ts';
 import { sameOrigin, sessionCookie, StatusSessions } from '../status/session.ts';
 import { matchKey, READ_ROUTE, type ApiKey, type FailedAuth } from './auth.ts';
@@ -30,25 +30,30 @@ const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** The activity figures another module serves; the page shows dashes until it exists. */
 const SUMMARY_URL = '/v1/status/summary';
 
+const tls = (req: FastifyRequest): boolean => req.protocol === 'https';
+
 function page(reply: FastifyReply, html: string): FastifyReply {
   return reply.headers(PAGE_HEADERS).type('text/html; charset=utf-8').send(html);
 }
 
 /** Registers the page's routes and the audit hook (on every route of `app`). */
 export function statusRoutes(app: FastifyInstance, deps: StatusRouteDeps): void {
-  const { sessions, failures, keys } = deps;
   const audit = new AuditLog(app.log);
-  const tls = (req: FastifyRequest): boolean => req.protocol === 'https';
+  pageRoutes(app, deps.sessions);
+  sessionRoutes(app, deps, audit);
+  auditRoutes(app, deps.sessions, audit);
+}
+
+/** `GET /status` (sign-in page or shell) and the static files. */
+function pageRoutes(app: FastifyInstance, sessions: StatusSessions): void {
   const assets = loadAssets();
   const modules = [...assets.keys()];
-
   app.get('/status', { config: { auth: 'none' }, schema: { summary: 'Status page (HTML)' } }, async (req, reply) => {
     const s = sessions.fromRequest(req);
     if (!s) return page(reply, loginPage(modules));
     const summary = app.hasRoute({ method: 'GET', url: SUMMARY_URL }) ? SUMMARY_URL : undefined;
     return page(reply, shellPage({ name: s.name, role: s.role, csrf: sessions.csrf(s), expiresAt: new Date(s.exp).toISOString(), modules, ...(summary ? { summary } : {}) }));
   });
-
   for (const [name, asset] of assets) {
     app.get(`/status/${name}`, { config: { auth: 'none' }, schema: { summary: 'Status page asset' } }, async (req, reply) => {
       reply.headers({ ...PAGE_HEADERS, 'cache-control': 'no-cache', etag: asset.etag });
@@ -56,47 +61,61 @@ export function statusRoutes(app: FastifyInstance, deps: StatusRouteDeps): void 
       return reply.type(asset.type).send(asset.body);
     });
   }
+}
 
-  app.post<{ Body: { key: string } }>('/status/login', { config: { auth: 'none' }, schema: { summary: 'Status page: exchange an admin or operator key for a session cookie', body: loginBody } }, async (req, reply) => {
-    reply.headers(PAGE_HEADERS);
-    if (!sameOrigin(req)) return sendProblem(reply, 403, Codes.forbidden, 'cross-origin sign-in refused');
-    const wait = failures.blockedFor(req.ip);
-    if (wait > 0) {
-      const seconds = Math.max(1, Math.ceil(wait / 1000));
-      reply.header('retry-after', String(seconds));
-      return sendProblem(reply, 429, Codes.rateLimited, `too many failed key attempts from this address; retry in ${seconds}s`, { retryAfterSeconds: seconds });
-    }
-    const key = matchKey(keys, req.body.key);
-    if (!key) {
-      failures.fail(req.ip);
-      audit.record({ who: '(unknown key)', role: '-', action: 'sign in', status: 401, via: 'key' });
-      return sendProblem(reply, 401, Codes.unauthorized, 'unknown API key');
-    }
-    const token = sessions.sign(key);
-    if (!token) {
-      audit.record({ who: key.name, role: key.role, action: 'sign in', status: 403, via: 'key' });
-      return sendProblem(reply, 403, Codes.forbidden, `a ${key.role} key cannot sign in to the status page (admin or operator only)`);
-    }
-    const s = sessions.verify(token);
-    audit.record({ who: key.name, role: key.role, action: 'sign in', status: 200, via: 'key' });
-    return reply.header('set-cookie', sessionCookie(token, tls(req))).send({ name: key.name, role: key.role, expiresAt: new Date(s?.exp ?? 0).toISOString() });
-  });
-
+/** `POST /status/login` and `POST /status/logout`. */
+function sessionRoutes(app: FastifyInstance, deps: StatusRouteDeps, audit: AuditLog): void {
+  app.post<{ Body: { key: string } }>('/status/login', {
+    config: { auth: 'none' }, schema: { summary: 'Status page: exchange an admin or operator key for a session cookie', body: loginBody },
+  }, async (req, reply) => signIn(req, reply, deps, audit));
   app.post('/status/logout', { config: { auth: 'none' }, schema: { summary: 'Status page: sign out' } }, async (req, reply) => {
     reply.headers(PAGE_HEADERS);
     if (!sameOrigin(req)) return sendProblem(reply, 403, Codes.forbidden, 'cross-origin sign-out refused');
-    const s = sessions.fromRequest(req);
+    const s = deps.sessions.fromRequest(req);
     if (s) audit.record({ who: s.name, role: s.role, action: 'sign out', status: 204, via: 'session' });
     return reply.header('set-cookie', sessionCookie(undefined, tls(req))).code(204).send();
   });
+}
 
+/**
+ * Exchanges a key for a session cookie: same origin only, under the same per-address failure
+ * limit as keys on the API (a wrong key counts), admin and operator keys only.
+ */
+async function signIn(req: FastifyRequest<{ Body: { key: string } }>, reply: FastifyReply, deps: StatusRouteDeps, audit: AuditLog): Promise<FastifyReply> {
+  const { failures, sessions } = deps;
+  reply.headers(PAGE_HEADERS);
+  if (!sameOrigin(req)) return sendProblem(reply, 403, Codes.forbidden, 'cross-origin sign-in refused');
+  const wait = failures.blockedFor(req.ip);
+  if (wait > 0) {
+    const seconds = Math.max(1, Math.ceil(wait / 1000));
+    reply.header('retry-after', String(seconds));
+    return sendProblem(reply, 429, Codes.rateLimited, `too many failed key attempts from this address; retry in ${seconds}s`, { retryAfterSeconds: seconds });
+  }
+  const key = matchKey(deps.keys, req.body.key);
+  if (!key) {
+    failures.fail(req.ip);
+    audit.record({ who: '(unknown key)', role: '-', action: 'sign in', status: 401, via: 'key' });
+    return sendProblem(reply, 401, Codes.unauthorized, 'unknown API key');
+  }
+  const token = sessions.sign(key);
+  const session = token === undefined ? undefined : sessions.verify(token);
+  if (!token || !session) {
+    audit.record({ who: key.name, role: key.role, action: 'sign in', status: 403, via: 'key' });
+    return sendProblem(reply, 403, Codes.forbidden, `a ${key.role} key cannot sign in to the status page (admin or operator only)`);
+  }
+  audit.record({ who: key.name, role: key.role, action: 'sign in', status: 200, via: 'key' });
+  return reply.header('set-cookie', sessionCookie(token, tls(req))).send({ name: key.name, role: key.role, expiresAt: new Date(session.exp).toISOString() });
+}
+
+/** `GET /status/audit` and the hook that records every operator and admin action. */
+function auditRoutes(app: FastifyInstance, sessions: StatusSessions, audit: AuditLog): void {
   app.get('/status/audit', { config: { auth: READ_ROUTE }, schema: { summary: 'Operator and admin actions, newest first (this process, last 500)' } }, async (_req, reply) => {
     reply.header('cache-control', 'no-store');
-    return { entries: audit.list(), size: 500, scope: 'process' };
+    return { entries: audit.list(), size: AUDIT_SIZE, scope: 'process' };
   });
-
   // Every action an operator or admin makes, through the page or with a key; refusals of a
   // page session too (an operator session trying an admin action, a missing CSRF header).
+  // Callback style and a method check first: it runs on every request, forward-auth included.
   app.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url;
     if (SAFE.has(req.method) || route === undefined || route.startsWith('/status')) return done();
