@@ -234,11 +234,12 @@ test('score plugins alone: least-reserved and spread range from 0 to 100', () =>
 });
 
 test('the winning score is the weighted sum; custom plugins and weights are honoured', () => {
+  // least-reserved (weight 2) 87.5 x 2 + spread 100
   const res = place(needs(), [cand('a')]);
-  assert.equal(res, { ok: true, worker: 'a', score: 187.5 });
+  assert.equal(res, { ok: true, worker: 'a', score: 275 });
   const byId: ScorePlugin = { name: 'prefer-z', weight: 3, score: (_n, c) => (c.worker.id === 'z' ? 100 : 0) };
   assert.equal(place(needs(), [cand('a'), cand('z', { load: { slots: 9 } })], FILTERS, [...SCORES, byId]), { ok: true, worker: 'z', score: 400 });
-  assert.equal(place(needs(), [cand('a'), cand('z', { load: { slots: 9 } })]), { ok: true, worker: 'a', score: 187.5 });
+  assert.equal(place(needs(), [cand('a'), cand('z', { load: { slots: 9 } })]), { ok: true, worker: 'a', score: 275 });
 });
 
 /* ---------------------------------------------------------------- tie-break */
