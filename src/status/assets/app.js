@@ -68,9 +68,13 @@ function showConnection() {
   } else el.textContent = { live: 'Live', connecting: 'Connecting…', reconnecting: 'Reconnecting… (the page catches up when the stream is back)' }[state.conn];
 }
 
+const SESSION_ENDS = Date.parse(document.querySelector('meta[name="poseidon-session-expires"]')?.getAttribute('content') ?? '');
+
 /** Relative times and heartbeat ages tick without a redraw (and without moving focus). */
 function tick() {
   const now = Date.now();
+  // The session ends at a known time: say so then, rather than at the next refused read.
+  if (now >= SESSION_ENDS && state.conn !== 'signed-out') signedOut();
   for (const el of document.querySelectorAll('section.view:not([hidden]) [data-exp]')) el.textContent = relative(el.dataset.exp, now);
   for (const el of document.querySelectorAll('section.view:not([hidden]) [data-age]')) {
     el.textContent = duration(Number(el.dataset.age) + now - Number(el.dataset.ageBase));

@@ -2,7 +2,7 @@
 // labels; cordon, uncordon and drain (admins, after a confirmation).
 import { duration, failed, h, replace, table } from './dom.js';
 import { state } from './live.js';
-import { act, actionButton } from './ui.js';
+import { act, actionButton, CAN_ACT } from './ui.js';
 
 const VERBS = {
   cordon: { question: (id) => `Cordon worker ${id}? It takes no new instances; those running stay.`, done: 'cordoned' },
@@ -29,7 +29,8 @@ function images(w) {
 }
 
 function gib(bytes) {
-  return bytes ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : '0';
+  if (!bytes) return '0';
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.round(bytes / 2 ** 20)} MiB`;
 }
 
 function row(w) {
@@ -43,7 +44,7 @@ function row(w) {
     h('td', {}, images(w)),
     h('td', {}, (w.runtimes ?? []).join(', ') || '—'),
     h('td', { class: 'small' }, Object.entries(w.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(', ') || '—', w.version ? h('div', { class: 'muted' }, `v${w.version}`) : null),
-    h('td', { class: 'row-actions' }, actions(w)));
+    CAN_ACT ? h('td', { class: 'row-actions' }, actions(w)) : null);
 }
 
 /** Draws the workers view into `body`. */
@@ -52,6 +53,6 @@ export function renderWorkers(body) {
   if (!ws) return replace(body, state.workersError ? failed('the workers', state.workersError) : h('p', { class: 'muted' }, 'Loading…'));
   replace(body,
     state.workersError ? failed('the workers (showing the last answer)', state.workersError) : null,
-    ws.length === 0 ? h('p', {}, 'No worker has registered.') : table('Workers', ['Worker', 'State', 'Heartbeat age', 'Slots reserved', 'Instances', 'Images ready', 'Runtimes', 'Labels', 'Actions'],
+    ws.length === 0 ? h('p', {}, 'No worker has registered.') : table('Workers', ['Worker', 'State', 'Heartbeat age', 'Slots reserved', 'Instances', 'Images ready', 'Runtimes', 'Labels', ...(CAN_ACT ? ['Actions'] : [])],
       ws.map(row), { class: 'workers' }));
 }
