@@ -11,17 +11,23 @@ import { Redis } from 'ioredis';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { isPoseidonError } from '../../src/core/errors.ts';
+import type { Instance } from '../../src/core/instance.ts';
 import { openStore } from '../../src/store/open.ts';
 import { RedisStore } from '../../src/store/redis.ts';
+import { redisKeys } from '../../src/store/redis-layout.ts';
+import { withScripts } from '../../src/store/redis-scripts.ts';
 import { haveRedis, REDIS_URL } from '../helpers/deps.ts';
 import { storeContract } from './contract.ts';
 import { count, listenSettled, makeInstance, NOW, waitFor } from './helpers.ts';
 
 const DEAD_URL = 'redis://:s3cret@127.0.0.1:1';
 
-/** A fresh test prefix; everything under it is removed by `dropPrefix`. */
+/**
+ * A fresh test prefix; everything under it is removed by `dropPrefix`. Hash-tagged, as a Redis
+ * Cluster deployment's prefix must be: spec/store/redis-keys.test.ts runs this file on a Cluster node.
+ */
 function testPrefix(): string {
-  return `poseidon-test-${randomBytes(6).toString('hex')}:`;
+  return `{poseidon-test-${randomBytes(6).toString('hex')}}:`;
 }
 
 /** Deletes every key under `prefix` (SCAN, bounded) with a connection of its own. */
@@ -126,7 +132,9 @@ function redisOnly(): void {
     const admin = new Redis(REDIS_URL);
     try {
       const keys = (await admin.keys(`${ctx.prefix}*`)).map((k) => k.slice(ctx.prefix.length)).sort();
-      assert.equal(keys, ['admitted', 'challenge:web', 'ids', `inst:${inst.id}`, 'slot:team%3Aa%3Ab%25:web', 'team:a%3Ab%25']);
+      assert.equal(keys, ['admitted-by-expiry', 'challenge:web', 'ids', `inst:${inst.id}`, 'schema', 'slot:team%3Aa%3Ab%25:web', 'team-live:a%3Ab%25', 'team:a%3Ab%25']);
+      assert.equal(await admin.zrange(`${ctx.prefix}admitted-by-expiry`, 0, -1, 'WITHSCORES'), [inst.id, String(inst.expiresAt)]);
+      assert.is(await admin.get(`${ctx.prefix}schema`), '2');
       const hash = await admin.hgetall(`${ctx.prefix}inst:${inst.id}`);
       assert.is(hash.endpoints, '[]');
       assert.is(hash.createdAt, String(NOW));
@@ -134,6 +142,54 @@ function redisOnly(): void {
       assert.is(await admin.get(`${ctx.prefix}slot:team%3Aa%3Ab%25:web`), inst.id);
     } finally {
       admin.disconnect();
+    }
+  });
+
+  test('records stored before the zset indexes are indexed once, before the first count', async (ctx) => {
+    const p = ctx.prefix;
+    const admitted = makeInstance({ team: 'old-a' });
+    const expired = makeInstance({ team: 'old-e', expiresAt: NOW - 1 });
+    const waiting = makeInstance({ team: 'old-w', status: 'queued' });
+    const cancelled = makeInstance({ team: 'old-c', status: 'queued', desired: 'stopped' });
+    const admin = new Redis(REDIS_URL);
+    try {
+      const write = admin.multi();
+      for (const inst of [admitted, expired, waiting, cancelled]) {
+        write.hset(`${p}inst:${inst.id}`, rawFields(inst)).sadd(`${p}ids`, inst.id).sadd(`${p}team:${inst.team}`, inst.id);
+      }
+      // The schema-1 layout: a set of admitted ids pruned lazily, a queue that kept dead entries.
+      write.sadd(`${p}admitted`, admitted.id, expired.id).zadd(`${p}queue`, 1, waiting.id, 2, cancelled.id).set(`${p}queue-seq`, 2);
+      await write.exec();
+      const store = ctx.open();
+      assert.is(await store.countAdmitted(NOW), 1);
+      assert.equal(await store.queuedIds(), [waiting.id]);
+      assert.is(await store.admittedExpiry(1, NOW), admitted.expiresAt);
+      assert.equal([await admin.get(`${p}schema`), await admin.exists(`${p}admitted`)], ['2', 0]);
+      assert.equal(await admin.zrange(`${p}team-live:old-w`, 0, -1, 'WITHSCORES'), [waiting.id, 'inf']);
+      const refused = await store.createInstance(makeInstance({ team: 'old-a', challenge: 'other' }), NOW, { teamLimit: 1 });
+      assert.ok(!refused.created && refused.reason === 'team-limit' && refused.existing.id === admitted.id);
+      assert.is(await store.admit(waiting.id, NOW, 2, { expiresAt: NOW + 10, maxExpiresAt: NOW + 20 }), 'admitted');
+    } finally {
+      admin.disconnect();
+    }
+  });
+
+  test('a write naming another team than the record\'s writes nothing and answers retry', async (ctx) => {
+    const store = ctx.open();
+    const inst = makeInstance({ team: 'red' });
+    await store.createInstance(inst, NOW);
+    // What a write would send had the record been replaced under another team since its team read.
+    const raw = withScripts(new Redis(REDIS_URL));
+    try {
+      const k = redisKeys(ctx.prefix);
+      const index = [k.inst(inst.id), k.admitted, k.queue, k.queueSeq, k.teamLive('blue')];
+      const reply = await raw.poseidonUpdate(...index, k.fence, '', k.changes, inst.id, 'blue', 2, 'desired', 'stopped');
+      assert.is(reply, 'retry');
+      assert.equal(await store.getInstance(inst.id), inst);
+      assert.equal(await raw.zrange(k.teamLive('red'), 0, -1), [inst.id]);
+      assert.is(await raw.exists(k.teamLive('blue')), 0);
+    } finally {
+      raw.disconnect();
     }
   });
 
@@ -149,6 +205,13 @@ function redisOnly(): void {
 
   test.run();
   reconnectSuite();
+}
+
+/** `inst` as hash fields, the way the store writes them. */
+function rawFields(inst: Instance): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(inst)) if (v !== undefined) out[k] = k === 'endpoints' ? JSON.stringify(v) : String(v);
+  return out;
 }
 
 /** A port nothing listens on right now. */

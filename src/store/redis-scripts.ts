@@ -1,78 +1,20 @@
 /**
- * Redis key layout and the Lua scripts that make `RedisStore` writes atomic.
- *
- * Keys, all under a prefix (default `poseidon:`):
- * - `inst:<id>`                 hash, one instance (fields per `codec.ts`)
- * - `ids`                       set of every instance id
- * - `team:<team>`               set of ids by team
- * - `challenge:<challenge>`     set of ids by challenge
- * - `byworker:<worker>`         set of ids placed on a worker
- * - `slot:<owner>:<challenge>`  string, id of the instance that took the owner's slot
- * - `admitted`                  set of admitted ids (pruned of dead ones by every script that counts)
- * - `queue`                     zset of queued ids by arrival (`queue-seq` gives the scores)
- * - `idem:<key>`                string `<fingerprint>\n<id>`, with a TTL
- * - `rate:<key>`                counter with a TTL (fixed window)
- * - `flag:<sha256>`             JSON flag record, with a TTL
- * - `incidents`                 list of JSON flag-sharing incidents, newest first
- * - `changes`                   pub/sub channel; each message is an instance id
- * User-supplied parts are escaped (`%` -> `%25`, `:` -> `%3A`) so they never contain the
- * separator and two different (owner, challenge) pairs can never share a key.
+ * The Lua scripts that make `RedisStore` writes atomic (key layout: redis-layout.ts). Every script
+ * names every key it reads or writes in KEYS, so Redis Cluster (and any proxy that routes by KEYS)
+ * sees the truth; `spec/store/redis-keys.test.ts` checks it command by command. docs/redis.md
+ * lists each script's keys and the guarantees.
  */
 import type { Redis } from 'ioredis';
 
-/** Escapes `%` and `:` so a key part never contains the separator; injective. */
-export function escapeKeyPart(part: string): string {
-  return part.replace(/[%:]/g, (c) => (c === '%' ? '%25' : '%3A'));
-}
-
-/** Key names under one prefix. */
-export interface RedisKeys {
-  inst(id: string): string;
-  /** Prefix of instance hash keys, for scripts that follow the slot to its holder. */
-  instPrefix: string;
-  ids: string;
-  team(team: string): string;
-  challenge(challenge: string): string;
-  worker(worker: string): string;
-  slot(owner: string, challenge: string): string;
-  admitted: string;
-  queue: string;
-  queueSeq: string;
-  idem(key: string): string;
-  rate(key: string): string;
-  flag(digest: string): string;
-  incidents: string;
-  changes: string;
-  /** The manager lease's fencing token (see store/redis-manager-lease.ts). */
-  fence: string;
-}
-
-/** The key layout for `prefix` (see the module comment). */
-export function redisKeys(prefix: string): RedisKeys {
-  return {
-    inst: (id) => `${prefix}inst:${id}`,
-    instPrefix: `${prefix}inst:`,
-    ids: `${prefix}ids`,
-    team: (team) => `${prefix}team:${escapeKeyPart(team)}`,
-    challenge: (challenge) => `${prefix}challenge:${escapeKeyPart(challenge)}`,
-    worker: (worker) => `${prefix}byworker:${escapeKeyPart(worker)}`,
-    slot: (owner, challenge) => `${prefix}slot:${escapeKeyPart(owner)}:${escapeKeyPart(challenge)}`,
-    admitted: `${prefix}admitted`,
-    queue: `${prefix}queue`,
-    queueSeq: `${prefix}queue-seq`,
-    idem: (key) => `${prefix}idem:${escapeKeyPart(key)}`,
-    rate: (key) => `${prefix}rate:${escapeKeyPart(key)}`,
-    flag: (digest) => `${prefix}flag:${digest}`,
-    incidents: `${prefix}incidents`,
-    changes: `${prefix}changes`,
-    fence: `${prefix}fence`,
-  };
-}
+/** A script's answer when a key it was handed no longer is the one to touch: read again, call again. */
+export const RETRY = 'retry';
 
 /*
  * Shared Lua helpers. `live` mirrors `isLive` in core/instance.ts (desired running, not failed,
  * queued or not yet expired); the contract suite runs the same cases against both adapters.
- * Scripts read hashes by computed keys: fine on a single Redis, not on Cluster.
+ * `reindex` keeps the three zsets exact after any write to a hash: membership depends only on
+ * desired and status, the score on expiresAt, so time passing needs no write (a count at `now`
+ * is a ZCOUNT over scores above `now`). Callers pass only keys they declared.
  */
 const HELPERS = `
 local function live(hkey, now)
@@ -80,142 +22,152 @@ local function live(hkey, now)
   local exp = tonumber(f[3])
   return f[1] == 'running' and f[2] ~= 'failed' and (f[2] == 'queued' or (exp ~= nil and exp > now))
 end
-local function prune_admitted(key, prefix, now)
-  local n = 0
-  for _, id in ipairs(redis.call('SMEMBERS', key)) do
-    if live(prefix .. id, now) and redis.call('HGET', prefix .. id, 'status') ~= 'queued' then n = n + 1
-    else redis.call('SREM', key, id) end
+local function reindex(id, hkey, admitted, queue, seq, teamlive)
+  local f = redis.call('HMGET', hkey, 'desired', 'status', 'expiresAt')
+  local wanted = f[1] == 'running' and f[2] and f[2] ~= 'failed'
+  if wanted and f[2] == 'queued' then
+    if not redis.call('ZSCORE', queue, id) then redis.call('ZADD', queue, redis.call('INCR', seq), id) end
+    redis.call('ZREM', admitted, id)
+    redis.call('ZADD', teamlive, '+inf', id)
+  elseif wanted then
+    redis.call('ZREM', queue, id)
+    redis.call('ZADD', admitted, f[3], id)
+    redis.call('ZADD', teamlive, f[3], id)
+  else
+    redis.call('ZREM', queue, id)
+    redis.call('ZREM', admitted, id)
+    redis.call('ZREM', teamlive, id)
   end
-  return n
 end
-local function queue_head(key, prefix, now)
-  for _, id in ipairs(redis.call('ZRANGE', key, 0, -1)) do
-    if redis.call('HGET', prefix .. id, 'status') == 'queued' and live(prefix .. id, now) then return id end
-    redis.call('ZREM', key, id)
-  end
-  return nil
+local function live_count(zkey, now)
+  return redis.call('ZCOUNT', zkey, '(' .. now, '+inf')
 end
 `;
 
 /*
- * Create. KEYS: inst, slot, ids, team index, challenge index, admitted, queue, queue-seq, idem, rate.
- * ARGV: now, id, instPrefix, channel, teamLimit, capacity, useIdem, fingerprint, idemTtlMs,
- * rateLimit (0: none), rateWindowMs, owner, createdAt, fields...
+ * Create. KEYS: inst, slot, ids, team, challenge, admitted, queue, queue-seq, idem, rate,
+ * team-live, then the hash of the slot holder the caller expects, the hash of the instance its
+ * idempotency key names, and the hashes of the team's live holders it expects (each of the first
+ * two is KEYS[1] when none is expected). ARGV: now, id, channel, teamLimit, capacity, useIdem,
+ * fingerprint, idemTtlMs, rateLimit (0: none), rateWindowMs, owner, createdAt, expected slot
+ * value, expected idempotency value ('' for none), holder count h, h holder ids, fields...
  * A record already stored under this id by the same owner at the same createdAt is this very
- * create retried after a lost reply: answered as created. Then, in order: replay of an
- * idempotency key, the rate window (every non-replay attempt counts), the owner's live slot,
- * the team limit.
+ * create retried after a lost reply: answered as created. When the slot, the idempotency key or
+ * (for a team at its limit) the live holders are not what the caller declared, nothing is
+ * written and the answer is {'retry', slot, idem, holders...}: the caller declares those and
+ * calls again. Then, in order: replay of an idempotency key, the rate window (every non-replay
+ * attempt counts), the owner's live slot, the team limit. Never walks the admitted instances:
+ * capacity and the team limit are ZCOUNTs.
  */
 const CREATE = HELPERS + `
 local now = tonumber(ARGV[1])
-local prefix = ARGV[3]
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local f = redis.call('HMGET', KEYS[1], 'owner', 'createdAt', 'status')
-  if f[1] == ARGV[12] and f[2] == ARGV[13] then return {'created', f[3]} end
+  if f[1] == ARGV[11] and f[2] == ARGV[12] then return {'created', f[3]} end
   return {'collision'}
 end
-if ARGV[7] == '1' then
-  local prev = redis.call('GET', KEYS[9])
-  if prev then
+local nh = tonumber(ARGV[15])
+local held = redis.call('GET', KEYS[2]) or ''
+local prev = ''
+if ARGV[6] == '1' then prev = redis.call('GET', KEYS[9]) or '' end
+local limit = tonumber(ARGV[4])
+local function holders_now()
+  if limit <= 0 or live_count(KEYS[11], ARGV[1]) < limit then return nil end
+  return redis.call('ZRANGEBYSCORE', KEYS[11], '(' .. ARGV[1], '+inf')
+end
+local function retry()
+  local out = {'retry', held, prev}
+  for _, h in ipairs(holders_now() or {}) do table.insert(out, h) end
+  return out
+end
+if held ~= ARGV[13] or prev ~= ARGV[14] then return retry() end
+if prev ~= '' then
+  local h = redis.call('HGETALL', KEYS[13])
+  if #h > 0 then
     local sep = string.find(prev, '\\n', 1, true)
-    local h = redis.call('HGETALL', prefix .. string.sub(prev, sep + 1))
-    if #h > 0 then
-      if string.sub(prev, 1, sep - 1) == ARGV[8] then return {'replay', h} end
-      return {'key-reused', h}
-    end
+    if string.sub(prev, 1, sep - 1) == ARGV[7] then return {'replay', h} end
+    return {'key-reused', h}
   end
 end
-local rlimit = tonumber(ARGV[10])
+local owner = held ~= '' and live(KEYS[12], now)
+local holders = nil
+if not owner then
+  holders = holders_now()
+  if holders then
+    local declared = {}
+    for i = 1, nh do declared[ARGV[15 + i]] = true end
+    if #holders ~= nh then return retry() end
+    for _, h in ipairs(holders) do if not declared[h] then return retry() end end
+  end
+end
+local rlimit = tonumber(ARGV[9])
 if rlimit > 0 then
   local c = redis.call('INCR', KEYS[10])
-  if c == 1 then redis.call('PEXPIRE', KEYS[10], ARGV[11]) end
+  if c == 1 then redis.call('PEXPIRE', KEYS[10], ARGV[10]) end
   if c > rlimit then
     local ttl = redis.call('PTTL', KEYS[10])
-    if ttl < 0 then redis.call('PEXPIRE', KEYS[10], ARGV[11]); ttl = tonumber(ARGV[11]) end
+    if ttl < 0 then redis.call('PEXPIRE', KEYS[10], ARGV[10]); ttl = tonumber(ARGV[10]) end
     return {'rate-limited', tostring(ttl)}
   end
 end
-local held = redis.call('GET', KEYS[2])
-if held and live(prefix .. held, now) then
-  return {'owner', redis.call('HGETALL', prefix .. held)}
+if owner then return {'owner', redis.call('HGETALL', KEYS[12])} end
+if holders then
+  local out = {}
+  for i = 1, nh do table.insert(out, redis.call('HGETALL', KEYS[13 + i])) end
+  return {'team-limit', out}
 end
-local limit = tonumber(ARGV[5])
-if limit > 0 then
-  local holders = {}
-  for _, mid in ipairs(redis.call('SMEMBERS', KEYS[4])) do
-    if live(prefix .. mid, now) then table.insert(holders, redis.call('HGETALL', prefix .. mid)) end
-  end
-  if #holders >= limit then return {'team-limit', holders} end
-end
-redis.call('HSET', KEYS[1], unpack(ARGV, 14))
+redis.call('HSET', KEYS[1], unpack(ARGV, 16 + nh))
 local status = 'pending'
-local cap = tonumber(ARGV[6])
-if cap > 0 and (prune_admitted(KEYS[6], prefix, now) >= cap or queue_head(KEYS[7], prefix, now)) then
+local cap = tonumber(ARGV[5])
+if cap > 0 and (live_count(KEYS[6], ARGV[1]) >= cap or redis.call('ZCARD', KEYS[7]) > 0) then
   status = 'queued'
   redis.call('HSET', KEYS[1], 'status', 'queued')
-  redis.call('ZADD', KEYS[7], redis.call('INCR', KEYS[8]), ARGV[2])
-else
-  redis.call('SADD', KEYS[6], ARGV[2])
 end
+reindex(ARGV[2], KEYS[1], KEYS[6], KEYS[7], KEYS[8], KEYS[11])
 redis.call('SADD', KEYS[3], ARGV[2])
 redis.call('SADD', KEYS[4], ARGV[2])
 redis.call('SADD', KEYS[5], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[2])
-if ARGV[7] == '1' then
-  redis.call('SET', KEYS[9], ARGV[8] .. '\\n' .. ARGV[2], 'PX', ARGV[9])
+if ARGV[6] == '1' then
+  redis.call('SET', KEYS[9], ARGV[7] .. '\\n' .. ARGV[2], 'PX', ARGV[8])
 end
-redis.call('PUBLISH', ARGV[4], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[2])
 return {'created', status}
 `;
 
 /*
- * Admit. KEYS: inst, admitted, queue. ARGV: now, id, instPrefix, channel, capacity, expiresAt, maxExpiresAt.
- * Only the oldest live queued instance is admitted (FIFO); dead queue heads are dropped.
+ * Checks that the hash still belongs to the team the caller read (its `team-live` key is the one
+ * declared); a missing hash passes (the script answers as for a missing record).
  */
-const ADMIT = HELPERS + `
-local now = tonumber(ARGV[1])
-local head = queue_head(KEYS[3], ARGV[3], now)
+const SAME_TEAM = `
+local function same_team(hkey, team)
+  local t = redis.call('HGET', hkey, 'team')
+  return t == false or t == team
+end
+`;
+
+/*
+ * Admit. KEYS: inst, admitted, queue, queue-seq, team-live. ARGV: now, id, channel, capacity,
+ * expiresAt, maxExpiresAt, team. Only the queue head is admitted (FIFO); the queue holds only
+ * instances still waiting, so its head is the oldest live queued one.
+ */
+const ADMIT = HELPERS + SAME_TEAM + `
+local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
 if head ~= ARGV[2] then
   if redis.call('ZSCORE', KEYS[3], ARGV[2]) then return 'full' end
   return 'gone'
 end
-local cap = tonumber(ARGV[5])
-if cap > 0 and prune_admitted(KEYS[2], ARGV[3], now) >= cap then return 'full' end
-redis.call('HSET', KEYS[1], 'status', 'pending', 'expiresAt', ARGV[6], 'maxExpiresAt', ARGV[7], 'updatedAt', ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[2])
-redis.call('PUBLISH', ARGV[4], ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[3], ARGV[2]) -- never recreate a deleted record from its queue entry
+  return 'gone'
+end
+if not same_team(KEYS[1], ARGV[7]) then return 'retry' end
+local cap = tonumber(ARGV[4])
+if cap > 0 and live_count(KEYS[2], ARGV[1]) >= cap then return 'full' end
+redis.call('HSET', KEYS[1], 'status', 'pending', 'expiresAt', ARGV[5], 'maxExpiresAt', ARGV[6], 'updatedAt', ARGV[1])
+reindex(ARGV[2], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('PUBLISH', ARGV[3], ARGV[2])
 return 'admitted'
-`;
-
-/* Count admitted. KEYS: admitted. ARGV: now, instPrefix. */
-const COUNT_ADMITTED = HELPERS + `
-return prune_admitted(KEYS[1], ARGV[2], tonumber(ARGV[1]))
-`;
-
-/* Admitted expiry. KEYS: admitted. ARGV: now, instPrefix, position. The position-th earliest expiry. */
-const ADMITTED_EXPIRY = HELPERS + `
-prune_admitted(KEYS[1], ARGV[2], tonumber(ARGV[1]))
-local t = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local e = tonumber(redis.call('HGET', ARGV[2] .. id, 'expiresAt'))
-  if e then table.insert(t, e) end
-end
-table.sort(t)
-local v = t[tonumber(ARGV[3])]
-if v then return tostring(v) end
-return false
-`;
-
-/* Queue listing. KEYS: queue. ARGV: now, instPrefix. Live queued ids, oldest first. */
-const QUEUE = HELPERS + `
-local now = tonumber(ARGV[1])
-queue_head(KEYS[1], ARGV[2], now)
-local out = {}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  if redis.call('HGET', ARGV[2] .. id, 'status') == 'queued' and live(ARGV[2] .. id, now) then table.insert(out, id) end
-end
-return out
 `;
 
 /* Fixed-window rate. KEYS: counter. ARGV: limit, windowMs. Returns {allowed (0/1), pttl}. */
@@ -231,91 +183,111 @@ return {1, 0}
 `;
 
 /*
- * Compare-and-update. KEYS: inst. ARGV: channel, id, nExpect, expect pairs..., nSet, set pairs..., unset...
- * Returns false for a missing hash, 'conflict' when an expectation failed, else the new hash.
+ * Compare-and-update. KEYS: inst, admitted, queue, queue-seq, team-live. ARGV: channel, id, team,
+ * nExpect, expect pairs..., nSet, set pairs..., unset... Returns false for a missing hash,
+ * 'conflict' when an expectation failed, 'retry' when the team is not the one read, else the new hash.
  */
-const CAS = `
+const CAS = HELPERS + SAME_TEAM + `
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return false
 end
-local ne = tonumber(ARGV[3])
-for i = 4, 3 + ne, 2 do
+if not same_team(KEYS[1], ARGV[3]) then return 'retry' end
+local ne = tonumber(ARGV[4])
+for i = 5, 4 + ne, 2 do
   local v = redis.call('HGET', KEYS[1], ARGV[i])
   -- Records written before placement existed have no epoch: it reads as 0.
   if v == false and ARGV[i] == 'epoch' then v = '0' end
   if v ~= ARGV[i + 1] then return 'conflict' end
 end
-local base = 4 + ne
+local base = 5 + ne
 local ns = tonumber(ARGV[base])
 redis.call('HSET', KEYS[1], unpack(ARGV, base + 1, base + ns))
 if #ARGV > base + ns then
   redis.call('HDEL', KEYS[1], unpack(ARGV, base + ns + 1))
 end
+reindex(ARGV[2], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
 `;
 
 /*
- * Assign. KEYS: inst, old worker index, new worker index. ARGV: channel, id, expected epoch,
- * expected worker ('' for none), new worker ('' for none), nSet, set pairs..., unset...
- * Returns false for a missing hash, 'conflict' when the placement moved meanwhile, else the new hash.
+ * Assign. KEYS: inst, admitted, queue, queue-seq, team-live, old worker index, new worker index.
+ * ARGV: channel, id, expected epoch, expected worker ('' for none), new worker ('' for none),
+ * team, nSet, set pairs..., unset... Returns false for a missing hash, 'conflict' when the
+ * placement moved meanwhile, 'retry' when the team is not the one read, else the new hash.
  */
-const ASSIGN = `
+const ASSIGN = HELPERS + SAME_TEAM + `
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return false
 end
+if not same_team(KEYS[1], ARGV[6]) then return 'retry' end
 local f = redis.call('HMGET', KEYS[1], 'epoch', 'worker')
 if (f[1] or '0') ~= ARGV[3] or (f[2] or '') ~= ARGV[4] then return 'conflict' end
-local ns = tonumber(ARGV[6])
-redis.call('HSET', KEYS[1], unpack(ARGV, 7, 6 + ns))
-if #ARGV > 6 + ns then
-  redis.call('HDEL', KEYS[1], unpack(ARGV, 7 + ns))
+local ns = tonumber(ARGV[7])
+redis.call('HSET', KEYS[1], unpack(ARGV, 8, 7 + ns))
+if #ARGV > 7 + ns then
+  redis.call('HDEL', KEYS[1], unpack(ARGV, 8 + ns))
 end
-if ARGV[4] ~= '' then redis.call('SREM', KEYS[2], ARGV[2]) end
-if ARGV[5] ~= '' then redis.call('SADD', KEYS[3], ARGV[2]) end
+if ARGV[4] ~= '' then redis.call('SREM', KEYS[6], ARGV[2]) end
+if ARGV[5] ~= '' then redis.call('SADD', KEYS[7], ARGV[2]) end
+reindex(ARGV[2], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
 `;
 
 /*
- * Update. KEYS: inst. ARGV: channel, id, n, then n strings of field/value pairs (always
- * including updatedAt), then the fields to delete. A missing hash is never recreated.
+ * Update. KEYS: inst, admitted, queue, queue-seq, team-live. ARGV: channel, id, team, n, then n
+ * strings of field/value pairs (always including updatedAt), then the fields to delete. A missing
+ * hash is never recreated (false); 'retry' when the team is not the one read.
  */
-const UPDATE = `
+const UPDATE = HELPERS + SAME_TEAM + `
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return false
 end
-local n = tonumber(ARGV[3])
-redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + n))
-if #ARGV > 3 + n then
-  redis.call('HDEL', KEYS[1], unpack(ARGV, 4 + n))
+if not same_team(KEYS[1], ARGV[3]) then return 'retry' end
+local n = tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], unpack(ARGV, 5, 4 + n))
+if #ARGV > 4 + n then
+  redis.call('HDEL', KEYS[1], unpack(ARGV, 5 + n))
 end
+reindex(ARGV[2], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
 `;
 
 /*
- * Delete. KEYS: inst, ids, team index, challenge index, slot, admitted, queue, worker index.
- * ARGV: id, channel, the worker the caller read ('' for none). The slot is freed only while it
- * still names this id (a newer instance may hold it). Returns -1, deleting nothing, when the
- * instance moved to another worker since it was read (the caller reads again).
+ * Delete. KEYS: inst, ids, team index, challenge index, slot, admitted, queue, worker index,
+ * team-live. ARGV: id, channel, then the team, challenge, owner and worker ('' for none) the
+ * caller read. The slot is freed only while it still names this id (a newer instance may hold
+ * it). Returns -1, deleting nothing, when the record is not the one read (it moved to another
+ * worker, or vanished): the caller reads again.
  */
 const DELETE = `
-if (redis.call('HGET', KEYS[1], 'worker') or '') ~= ARGV[3] then return -1 end
-local existed = redis.call('DEL', KEYS[1])
+local f = redis.call('HMGET', KEYS[1], 'team', 'challenge', 'owner', 'worker')
+if f[1] ~= ARGV[3] or f[2] ~= ARGV[4] or f[3] ~= ARGV[5] or (f[4] or '') ~= ARGV[6] then return -1 end
+redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[8], ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 redis.call('SREM', KEYS[3], ARGV[1])
 redis.call('SREM', KEYS[4], ARGV[1])
-redis.call('SREM', KEYS[6], ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('ZREM', KEYS[7], ARGV[1])
+redis.call('ZREM', KEYS[9], ARGV[1])
 if redis.call('GET', KEYS[5]) == ARGV[1] then
   redis.call('DEL', KEYS[5])
 end
-if existed == 1 then
-  redis.call('PUBLISH', ARGV[2], ARGV[1])
-end
-return existed
+redis.call('PUBLISH', ARGV[2], ARGV[1])
+return 1
+`;
+
+/*
+ * Reindex one record (building the zsets for records stored before schema 2). KEYS: inst,
+ * admitted, queue, queue-seq, team-live. ARGV: id, team. 'retry' when the team is not the one read.
+ */
+const REINDEX = HELPERS + SAME_TEAM + `
+if not same_team(KEYS[1], ARGV[2]) then return 'retry' end
+reindex(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+return 'ok'
 `;
 
 /**
@@ -331,33 +303,30 @@ if ARGV[1] ~= '' and tonumber(ARGV[1]) < tonumber(redis.call('GET', KEYS[#KEYS])
 ${lua.replaceAll('#ARGV', '#A').replaceAll('ARGV[', 'A[').replaceAll('unpack(ARGV', 'unpack(A')}`;
 }
 
+/**
+ * Every script the store runs, by command name; `numberOfKeys` absent means the caller passes the
+ * key count first (the create declares a variable number of holders). Exported so tests can
+ * check that each one is exercised.
+ */
+export const STORE_SCRIPTS = {
+  poseidonCreate: { lua: CREATE },
+  poseidonUpdate: { numberOfKeys: 6, lua: fenced(UPDATE) },
+  poseidonCas: { numberOfKeys: 6, lua: fenced(CAS) },
+  poseidonAssign: { numberOfKeys: 8, lua: fenced(ASSIGN) },
+  poseidonDelete: { numberOfKeys: 10, lua: fenced(DELETE) },
+  poseidonAdmit: { numberOfKeys: 6, lua: fenced(ADMIT) },
+  poseidonReindex: { numberOfKeys: 5, lua: REINDEX },
+  poseidonRate: { numberOfKeys: 1, lua: RATE },
+} as const satisfies Record<string, { numberOfKeys?: number; lua: string }>;
+
 type ScriptArg = string | number;
+type ScriptName = keyof typeof STORE_SCRIPTS;
 
 /** The scripts as client methods (EVALSHA with a transparent EVAL fallback, via ioredis). */
-export interface StoreScripts {
-  poseidonCreate(...args: ScriptArg[]): Promise<unknown>;
-  poseidonUpdate(...args: ScriptArg[]): Promise<unknown>;
-  poseidonDelete(...args: ScriptArg[]): Promise<unknown>;
-  poseidonAdmit(...args: ScriptArg[]): Promise<unknown>;
-  poseidonCountAdmitted(...args: ScriptArg[]): Promise<unknown>;
-  poseidonQueue(...args: ScriptArg[]): Promise<unknown>;
-  poseidonAdmittedExpiry(...args: ScriptArg[]): Promise<unknown>;
-  poseidonRate(...args: ScriptArg[]): Promise<unknown>;
-  poseidonCas(...args: ScriptArg[]): Promise<unknown>;
-  poseidonAssign(...args: ScriptArg[]): Promise<unknown>;
-}
+export type StoreScripts = Record<ScriptName, (...args: ScriptArg[]) => Promise<unknown>>;
 
 /** Registers the scripts on `client` and returns it typed with them. */
 export function withScripts(client: Redis): Redis & StoreScripts {
-  client.defineCommand('poseidonCreate', { numberOfKeys: 10, lua: CREATE });
-  client.defineCommand('poseidonUpdate', { numberOfKeys: 2, lua: fenced(UPDATE) });
-  client.defineCommand('poseidonDelete', { numberOfKeys: 9, lua: fenced(DELETE) });
-  client.defineCommand('poseidonAssign', { numberOfKeys: 4, lua: fenced(ASSIGN) });
-  client.defineCommand('poseidonAdmit', { numberOfKeys: 4, lua: fenced(ADMIT) });
-  client.defineCommand('poseidonCountAdmitted', { numberOfKeys: 1, lua: COUNT_ADMITTED });
-  client.defineCommand('poseidonQueue', { numberOfKeys: 1, lua: QUEUE });
-  client.defineCommand('poseidonAdmittedExpiry', { numberOfKeys: 1, lua: ADMITTED_EXPIRY });
-  client.defineCommand('poseidonRate', { numberOfKeys: 1, lua: RATE });
-  client.defineCommand('poseidonCas', { numberOfKeys: 2, lua: fenced(CAS) });
+  for (const [name, script] of Object.entries(STORE_SCRIPTS)) client.defineCommand(name, script);
   return client as Redis & StoreScripts;
 }

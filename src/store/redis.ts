@@ -1,6 +1,7 @@
 /**
  * `Store` on Redis (ioredis): the production adapter, shared by every Poseidon process that
- * points at the same Redis and prefix. Key layout and scripts: `redis-scripts.ts`.
+ * points at the same Redis and prefix. Key layout: `redis-layout.ts`;
+ * scripts: `redis-scripts.ts`; both, and what they guarantee: docs/redis.md.
  */
 import type { Redis, RedisOptions } from 'ioredis';
 import { createRedisClient } from './redis-client.ts';
@@ -9,9 +10,11 @@ import type { Instance, InstanceIntent, InstanceObservation } from '../core/inst
 import { CONFLICT } from '../core/store.ts';
 import { FENCED, type Fence } from '../core/manager-lease.ts';
 import type { AdmitResult, CreateOptions, CreateResult, FlagIncident, FlagRecord, InstanceFilter, Placement, RateResult, Store } from '../core/store.ts';
-import { compareInstances, decodeInstance, encodeInstance, encodeValue, normalizeInstance, pairsToMap, splitPatch } from './codec.ts';
-import { redisKeys, withScripts } from './redis-scripts.ts';
-import type { RedisKeys, StoreScripts } from './redis-scripts.ts';
+import { compareInstances, decodeInstance, encodeValue, pairsToMap, splitPatch } from './codec.ts';
+import { createInRedis } from './redis-create.ts';
+import { ensureIndexes } from './redis-index.ts';
+import { redisKeys, type RedisKeys } from './redis-layout.ts';
+import { RETRY, withScripts, type StoreScripts } from './redis-scripts.ts';
 
 /** Key prefix used when none is configured. */
 export const DEFAULT_PREFIX = 'poseidon:';
@@ -29,6 +32,9 @@ export interface RedisStoreOptions {
   waitReplicas?: number;
   waitTimeoutMs?: number;
 }
+
+/** Reads of a record's team before a write that must name its `team-live` key; see `#withTeam`. */
+const TEAM_READS = 5;
 
 // Commands issued in the same tick share one write (and one syscall): under concurrent API
 // load this roughly halves the per-request socket cost (see bench/api.bench.ts).
@@ -49,6 +55,7 @@ export class RedisStore implements Store {
   readonly #waitTimeoutMs: number;
   readonly #listeners = new Set<(id: string) => void>();
   #sub: Redis | undefined;
+  #indexes: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
   #lastError: Error | undefined;
 
@@ -76,22 +83,8 @@ export class RedisStore implements Store {
 
   /** See `Store.createInstance`; an existing id (not the live slot holder) throws `E_STORE` terminal. */
   async createInstance(instance: Instance, now: number, opts: CreateOptions = {}): Promise<CreateResult> {
-    const k = this.#keys;
-    const stored = normalizeInstance(instance); // validates before anything is written
-    const fields = Object.entries(encodeInstance(stored)).flat();
-    const idem = opts.idempotency;
-    const rate = opts.rate;
-    const reply = await this.#run(() =>
-      this.#client.poseidonCreate(
-        k.inst(instance.id), k.slot(instance.owner, instance.challenge), k.ids,
-        k.team(instance.team), k.challenge(instance.challenge), k.admitted, k.queue, k.queueSeq, k.idem(idem?.key ?? '-'),
-        k.rate(rate?.key ?? '-'),
-        now, instance.id, k.instPrefix, k.changes, opts.teamLimit ?? 0, opts.capacity ?? 0,
-        idem ? '1' : '0', idem?.fingerprint ?? '', idem?.ttlMs ?? 0, rate?.limit ?? 0, rate?.windowMs ?? 0,
-        stored.owner, String(stored.createdAt), ...fields,
-      ),
-    );
-    const result = createResult(reply as [string, unknown], stored);
+    await this.#indexed();
+    const result = await createInRedis({ client: this.#client, keys: this.#keys, run: (fn) => this.#run(fn) }, instance, now, opts);
     if (result.created && this.#waitReplicas > 0) await this.#replicated('launch');
     return result;
   }
@@ -109,10 +102,9 @@ export class RedisStore implements Store {
     const { set, unset } = splitPatch(fields);
     const expected = Object.entries(expect).flatMap(([key, value]) => [key, encodeValue(key, value)]);
     const pairs = Object.entries({ ...set, updatedAt: now }).flatMap(([key, value]) => [key, encodeValue(key, value)]);
-    const reply = await this.#run(() =>
-      this.#client.poseidonCas(this.#keys.inst(id), this.#keys.fence, fenceArg(fence), this.#keys.changes, id, expected.length, ...expected, pairs.length, ...pairs, ...unset),
+    const reply = await this.#withTeam(id, (index, team) =>
+      this.#client.poseidonCas(...index, this.#keys.fence, fenceArg(fence), this.#keys.changes, id, team, expected.length, ...expected, pairs.length, ...pairs, ...unset),
     );
-    fencedCheck(reply);
     if (reply === null) return undefined;
     if (reply === CONFLICT) return CONFLICT;
     return decodeInstance(pairsToMap(reply as string[]));
@@ -123,16 +115,32 @@ export class RedisStore implements Store {
     const { set, unset } = splitPatch({ ...fields, epoch: from.epoch + 1, worker: to });
     const pairs = Object.entries({ ...set, placedAt: now, updatedAt: now }).flatMap(([key, value]) => [key, encodeValue(key, value)]);
     const k = this.#keys;
-    const reply = await this.#run(() =>
+    const reply = await this.#withTeam(id, (index, team) =>
       this.#client.poseidonAssign(
-        k.inst(id), k.worker(from.worker ?? '-'), k.worker(to ?? '-'), k.fence, fenceArg(fence),
-        k.changes, id, String(from.epoch), from.worker ?? '', to ?? '', pairs.length, ...pairs, ...unset,
+        ...index, k.worker(from.worker ?? '-'), k.worker(to ?? '-'), k.fence, fenceArg(fence),
+        k.changes, id, String(from.epoch), from.worker ?? '', to ?? '', team, pairs.length, ...pairs, ...unset,
       ),
     );
-    fencedCheck(reply);
     if (reply === null) return undefined;
     if (reply === CONFLICT) return CONFLICT;
     return decodeInstance(pairsToMap(reply as string[]));
+  }
+
+  /**
+   * Runs a write to `id` that keeps the zset indexes: `write` gets the record's team (read first:
+   * its `team-live` key must be declared) and the index keys `[inst, admitted, queue, queue-seq,
+   * team-live]`. The script answers 'retry' when the record's team is not the one read (deleted
+   * and stored again meanwhile); 'fenced' throws `E_FENCED`.
+   */
+  async #withTeam(id: string, write: (index: string[], team: string) => Promise<unknown>): Promise<unknown> {
+    const k = this.#keys;
+    for (let attempt = 0; attempt < TEAM_READS; attempt++) {
+      const team = (await this.#run(() => this.#client.hget(k.inst(id), 'team'))) ?? '';
+      const reply = await this.#run(() => write([k.inst(id), k.admitted, k.queue, k.queueSeq, k.teamLive(team)], team));
+      fencedCheck(reply);
+      if (reply !== RETRY) return reply;
+    }
+    throw new PoseidonError('E_STORE', `instance ${id} was replaced repeatedly while being written; retry`, { kind: 'transient' });
   }
 
   /** See `Store.idempotentInstance`. */
@@ -141,36 +149,48 @@ export class RedisStore implements Store {
     return raw === null ? undefined : raw.slice(raw.indexOf('\n') + 1);
   }
 
-  /** See `Store.queuedIds`. */
+  /** See `Store.queuedIds`; the queue holds exactly the instances still waiting. */
   async queuedIds(): Promise<string[]> {
-    return (await this.#run(() => this.#client.poseidonQueue(this.#keys.queue, Date.now(), this.#keys.instPrefix))) as string[];
+    await this.#indexed();
+    return this.#run(() => this.#client.zrange(this.#keys.queue, 0, -1));
   }
 
-  /** See `Store.queuePosition`. */
+  /** See `Store.queuePosition`; O(log n). */
   async queuePosition(id: string): Promise<number | undefined> {
-    const i = (await this.queuedIds()).indexOf(id);
-    return i < 0 ? undefined : i + 1;
+    await this.#indexed();
+    const rank = await this.#run(() => this.#client.zrank(this.#keys.queue, id));
+    return rank === null ? undefined : rank + 1;
   }
 
   /** See `Store.admit`. */
   async admit(id: string, now: number, capacity: number, times: { expiresAt: number; maxExpiresAt: number }, fence?: Fence): Promise<AdmitResult> {
+    await this.#indexed();
     const k = this.#keys;
-    const reply = await this.#run(() =>
-      this.#client.poseidonAdmit(k.inst(id), k.admitted, k.queue, k.fence, fenceArg(fence), now, id, k.instPrefix, k.changes, capacity, times.expiresAt, times.maxExpiresAt),
-    );
-    fencedCheck(reply);
-    return reply as AdmitResult;
+    return (await this.#withTeam(id, (index, team) =>
+      this.#client.poseidonAdmit(...index, k.fence, fenceArg(fence), now, id, k.changes, capacity, times.expiresAt, times.maxExpiresAt, team),
+    )) as AdmitResult;
   }
 
-  /** See `Store.admittedExpiry`. */
+  /** See `Store.admittedExpiry`; O(log n + position): the index is ordered by expiry. */
   async admittedExpiry(position: number, now: number): Promise<number | undefined> {
-    const v = await this.#run(() => this.#client.poseidonAdmittedExpiry(this.#keys.admitted, now, this.#keys.instPrefix, position));
-    return v === null ? undefined : Number(v);
+    await this.#indexed();
+    const [, score] = await this.#run(() => this.#client.zrangebyscore(this.#keys.admitted, `(${now}`, '+inf', 'WITHSCORES', 'LIMIT', position - 1, 1));
+    return score === undefined ? undefined : Number(score);
   }
 
-  /** See `Store.countAdmitted`. */
+  /** See `Store.countAdmitted`; O(log n), with no write needed as instances expire. */
   async countAdmitted(now: number): Promise<number> {
-    return Number(await this.#run(() => this.#client.poseidonCountAdmitted(this.#keys.admitted, now, this.#keys.instPrefix)));
+    await this.#indexed();
+    return this.#run(() => this.#client.zcount(this.#keys.admitted, `(${now}`, '+inf'));
+  }
+
+  /** Resolves once the zset indexes cover every record (see redis-index.ts); retried after a failure. */
+  #indexed(): Promise<void> {
+    this.#indexes ??= this.#run(() => ensureIndexes(this.#client, this.#keys)).catch((err: unknown) => {
+      this.#indexes = undefined;
+      throw err;
+    });
+    return this.#indexes;
   }
 
   /** See `Store.hitRate`; `now` is unused: Redis keeps the window's clock. */
@@ -238,18 +258,17 @@ export class RedisStore implements Store {
   ): Promise<Instance | undefined> {
     const { set, unset } = splitPatch(fields);
     const pairs = Object.entries({ ...set, updatedAt: now }).flatMap(([key, value]) => [key, encodeValue(key, value)]);
-    const reply = await this.#run(() =>
-      this.#client.poseidonUpdate(this.#keys.inst(id), this.#keys.fence, fenceArg(fence), this.#keys.changes, id, pairs.length, ...pairs, ...unset),
+    const reply = await this.#withTeam(id, (index, team) =>
+      this.#client.poseidonUpdate(...index, this.#keys.fence, fenceArg(fence), this.#keys.changes, id, team, pairs.length, ...pairs, ...unset),
     );
-    fencedCheck(reply);
     return reply === null ? undefined : decodeInstance(pairsToMap(reply as string[]));
   }
 
   /** See `Store.deleteInstance`; idempotent. */
   async deleteInstance(id: string, fence?: Fence): Promise<void> {
     const k = this.#keys;
-    // team/challenge/owner never change for an id, so reading them first is race-free; the
-    // worker can change: the script refuses when it moved since the read, and we read again.
+    // Reading first is how the script can name every key it touches; it refuses (-1) when the
+    // record is no longer the one read (moved to another worker, replaced), and we read again.
     for (let attempt = 0; attempt < 10; attempt++) {
       const [team, challenge, owner, worker] = await this.#run(() =>
         this.#client.hmget(k.inst(id), 'team', 'challenge', 'owner', 'worker'),
@@ -257,8 +276,8 @@ export class RedisStore implements Store {
       if (team == null || challenge == null || owner == null) return;
       const done = await this.#run(() =>
         this.#client.poseidonDelete(
-          k.inst(id), k.ids, k.team(team), k.challenge(challenge), k.slot(owner, challenge), k.admitted, k.queue, k.worker(worker ?? '-'), k.fence,
-          fenceArg(fence), id, k.changes, worker ?? '',
+          k.inst(id), k.ids, k.team(team), k.challenge(challenge), k.slot(owner, challenge), k.admitted, k.queue, k.worker(worker ?? '-'),
+          k.teamLive(team), k.fence, fenceArg(fence), id, k.changes, team, challenge, owner, worker ?? '',
         ),
       );
       fencedCheck(done);
@@ -351,25 +370,6 @@ function fenceArg(fence: Fence | undefined): string {
 /** Throws `E_FENCED` for a write the store refused because its token is stale. */
 function fencedCheck(reply: unknown): void {
   if (reply === 'fenced') throw new PoseidonError(FENCED, 'write refused: this manager\'s lease token is stale (another replica leads now)', { kind: 'terminal' });
-}
-
-/** Decodes a create script reply (see CREATE in redis-scripts.ts). */
-function createResult([outcome, payload]: [string, unknown], stored: Instance): CreateResult {
-  const decode = (pairs: unknown): Instance => decodeInstance(pairsToMap((pairs ?? []) as string[]));
-  switch (outcome) {
-    case 'created':
-      return { created: true, instance: { ...stored, status: payload === 'queued' ? 'queued' : stored.status } };
-    case 'owner': case 'replay': case 'key-reused':
-      return { created: false, reason: outcome, existing: decode(payload) };
-    case 'rate-limited':
-      return { created: false, reason: 'rate-limited', retryAfterMs: Math.max(0, Number(payload)) };
-    case 'team-limit': {
-      const holders = (payload as unknown[]).map(decode).sort(compareInstances);
-      return { created: false, reason: 'team-limit', existing: holders[0] as Instance, holders };
-    }
-    default:
-      throw new PoseidonError('E_STORE', 'instance id collision', { kind: 'terminal' });
-  }
 }
 
 /** `scheme://user:` then the password: everything up to the last `@` before the first `/`. */
