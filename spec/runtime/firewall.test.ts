@@ -2,8 +2,12 @@
  * Host firewall (issue 8) against the real engine and real iptables. Every probe runs inside a
  * container; the host only talks to 127.0.0.1 published ports. Run alone:
  *   node --import tsx node_modules/uvu/bin.js spec 'runtime/firewall'
- * The test uses its own bridge prefix (`pzt<hex>`) and chain prefix, so a Poseidon firewall
- * installed on the same host for `pz` is never touched (it would only add drops).
+ * The test uses its own bridge prefix (`tfw<hex>`) and chain prefix, outside Poseidon's `pz`: a
+ * Poseidon firewall on the same host (`poseidon serve` as root installs it with the default
+ * POSEIDON_FIREWALL=auto and leaves it when it stops; suites run before this one in `npm test` do
+ * that) must neither be touched nor apply to the test's bridges. Under `pz`, its drops (its egress
+ * prefix is `pzg`, it allows no host port) and, while a Poseidon process re-ensures it, its jumps
+ * moved above ours would decide the probes instead of the rules under test.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -59,6 +63,10 @@ pure('assess: what ensure() would change in a given ruleset, and what it cannot 
       ['ipv4: moved to the top jump INPUT -i pz+ -j POSEIDON-INPUT'], []],
     ['duplicate jump, stale prefix', [...full, '-A INPUT -i pz+ -j POSEIDON-INPUT', '-A INPUT -i pz+ -j POSEIDON-INPUT', '-A INPUT -i old+ -j POSEIDON-INPUT', '-A DOCKER-USER -i pz+ -j POSEIDON-ISOLATION'],
       ['ipv4: removed stale jump INPUT -i old+ -j POSEIDON-INPUT', 'ipv4: collapsed 2 copies of jump INPUT -i pz+ -j POSEIDON-INPUT'], []],
+    ['another install\'s jump above, prefix disjoint from ours: left there', [...full, '-A INPUT -i qa+ -j OTHER-INPUT', '-A INPUT -i pz+ -j POSEIDON-INPUT',
+      '-A DOCKER-USER -i pza1+ -j X-ISOLATION', '-A DOCKER-USER -i pz+ -j POSEIDON-ISOLATION'], ['ipv4: moved to the top jump DOCKER-USER -i pz+ -j POSEIDON-ISOLATION'], []],
+    ['a jump above whose prefix covers ours: moved', [...full, '-A INPUT -i p+ -j OTHER-INPUT', '-A INPUT -i pz+ -j POSEIDON-INPUT', '-A DOCKER-USER -i pz+ -j POSEIDON-ISOLATION'],
+      ['ipv4: moved to the top jump INPUT -i pz+ -j POSEIDON-INPUT'], []],
     ['no DOCKER-USER', ['-P INPUT ACCEPT', '-P FORWARD DROP'], ['ipv4: created chain POSEIDON-INPUT', 'ipv4: created chain POSEIDON-ISOLATION', 'ipv4: added jump INPUT -i pz+ -j POSEIDON-INPUT'],
       ['ipv4: chain DOCKER-USER is missing (is dockerd running with iptables enabled?)']],
   ];
@@ -89,8 +97,8 @@ function haveIptables(): boolean {
 const enabled = haveDocker() && haveIptables();
 const mgr = testManagerId();
 const hex = randomBytes(3).toString('hex').slice(0, 5);
-const P = `pzt${hex}`; // bridges: P+'i' instance, P+'o' other instance, P+'r' routed (no NAT), P+'g' egress
-const CHAINS = `PZT${hex.toUpperCase()}`;
+const P = `tfw${hex}`; // bridges: P+'i' instance, P+'o' other instance, P+'r' routed (no NAT), P+'g' egress
+const CHAINS = `TFW${hex.toUpperCase()}`;
 const lines: { level: string; msg: string; obj: object }[] = [];
 const log = { info: (obj: object, msg: string) => { lines.push({ level: 'info', msg, obj }); }, warn: (obj: object, msg: string) => { lines.push({ level: 'warn', msg, obj }); } };
 const servers: net.Server[] = [];
@@ -231,7 +239,7 @@ it('sets up instance networks (internal, routed, NAT), containers and host serve
   w.ports.allowed = await hostServer('0.0.0.0', 'host-allowed');
   w.ports.gwBound = await hostServer(w.gw[`${P}i`]!, 'host-gateway-ip');
   // Another host address: a non-Docker interface (eth0 here), else docker0.
-  const ifs = Object.entries(os.networkInterfaces()).filter(([n]) => !/^(pz|br-|veth|lo)/.test(n));
+  const ifs = Object.entries(os.networkInterfaces()).filter(([n]) => !/^(pz|br-|veth|lo)/.test(n) && !n.startsWith(P));
   const v4 = (n: string) => ifs.find(([x]) => x === n)?.[1]?.find((a) => a.family === 'IPv4')?.address;
   w.lan = ifs.map(([n]) => n).filter((n) => n !== 'docker0').map(v4).find(Boolean) ?? v4('docker0');
   assert.ok(w.lan, 'a second host address');
@@ -245,7 +253,7 @@ const HOST_TARGETS = () => [
   ['host via server bound to the i-bridge gateway IP', 'gwBound'],
   ['host via another bridge\'s gateway IP', 'otherGw'],
   [`host via its LAN address ${w.lan}`, 'lan'],
-  ['other instance :8080 (other pz bridge)', 'other'],
+  ['other instance :8080 (other instance bridge)', 'other'],
 ] as const;
 
 function target(src: string, kind: string): [string, number] {
@@ -275,18 +283,20 @@ async function table(title: string): Promise<Record<string, Record<string, strin
   return rows;
 }
 
+/** Wildcard rules of other firewalls that match our bridges (`-i <prefix>+` with P under it): none may exist. */
+async function foreignRules(): Promise<string[]> {
+  const all = (await sh('iptables', ['-w', '30', '-S'])).split('\n');
+  return all.filter((l) => { const m = /^-A \S+ .*-i (\S+)\+ /.exec(l); return !!m && P.startsWith(m[1]!) && !l.includes(`-j ${CHAINS}-`); });
+}
+
 let before: Record<string, Record<string, string>> = {};
-let sharedFirewall = false;
 
 it('BEFORE ensure(): an instance reaches the host on every address (Docker 20.10 behaviour)', async () => {
   const st = await w.fw!.status();
   assert.is(st.installed, false);
-  // A production Poseidon firewall (`pz+`) on this host would already drop our probes: then the
-  // "before" column documents nothing and its assertions are skipped (the "after" ones still hold).
-  const input = await sh('iptables', ['-w', '30', '-S', 'INPUT']);
-  sharedFirewall = input.split('\n').some((l) => { const m = /^-A INPUT -i (\S+)\+ -j \S+-INPUT$/.exec(l); return !!m && P.startsWith(m[1]!); });
+  // Another firewall matching our bridges would decide every probe below and after ensure().
+  assert.equal(await foreignRules(), [], `rules of another firewall match the test's bridges ${P}*`);
   before = await table('BEFORE ensure() (rows: target; columns: source container)');
-  if (sharedFirewall) return console.warn('  !! another Poseidon firewall matches our bridges; before-state not asserted');
   assert.match(before['host via own bridge gateway, 0.0.0.0 server']!['inst (internal)']!, /open \(host-any\)/);
   assert.match(before['host via server bound to the i-bridge gateway IP']!['inst (internal)']!, /open \(host-gateway-ip\)/);
   assert.match(before[`host via its LAN address ${w.lan}`]!['inst (internal)']!, /open/);
@@ -295,7 +305,6 @@ it('BEFORE ensure(): an instance reaches the host on every address (Docker 20.10
 });
 
 it('BEFORE ensure(): a routed (no-NAT) instance sends packets to a public address', async () => {
-  if (sharedFirewall) return;
   const accept = `-i ${P}r ! -o ${P}r -j ACCEPT`;
   const a = await counters('FORWARD');
   await probe(ids.pub!, '203.0.113.7', 9);
@@ -450,7 +459,7 @@ it('remove() deletes the jumps and the chains; the host is reachable again (our 
   }
   assert.is((await w.fw!.status()).installed, false);
   assert.equal(await w.fw!.remove(), []);
-  if (!sharedFirewall) assert.is(await probe(ids.inst!, w.gw[`${P}i`]!, w.ports.gwBound!), 'open (host-gateway-ip)');
+  assert.is(await probe(ids.inst!, w.gw[`${P}i`]!, w.ports.gwBound!), 'open (host-gateway-ip)');
 });
 
 t.run();

@@ -151,6 +151,17 @@ function ourJumps(plan: FamilyPlan, t: Table): [string, string][] {
   return found;
 }
 
+/**
+ * A jump of another install's shape (`-i <name>+ -j CHAIN`) whose interface prefix and ours cannot
+ * match one interface: it never sees a packet of our bridges, so it may sit above our jump (two
+ * installs with disjoint prefixes would otherwise take the top from each other on every pass).
+ */
+function otherInstall(ours: string, rule: string): boolean {
+  const p = /^-i (\S+)\+ /.exec(ours)![1]!;
+  const x = /^-i ([a-z][a-z0-9]*)\+ -j \S+$/.exec(rule)?.[1];
+  return x !== undefined && !x.startsWith(p) && !p.startsWith(x);
+}
+
 /** Pure: what `ensure` must change in `t` to match `plan`. */
 export function assess(plan: FamilyPlan, t: Table): Assessment {
   const a: Assessment = { changes: [], blocked: [], lines: [] };
@@ -171,7 +182,7 @@ export function assess(plan: FamilyPlan, t: Table): Assessment {
     if (!t.chains.has(j.hook)) { a.blocked.push(`${f}: chain ${j.hook} is missing (is dockerd running with iptables enabled?)`); continue; }
     const rules = t.rules.get(j.hook) ?? [];
     const n = rules.filter((r) => r === j.rule).length;
-    if (n === 1 && rules[0] === j.rule) continue;
+    if (n === 1 && rules.find((r) => !otherInstall(j.rule, r)) === j.rule) continue;
     a.changes.push(`${f}: ${n === 0 ? 'added' : n > 1 ? `collapsed ${n} copies of` : 'moved to the top'} jump ${j.hook} ${j.rule}`);
     a.lines.push(...Array.from({ length: n }, () => `-D ${j.hook} ${j.rule}`), `-I ${j.hook} 1 ${j.rule}`);
   }
