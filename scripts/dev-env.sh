@@ -12,6 +12,8 @@ REDIS_PORT="${POSEIDON_TEST_REDIS_PORT:-6390}"
 need_pkgs=()
 docker info >/dev/null 2>&1 || command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
+# The Sentinel failover tests start their own primary, replica and three sentinels (spec/helpers/sentinel.ts).
+command -v redis-sentinel >/dev/null 2>&1 || need_pkgs+=(redis-sentinel)
 [ -x /bin/busybox ] || need_pkgs+=(busybox-static)
 command -v runsc >/dev/null 2>&1 || need_pkgs+=(runsc)
 command -v git >/dev/null 2>&1 || need_pkgs+=(git)

@@ -23,6 +23,7 @@ function probe(cmd: string, args: string[]): boolean {
 
 let dockerOk: boolean | undefined;
 let redisOk: boolean | undefined;
+let sentinelOk: boolean | undefined;
 
 /** True when the test may run; false (after a loud message) when it must be skipped locally. */
 function gate(ok: boolean, what: string, hint: string): boolean {
@@ -41,6 +42,12 @@ export function haveRedis(): boolean {
   const u = new URL(REDIS_URL);
   redisOk ??= probe('redis-cli', ['-h', u.hostname, '-p', u.port || '6379', 'ping']);
   return gate(redisOk, 'Redis', `no answer at ${REDIS_URL}`);
+}
+
+/** Debian's redis-server and redis-sentinel binaries (spec/helpers/sentinel.ts starts its own). */
+export function haveSentinel(): boolean {
+  sentinelOk ??= probe('redis-server', ['--version']) && probe('redis-sentinel', ['--version']);
+  return gate(sentinelOk, 'Redis Sentinel (redis-server and redis-sentinel)', 'apt-get install redis-server redis-sentinel');
 }
 
 /** Path of a third-party schema in ../shared/oracles, or undefined (fails under CI=true). */
