@@ -29,7 +29,14 @@ export interface Server {
   stop(): Promise<void>;
 }
 
+/** Which config file was read (or none) and its warnings. */
+function announceFile(log: Logger, config: Config): void {
+  log.info({ file: config.configFile ?? 'none' }, 'configuration file');
+  for (const warning of config.configWarnings ?? []) log.warn({}, warning);
+}
+
 function announce(log: Logger, config: Config): void {
+  announceFile(log, config);
   if (!config.redisUrl) {
     log.warn({}, '!!! REDIS_URL is not set: using the IN-PROCESS store. Instance requests are lost when this process stops. Set REDIS_URL for anything but a laptop.');
   } else {
@@ -66,8 +73,8 @@ async function firewallFor(config: Config, log: Logger): Promise<HostFirewall | 
 }
 
 /** Composition root of `poseidon serve`. */
-export async function startServer(opts: { env?: NodeJS.ProcessEnv; dev?: boolean } = {}): Promise<Server> {
-  const config = loadConfig(opts.env, undefined, { dev: opts.dev ?? false });
+export async function startServer(opts: { env?: NodeJS.ProcessEnv; dev?: boolean; configFile?: string } = {}): Promise<Server> {
+  const config = loadConfig(opts.env, undefined, { dev: opts.dev ?? false, ...(opts.configFile === undefined ? {} : { configFile: opts.configFile }) });
   const log = createLogger(config.logLevel);
   announce(log, config);
   const backends = await openBackends(config);
@@ -105,9 +112,10 @@ export interface WorkerProcess {
 }
 
 /** Composition root of `poseidon worker`: Redis, the local engine, and the agent. */
-export async function startWorkerProcess(opts: { env?: NodeJS.ProcessEnv } = {}): Promise<WorkerProcess> {
-  const config = loadConfig(opts.env, undefined, { role: 'worker' });
+export async function startWorkerProcess(opts: { env?: NodeJS.ProcessEnv; configFile?: string } = {}): Promise<WorkerProcess> {
+  const config = loadConfig(opts.env, undefined, { role: 'worker', ...(opts.configFile === undefined ? {} : { configFile: opts.configFile }) });
   const log = createLogger(config.logLevel);
+  announceFile(log, config);
   log.info({ redis: redactUrl(config.redisUrl ?? '') }, 'worker starting');
   const backends = await openBackends(config);
   const versions = new RedisVersionSource({ url: config.redisUrl as string, prefix: config.redisPrefix });

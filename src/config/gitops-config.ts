@@ -17,7 +17,7 @@ export const GITOPS_ENV_NAMES: Record<string, string> = {
 export const GITOPS_SECRET_KEYS = ['gitUrl', 'gitToken', 'gitSshKey', 'webhookSecret'];
 
 /** `<VAR>_FILE` variants: the value is read from the file (trailing newline dropped). */
-const FILE_VARIANTS: Record<string, string> = {
+export const FILE_VARIANTS: Record<string, string> = {
   POSEIDON_GIT_TOKEN_FILE: 'gitToken', POSEIDON_GIT_SSH_KEY_FILE: 'gitSshKey',
   POSEIDON_GIT_KNOWN_HOSTS_FILE: 'gitKnownHosts', POSEIDON_WEBHOOK_SECRET_FILE: 'webhookSecret',
 };
