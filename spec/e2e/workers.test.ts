@@ -270,7 +270,12 @@ it('two managers racing on one Redis never place one instance twice', async (r) 
   const second = await r.startManager();
   const apis = [r.api, apiClient(second.url, KEY)];
   const ids = (await Promise.all(Array.from({ length: 20 }, (_, i) => apis[i % 2]!('POST', '/v1/instances', { challenge: 'two-ports', team: `race${i}` })))).map((x) => x.body.id);
-  for (const id of ids) await eventually(`${id} running`, async () => ((await r.api('GET', `/v1/instances/${id}`)).body.status === 'running' ? true : undefined), 180_000);
+  // The first manager holds the manager lease and places everything, whichever API took the launch.
+  for (const id of ids) {
+    await r.waitInstance(id, 'running', (i) => i.status === 'running', 180_000).catch((err: Error) => {
+      throw new Error(`${err.message}\nsecond manager:\n${second.logs().split('\n').filter((l) => l.includes(id) || /"level":(40|50)/.test(l)).slice(-12).join('\n')}`);
+    });
+  }
   const all = await r.containers();
   for (const id of ids) {
     const copies = all.filter(([, i]) => i === id);
