@@ -5,6 +5,7 @@
  * persist, prune) summarised once in `status()`. Any failure keeps the last good revision and
  * retries with backoff; images are prepared in the background after each apply.
  */
+import { backoffMs } from '../core/backoff.ts';
 import { Codes, isPoseidonError, PoseidonError } from '../core/errors.ts';
 import type { Source } from '../core/source.ts';
 import type { Logger } from '../core/reconcile.ts';
@@ -167,7 +168,7 @@ export class CatalogSync {
     if (this.stopped) return;
     const { pollMs } = this.opts;
     const maxBackoff = Math.min(this.opts.maxBackoffMs ?? 300_000, pollMs > 0 ? pollMs : Infinity);
-    const delay = this.failures > 0 ? Math.min(1000 * 2 ** (this.failures - 1), maxBackoff) * (0.8 + Math.random() * 0.4) : pollMs * (0.9 + Math.random() * 0.2);
+    const delay = this.failures > 0 ? backoffMs(this.failures, 1000, maxBackoff) : pollMs * (0.9 + Math.random() * 0.2);
     if (this.failures === 0 && pollMs <= 0) return;
     this.nextAt = this.now() + delay;
     this.poll = setTimeout(() => this.trigger(this.failures > 0 ? 'retry' : 'poll'), delay);

@@ -1,4 +1,5 @@
 import { isPoseidonError } from '../core/errors.ts';
+import { backoffMs } from '../core/backoff.ts';
 import type { Logger, ReconcileContext, Reconciler } from '../core/reconcile.ts';
 
 export interface WorkQueueOptions {
@@ -132,8 +133,7 @@ export class WorkQueue {
     }
     const n = (this.failures.get(key) ?? 0) + 1;
     this.failures.set(key, n);
-    const delay = Math.min(this.opts.maxBackoffMs, this.opts.baseBackoffMs * 2 ** (n - 1));
-    const jittered = Math.round(delay * (0.8 + Math.random() * 0.4));
+    const jittered = backoffMs(n, this.opts.baseBackoffMs, this.opts.maxBackoffMs);
     const code = isPoseidonError(err) ? err.code : 'E_INTERNAL';
     this.opts.log.warn({ key, code, attempt: n, retryInMs: jittered, err: (err as Error).message }, 'reconcile failed');
     this.addAfter(key, jittered);

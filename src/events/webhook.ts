@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { backoffMs } from '../core/backoff.ts';
 import type { Logger } from '../core/reconcile.ts';
 import type { LifecycleEvent } from './hub.ts';
 
@@ -54,7 +55,7 @@ export class WebhookSender {
         return 'delivered';
       }
       this.opts.observe?.('failed');
-      const delay = Math.min(30_000, (this.opts.baseDelayMs ?? 500) * 2 ** (n - 1));
+      const delay = backoffMs(n, this.opts.baseDelayMs ?? 500, 30_000);
       this.opts.log.warn({ delivery, attempt: n, status }, 'webhook delivery failed');
       if (n < attempts) await new Promise((r) => setTimeout(r, delay).unref());
     }
