@@ -12,9 +12,9 @@ commands:
                         local engine (POSEIDON_EMBEDDED_WORKER=false: none);
                         --dev publishes instance ports on 127.0.0.1 for use without Traefik
   worker [--config FILE]  the agent of one more Docker host (REDIS_URL, POSEIDON_ADVERTISE_ADDRESS, ...)
-  config check [--config FILE] [--json]
+  config check [--config FILE] [--json] [--worker]
                         the resolved configuration (secrets masked) and where each value comes
-                        from, or every problem with file:line:col (exit 1)
+                        from, or every problem with file:line:col (exit 1); --worker: as for worker
   workers [--json]      the fleet; cordon|uncordon|drain <id> act on one worker (--server URL)
   validate [dir] [--json]  check challenge definitions (default dir ./challenges)
   plan [--server URL] [--json]  what syncing the source's newest revision would change (asks the server)

@@ -3,7 +3,7 @@
  * with file:line:col, secrets never echoed, and `config check`'s output (in-process here; the
  * real CLI and processes are in config-cli.test.ts).
  */
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
@@ -12,6 +12,7 @@ import { runConfigCheck } from '../../src/config/config-check.ts';
 import { loadConfig } from '../../src/config/config.ts';
 import { resolveConfig } from '../../src/config/resolve.ts';
 import { isPoseidonError } from '../../src/core/errors.ts';
+import { ROOT } from '../helpers/deps.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'poseidon-config-file-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -173,6 +174,16 @@ test('config check: every problem, exit 1, nothing of the secret', () => {
     assert.ok(all.includes('did you mean POSEIDON_TEAM_LIMIT?'), all);
   }
   assert.is(check(['--nope']).code, 2);
+});
+
+test('the README example poseidon.yaml resolves without problems', () => {
+  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const example = /```yaml\n(# poseidon\.yaml[^\n]*\n[\s\S]*?)```/.exec(readme)?.[1];
+  assert.ok(example, 'README has the example');
+  const tokenFile = file('a-git-token\n');
+  const r = resolveConfig({}, dir, { configFile: file(example.replace('/run/secrets/git-token', tokenFile)) });
+  assert.equal(r.problems, []);
+  assert.is(r.entries.find((e) => e.name === 'POSEIDON_BASE_DOMAIN')?.source, 'file');
 });
 
 test('serve with no file and no POSEIDON_CONFIG reads nothing but the environment', () => {

@@ -1,7 +1,8 @@
 /**
- * `poseidon config check [--config F] [--json]`: the resolved configuration, every variable with
- * its value (secrets masked) and its source, exit 0; or every problem with its file:line:col,
- * exit 1. Nothing is generated or written.
+ * `poseidon config check [--config F] [--json] [--worker]`: the resolved configuration, every
+ * variable with its value (secrets masked) and its source, exit 0; or every problem with its
+ * file:line:col, exit 1. `--worker` checks as `poseidon worker` would (REDIS_URL required).
+ * Nothing is generated or written.
  */
 import { formatProblem } from './config-file.ts';
 import { resolveConfig, type ResolvedEntry } from './resolve.ts';
@@ -57,17 +58,19 @@ function table(entries: ResolvedEntry[], file: string | undefined): string {
 export function runConfigCheck(args: string[], io: CheckIo): number {
   let configFile: string | undefined;
   let json = false;
+  let worker = false;
   for (let i = 0; i < args.length; i++) {
     const a = args[i] as string;
     if (a === '--json') json = true;
+    else if (a === '--worker') worker = true;
     else if (a === '--config' && args[i + 1] !== undefined) configFile = args[++i];
     else if (a.startsWith('--config=')) configFile = a.slice('--config='.length);
     else {
-      io.stderr(`config check: unknown option ${a}\nusage: poseidon config check [--config FILE] [--json]`);
+      io.stderr(`config check: unknown option ${a}\nusage: poseidon config check [--config FILE] [--json] [--worker]`);
       return 2;
     }
   }
-  const r = resolveConfig(io.env, io.cwd, configFile === undefined ? {} : { configFile });
+  const r = resolveConfig(io.env, io.cwd, { role: worker ? 'worker' : 'manager', ...(configFile === undefined ? {} : { configFile }) });
   const ok = r.problems.length === 0;
   if (json) {
     io.stdout(JSON.stringify({

@@ -192,5 +192,7 @@ export function resolveConfig(env: NodeJS.ProcessEnv, cwd: string, opts: Resolve
   attempt(problems, () => sentinelUrl(raw));
   attempt(problems, () => { raw.docker = dockerEndpoint(raw.dockerSocket as string, vars, vars.POSEIDON_DOCKER_SOCKET !== undefined && vars.POSEIDON_DOCKER_SOCKET !== ''); });
   locate(problems, file, env);
+  // The file's problems first, in file order; then the environment's.
+  problems.sort((a, b) => (a.file ? 0 : 1) - (b.file ? 0 : 1) || (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0));
   return { ...(file ? { file: file.path } : {}), raw, vars, entries, problems, warnings: file?.warnings ?? [] };
 }
