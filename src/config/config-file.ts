@@ -124,14 +124,22 @@ export function readConfigFile(file: string): ConfigFile {
     out.positions[name] = pos;
     if (v !== null) out.values[name] = v;
   }
-  const secrets = Object.keys(out.values).filter(isSecretName);
-  const mode = statSync(file).mode;
-  // A warning, not a refusal: Kubernetes secret volumes and Docker secrets mount 0644/0444 by
-  // default, protected by the mount itself; refusing would make the file unusable there.
-  if (secrets.length && (mode & 0o004) !== 0) {
-    out.warnings.push(`${file} holds secrets (${secrets.join(', ')}) and every user on this host can read it (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); chmod 600 it`);
-  }
+  const warning = exposedSecrets(file, out.values);
+  if (warning) out.warnings.push(warning);
   return out;
+}
+
+/**
+ * A warning when the file holds secrets and every user can read it. A warning, not a refusal:
+ * Kubernetes secret volumes and Docker secrets mount 0644/0444 by default, protected by the
+ * mount itself, and refusing would make the file unusable there. Group-readable (0640, a
+ * service group) is a deliberate setup and passes.
+ */
+function exposedSecrets(file: string, values: Record<string, string>): string | undefined {
+  const secrets = Object.keys(values).filter(isSecretName);
+  const mode = statSync(file).mode;
+  if (!secrets.length || (mode & 0o004) === 0) return undefined;
+  return `${file} holds secrets (${secrets.join(', ')}) and every user on this host can read it (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); chmod 600 it`;
 }
 
 /** `file:line:col: VARIABLE: message`, leaving out what is not known. */
