@@ -55,6 +55,7 @@ it('a retried create adopts the existing container (deterministic name, 409)', a
   const a = await rt.createContainer(plan);
   const b = await rt.createContainer(plan);
   assert.is(a.id, b.id);
+  assert.equal(a, b, 'a fresh create is described from its plan as the listing (the 409 path) shows it');
   assert.is((await rt.listContainers(inst.id)).length, 1);
   assert.is(a.state, 'created');
 });

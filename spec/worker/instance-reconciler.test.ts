@@ -26,10 +26,10 @@ import { MemoryStore } from '../../src/store/memory.ts';
 import { FlagFiles } from '../../src/worker/flag-files.ts';
 import { ReadinessProbes } from '../../src/worker/readiness.ts';
 import { WorkerImages } from '../../src/worker/images.ts';
-import { workerReconciler } from '../../src/worker/instance-reconciler.ts';
+import { workerReconciler, type WorkerReconcilerDeps } from '../../src/worker/instance-reconciler.ts';
 import { loadTestCatalog } from '../helpers/catalog.ts';
 import { haveDocker } from '../helpers/deps.ts';
-import { cleanupByLabel, docker, exec } from '../helpers/docker.ts';
+import { cleanupByLabel, docker, exec, startProbe } from '../helpers/docker.ts';
 import { memoryLogger } from '../helpers/log.ts';
 import { challengeTree, createPlaced, place, rand, sealFor, testOwner, until, type Placing } from '../helpers/worker.ts';
 
@@ -72,17 +72,23 @@ const workerStore = new Proxy(store, {
   },
 }) as Store;
 
-let reconcile: ReturnType<typeof workerReconciler> | undefined;
-const pass = (id: string) => {
-  // Built once, after `before` loaded the catalog: the reconciler keeps per-process crash counts.
-  reconcile ??= workerReconciler({
-    workerId: ME, owner, store: workerStore, runtime, versions: catalogVersions(catalog),
-    images: new WorkerImages({ workerId: ME, runtime, fleet, owner, log }),
+/** A worker reconciler of this worker (built after `before` loaded the catalog). */
+function reconciler(over: Partial<WorkerReconcilerDeps> = {}) {
+  const rt = over.runtime ?? runtime;
+  return workerReconciler({
+    workerId: ME, owner, store: workerStore, runtime: rt, versions: catalogVersions(catalog),
+    images: new WorkerImages({ workerId: ME, runtime: rt, fleet, owner, log }),
     flagFiles: new FlagFiles(dataDir), privateKey: keys.privateKey, log, publishAddress: '',
     exposure: new Exposure({ leases: new MemoryLeaseStore(), leaseAddress: '127.0.0.1', leaseHost: 'localhost', log }),
     launches: new Semaphore(2), mayRemoveOrphan: (id) => cleared.has(id), routesChanged: () => { routeChanges++; },
-    moveGraceMs: MOVE_GRACE_MS, readiness: new ReadinessProbes({ runtime }),
+    moveGraceMs: MOVE_GRACE_MS, readiness: new ReadinessProbes({ runtime: rt }), ...over,
   });
+}
+
+let reconcile: ReturnType<typeof workerReconciler> | undefined;
+const pass = (id: string) => {
+  // Built once: the reconciler keeps per-process crash counts.
+  reconcile ??= reconciler();
   return reconcile({ signal: new AbortController().signal, now: () => new Date(clock) }, id);
 };
 
@@ -378,6 +384,40 @@ it('a container the engine refuses to start is retried with the reason shown, an
   await pass(inst.id);
   assert.equal(await containersOf(inst.id), []);
   assert.equal(await networksOf(inst.id), []);
+});
+
+it('a launch cut short after its create (the gateway join failed) resumes: the gateway joins before the start', async () => {
+  const gateway = `${mgr}-wgw`;
+  await startProbe(mgr, gateway);
+  let refuse = true;
+  // The engine refuses the first join (as under a network race); the create runs meanwhile.
+  const flaky = new Proxy(runtime, {
+    get(target, prop) {
+      if (prop === 'connect') {
+        return async (network: string, container: string) => {
+          if (refuse) { refuse = false; throw new Error('connect refused by the test'); }
+          return target.connect(network, container);
+        };
+      }
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  }) as DockerRuntime;
+  const rec = reconciler({ runtime: flaky, gatewayContainer: gateway });
+  const ctx = () => ({ signal: new AbortController().signal, now: () => new Date(clock) });
+  const inst = await launch('ok');
+  // Passes before it wait for this reconciler's image check.
+  const first = await until(`${inst.id} launch`, () => rec(ctx(), inst.id).then(() => undefined, (err: Error) => err.message), 60_000, 100);
+  assert.match(first, /connect refused by the test/);
+  assert.is((await only(inst.id)).State, 'created', 'created while the join failed, not started');
+  const up = await until(`${inst.id} running`, async () => {
+    try { await rec(ctx(), inst.id); } catch { /* transient: the work queue retries */ }
+    const i = await record(inst.id);
+    return i.status === 'running' ? i : undefined;
+  }, 90_000, 250);
+  assert.is(up.reason, undefined);
+  const [net] = await networksOf(inst.id);
+  assert.ok((await runtime.networksOf(gateway)).includes(net?.Name ?? '?'), 'the gateway joined the instance network');
 });
 
 it('a failing health check fails the instance, then nothing runs', async () => {

@@ -24,7 +24,7 @@ function rig(answers: (number | undefined)[], opts: { concurrency?: number } = {
 
 test('ready at the first probe that answers 0', async () => {
   const { probes, calls } = rig([1, 0]);
-  assert.equal(await probes.check('a:1:1', 'c1', ['true'], 30), { kind: 'waiting', retryMs: 25 });
+  assert.equal(await probes.check('a:1:1', 'c1', ['true'], 30), { kind: 'waiting', retryMs: 25, answered: true });
   assert.equal(await probes.check('a:1:1', 'c1', ['true'], 30), { kind: 'ready' });
   assert.equal(calls, ['c1', 'c1']);
 });
@@ -56,6 +56,23 @@ test('probes that do not answer (an overloaded engine) never fail an instance be
   }
   advance(200_000);
   assert.is((await probes.check('a:1:1', 'c', ['x'], 10)).kind, 'failed', 'ten times the timeout, at least 5 minutes');
+});
+
+test('a busy spell without answers does not count: the failure window opens at the first answered failure', async () => {
+  const { probes, advance } = rig([undefined, undefined, undefined, 1]);
+  for (let i = 0; i < 3; i++) {
+    advance(20_000);
+    assert.equal(await probes.check('a:1:1', 'c', ['x'], 10), { kind: 'waiting', retryMs: 25 * 2 ** i, answered: false });
+  }
+  // 60 s after the first attempt the engine answers again, the service still starting.
+  for (let i = 0; i < 5; i++) {
+    advance(400);
+    assert.is((await probes.check('a:1:1', 'c', ['x'], 10)).kind, 'waiting', `answered failure ${i + 1}, within 10 s of the first`);
+  }
+  advance(10_000);
+  const r = await probes.check('a:1:1', 'c', ['x'], 10);
+  assert.is(r.kind, 'failed', 'failing for longer than the timeout once answers came');
+  if (r.kind === 'failed') assert.match(r.reason, /\(6 of 9 probes failed, the last with exit code 1\)/);
 });
 
 test('probes per engine are bounded, whatever the number of starting containers', async () => {

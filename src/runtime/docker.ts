@@ -84,6 +84,11 @@ function observe(info: Docker.ContainerInfo): ObservedContainer {
   return c;
 }
 
+/** A container just created from `plan`, as a listing would show it. */
+function planned(plan: ContainerPlan, id: string): ObservedContainer {
+  return observe({ Id: id, Names: [`/${plan.name}`], Labels: plan.labels, State: 'created', Status: 'Created', Ports: [] } as unknown as Docker.ContainerInfo);
+}
+
 /** Label recording a network's shape, so a changed plan is noticed without an inspect. */
 const NETWORK_MODE_LABEL = 'poseidon.network-mode';
 
@@ -271,16 +276,19 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async createContainer(plan: ContainerPlan): Promise<ObservedContainer> {
+    let created: Docker.Container | undefined;
     try {
-      await tolerate('create container', [409], () => this.docker.createContainer(toCreateOptions(plan)));
+      created = await tolerate('create container', [409], () => this.docker.createContainer(toCreateOptions(plan)));
     } catch (err) {
       // overlay2 takes a size only on xfs with pquota: learn it once, then create without.
       if (plan.diskBytes === undefined || !/storage-opt|quota/i.test((err as Error).message)) throw err;
       this.#log.warn({ err: (err as Error).message.slice(0, 200) }, 'this engine cannot bound the writable layer; creating without --storage-opt size');
       if (this.#info) this.#info = { ...this.#info, diskQuota: false };
       const { diskBytes: _d, ...unbounded } = plan;
-      await tolerate('create container', [409], () => this.docker.createContainer(toCreateOptions(unbounded)));
+      created = await tolerate('create container', [409], () => this.docker.createContainer(toCreateOptions(unbounded)));
     }
+    // Created now: it is what the plan says (no listing). A 409 adopts the one holding the name.
+    if (created) return planned(plan, created.id);
     const [found] = await this.docker.listContainers({ all: true, filters: { name: [`^/${plan.name}$`] } }).catch((err: unknown) => {
       throw runtimeError('list containers', err);
     });

@@ -28,6 +28,7 @@ import { ReadinessProbes } from './readiness.ts';
 
 export const IMAGES_KEY = 'images';
 export const INGRESS_KEY = 'ingress';
+const QUEUE_CONCURRENCY = 32;
 /** Orphan counts at or below this never trip the breaker (a test rig or a small host). */
 const BREAKER_MIN = 5;
 
@@ -113,6 +114,9 @@ export class WorkerAgent {
     this.controller = new Controller({
       log,
       resyncMs: s.resyncMs,
+      // Passes mostly wait (on the engine, on the launch and probe bounds): enough of them at once
+      // that instances already started are probed while others wait for a launch slot.
+      concurrency: QUEUE_CONCURRENCY,
       keys: () => this.#keys(),
       reconcile: async (ctx, key) => {
         if (key === IMAGES_KEY) return this.#syncImages();

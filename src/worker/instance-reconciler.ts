@@ -6,18 +6,19 @@
  * elsewhere are stale and go (after the new placement runs, or a grace period: a drain is
  * make-before-break); containers nobody desires go only when the resync cleared them.
  */
-import { planContainer, planNetwork, readinessCommand } from '../core/container-plan.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { readinessCommand } from '../core/container-plan.ts';
 import { Codes, isPoseidonError, PoseidonError } from '../core/errors.ts';
 import { FINAL_STATUSES, wantsRunning, type Instance, type InstanceObservation } from '../core/instance.ts';
 import type { Logger, ReconcileContext, ReconcileResult } from '../core/reconcile.ts';
 import type { ContainerRuntime, ObservedContainer, ObservedNetwork, Ownership } from '../core/runtime.ts';
-import { parseSealedFlag, unseal } from '../core/seal.ts';
 import type { Semaphore } from '../core/semaphore.ts';
 import { CONFLICT, type Store } from '../core/store.ts';
 import type { VersionInfo, VersionSource } from '../core/versions.ts';
 import type { Exposure } from '../gateway/exposure.ts';
 import type { FlagFiles } from './flag-files.ts';
 import type { WorkerImages } from './images.ts';
+import { launch, resume, type Launched } from './launch.ts';
 import type { ReadinessProbes, ReadinessResult } from './readiness.ts';
 
 export interface WorkerReconcilerDeps {
@@ -50,6 +51,12 @@ export interface WorkerReconcilerDeps {
 }
 
 const POLL_STARTING_MS = 500;
+/**
+ * How long one pass keeps probing a container it just started before it hands the wait back to
+ * the queue: most services answer within it, so an instance goes from pending to running in the
+ * pass that launched it, with no status write or engine listing in between.
+ */
+const INLINE_READY_MS = 3000;
 /** A container of one generation that exits this many times fails the instance. */
 const MAX_CRASHES = 5;
 
@@ -64,19 +71,21 @@ export function workerReconciler(deps: WorkerReconcilerDeps) {
   const crashes = new Map<string, number>();
   return async (ctx: ReconcileContext, id: string): Promise<ReconcileResult> => {
     const now = ctx.now().getTime();
-    const inst = await deps.store.getInstance(id);
-    const observed: Observed = { containers: await deps.runtime.listContainers(id), networks: await deps.runtime.listNetworks(id) };
+    const [inst, containers, networks] = await Promise.all([deps.store.getInstance(id), deps.runtime.listContainers(id), deps.runtime.listNetworks(id)]);
+    const observed: Observed = { containers, networks };
+    if (!inst || inst.worker !== deps.workerId || !wantsRunning(inst, now)) {
+      // Nothing of it starts here any more: its crash counts and probe state go.
+      for (const key of crashes.keys()) if (key.startsWith(`${id}:`)) crashes.delete(key);
+      deps.readiness.forget(id);
+    }
     if (!inst) {
       if (!deps.mayRemoveOrphan(id) || empty(observed)) return {};
       await removeAll(deps, id, observed, 'orphan');
       return {};
     }
     if (inst.worker !== deps.workerId) return placedElsewhere(deps, inst, observed, now);
-    if (!wantsRunning(inst, now)) {
-      for (const key of crashes.keys()) if (key.startsWith(`${id}:`)) crashes.delete(key);
-      return teardown(deps, inst, observed, now);
-    }
-    return converge(deps, inst, observed, now, crashes);
+    if (!wantsRunning(inst, now)) return teardown(deps, inst, observed, now);
+    return converge(deps, { inst, observed, now, crashes, signal: ctx.signal, clock: () => ctx.now().getTime() });
   };
 }
 
@@ -120,7 +129,18 @@ async function teardown(deps: WorkerReconcilerDeps, inst: Instance, observed: Ob
   return {};
 }
 
-async function converge(deps: WorkerReconcilerDeps, inst: Instance, observed: Observed, now: number, crashes: Map<string, number>): Promise<ReconcileResult> {
+interface Pass {
+  inst: Instance;
+  observed: Observed;
+  now: number;
+  crashes: Map<string, number>;
+  signal: AbortSignal;
+  /** The time now (a pass that probed inline ends seconds after `now`). */
+  clock(): number;
+}
+
+async function converge(deps: WorkerReconcilerDeps, p: Pass): Promise<ReconcileResult> {
+  const { inst, observed, now } = p;
   const version = await deps.versions.version(inst.specHash);
   if (!version) return wait(deps, inst, `version ${inst.specHash} is not known on worker ${deps.workerId} yet`, now, 1000);
   const stale = observed.containers.filter((c) => !current(c, inst));
@@ -132,24 +152,32 @@ async function converge(deps: WorkerReconcilerDeps, inst: Instance, observed: Ob
     if (image.state !== 'present') return wait(deps, inst, `preparing image ${version.image}`, now, 1000);
   }
   for (const c of stale) await deps.runtime.removeContainer(c.id);
+  let launched: Launched | undefined;
   if (!container) {
-    const launched = await launchOrWait(deps, inst, version, now);
-    if (!('container' in launched)) return launched;
-    container = launched.container;
+    const result = await launchOrWait(deps, inst, version, now);
+    if (!('container' in result)) return result;
+    launched = result;
+  } else if (container.state === 'created') {
+    launched = await resume(deps, container, observed.networks.map((n) => n.id));
   }
-  if (container.state === 'created') {
-    // A start the engine refuses (no such user, a missing entrypoint) leaves the container
-    // `created`: counted like a crash, or the instance would wait forever without a reason.
-    const refused = await deps.runtime.startContainer(container.id).then(() => undefined, (err: unknown) => err as Error);
-    if (refused) return attemptFailed(deps, inst, container, now, crashes, startFailure(refused));
-  }
+  return settle(deps, p, version, (launched?.container ?? container) as ObservedContainer, launched);
+}
+
+/** The pass's container exists: report what it is (crashed, starting, probing, running). */
+async function settle(deps: WorkerReconcilerDeps, p: Pass, version: VersionInfo, container: ObservedContainer, launched: Launched | undefined): Promise<ReconcileResult> {
+  const { inst, crashes } = p;
+  let { now } = p;
+  // A start the engine refuses leaves the container `created`: counted like a crash, or the
+  // instance would wait forever without a reason.
+  if (launched?.refused) return attemptFailed(deps, inst, container, now, crashes, startFailure(launched.refused));
   if (container.state === 'exited' || container.state === 'dead') return attemptFailed(deps, inst, container, now, crashes, exitFailure(container));
   if (container.state !== 'running') {
-    // Created or restarting: the engine's start event wakes the next pass.
+    // Restarting or paused: the engine's next event wakes the next pass.
     await write(deps, inst, { status: 'starting', reason: undefined }, now);
     return { requeueAfterMs: POLL_STARTING_MS };
   }
-  const ready = await readiness(deps, inst, version, container);
+  const ready = await readiness(deps, inst, version, container, launched !== undefined ? p.signal : undefined);
+  now = p.clock();
   if (ready.kind === 'failed') return fail(deps, inst, ready.reason, now);
   if (ready.kind === 'waiting') {
     await write(deps, inst, { status: 'starting', reason: undefined }, now);
@@ -163,12 +191,24 @@ async function converge(deps: WorkerReconcilerDeps, inst: Instance, observed: Ob
 
 /**
  * Whether the container serves: no health check, or already reported running for this
- * placement and generation (a restarted worker does not probe again), or a probe answers now.
+ * placement and generation (a restarted worker does not probe again), or a probe answers. With
+ * `inline` (a container this pass started), it keeps probing with the probes' backoff for up to
+ * INLINE_READY_MS, while probes answer (a probe without an answer means a busy engine or a
+ * container that stopped: the queue's next pass lists it again) and until the signal aborts.
+ * A stop or re-placement landing meanwhile waits for the pass (its write is fenced, so a
+ * stale `running` is never written over it) and runs right after.
  */
-async function readiness(deps: WorkerReconcilerDeps, inst: Instance, version: VersionInfo, container: ObservedContainer): Promise<ReadinessResult> {
+async function readiness(deps: WorkerReconcilerDeps, inst: Instance, version: VersionInfo, container: ObservedContainer, inline?: AbortSignal): Promise<ReadinessResult> {
   const command = readinessCommand(version.spec);
   if (!command || inst.status === 'running') return { kind: 'ready' };
-  return deps.readiness.check(`${inst.id}:${inst.epoch}:${inst.generation}`, container.id, command, version.spec.healthcheck?.timeoutSeconds ?? 30);
+  const key = `${inst.id}:${inst.epoch}:${inst.generation}`;
+  const timeout = version.spec.healthcheck?.timeoutSeconds ?? 30;
+  const until = performance.now() + INLINE_READY_MS;
+  for (;;) {
+    const r = await deps.readiness.check(key, container.id, command, timeout);
+    if (r.kind !== 'waiting' || !r.answered || !inline || inline.aborted || performance.now() + r.retryMs > until) return r;
+    await sleep(r.retryMs, undefined, { signal: inline }).catch(() => undefined);
+  }
 }
 
 /** A container of the current placement, generation and version. */
@@ -176,9 +216,11 @@ function current(c: ObservedContainer, inst: Instance): boolean {
   return c.generation === inst.generation && c.specHash === inst.specHash && c.epoch === inst.epoch;
 }
 
-async function launchOrWait(deps: WorkerReconcilerDeps, inst: Instance, version: VersionInfo, now: number): Promise<{ container: ObservedContainer } | ReconcileResult> {
+async function launchOrWait(deps: WorkerReconcilerDeps, inst: Instance, version: VersionInfo, now: number): Promise<Launched | ReconcileResult> {
   try {
-    return { container: await deps.launches.run(() => launch(deps, inst, version)) };
+    const launched = await deps.launches.run(() => launch(deps, inst, version));
+    deps.log.info({ instance: inst.id, challenge: inst.challenge, generation: inst.generation, epoch: inst.epoch, started: !launched.refused }, 'container created');
+    return launched;
   } catch (err) {
     // No port lease: a full range waits (with its reason shown), a missing range fails the instance.
     if (isPoseidonError(err, Codes.noPort)) {
@@ -189,37 +231,6 @@ async function launchOrWait(deps: WorkerReconcilerDeps, inst: Instance, version:
     // Show why (address pool exhausted, engine down, ...) instead of a silent pending.
     await write(deps, inst, { reason: `launch failed: ${(err as Error).message}` }, now);
     throw err;
-  }
-}
-
-async function launch(deps: WorkerReconcilerDeps, inst: Instance, version: VersionInfo): Promise<ObservedContainer> {
-  const { spec } = version;
-  const flag = openFlag(deps, inst);
-  // Leases first: an instance waiting for a port holds no network meanwhile.
-  const leased = await deps.exposure.leasesFor(inst, spec);
-  const network = await deps.runtime.ensureNetwork(planNetwork(inst, spec, deps.owner, deps.publishAddress !== ''));
-  if (deps.gatewayContainer) await deps.runtime.connect(network, deps.gatewayContainer);
-  const flagFileHostPath = spec.flag.file ? await deps.flagFiles.write(inst.id, flag) : undefined;
-  const [facts, info] = await Promise.all([deps.runtime.imageFacts(version.image), deps.runtime.info()]);
-  const plan = planContainer(inst, spec, {
-    owner: deps.owner, image: version.image, flag, publishAddress: deps.publishAddress, imageVolumes: facts.volumes, diskQuota: info.diskQuota,
-    ...(flagFileHostPath ? { flagFileHostPath } : {}), ...(Object.keys(leased).length ? { leased } : {}),
-  });
-  const created = await deps.runtime.createContainer({ ...plan, network });
-  deps.log.info({ instance: inst.id, challenge: inst.challenge, generation: inst.generation, epoch: inst.epoch }, 'container created');
-  return created;
-}
-
-/** The flag the manager sealed for this worker, placement and version. */
-function openFlag(deps: WorkerReconcilerDeps, inst: Instance): string {
-  const field = parseSealedFlag(inst.sealedFlag);
-  if (!field || field.specHash !== inst.specHash) {
-    throw new PoseidonError(Codes.flagSeal, 'waiting for the manager to seal the flag for this placement', { kind: 'waiting' });
-  }
-  try {
-    return unseal(deps.privateKey, field.sealed, { instance: inst.id, epoch: inst.epoch, worker: deps.workerId });
-  } catch {
-    throw new PoseidonError(Codes.flagSeal, 'the sealed flag does not open with this worker\'s key (re-registered with a new key?); waiting for a new seal', { kind: 'waiting' });
   }
 }
 

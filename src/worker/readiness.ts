@@ -10,7 +10,8 @@
 import type { ContainerRuntime } from '../core/runtime.ts';
 import { Semaphore } from '../core/semaphore.ts';
 
-export type ReadinessResult = { kind: 'ready' } | { kind: 'waiting'; retryMs: number } | { kind: 'failed'; reason: string };
+/** `answered`: the last probe completed (with a non-zero code); false when it said nothing. */
+export type ReadinessResult = { kind: 'ready' } | { kind: 'waiting'; retryMs: number; answered: boolean } | { kind: 'failed'; reason: string };
 
 export interface ReadinessOptions {
   runtime: Pick<ContainerRuntime, 'exec'>;
@@ -28,6 +29,8 @@ const MAX_RETRY_MS = 400;
 
 interface ProbeState {
   firstAt: number;
+  /** When the first completed probe failed: the failure window starts there, not at the first attempt. */
+  failingSince?: number;
   attempts: number;
   failures: number;
 }
@@ -54,14 +57,20 @@ export class ReadinessProbes {
       return { kind: 'ready' };
     }
     st.attempts++;
-    if (code !== undefined) st.failures++;
-    const elapsed = this.#now() - st.firstAt;
+    const at = this.#now();
+    if (code !== undefined) {
+      st.failures++;
+      st.failingSince ??= at;
+    }
     const timeoutMs = timeoutSeconds * 1000;
-    if ((elapsed > timeoutMs && st.failures >= MIN_FAILURES) || elapsed > Math.max(10 * timeoutMs, 300_000)) {
+    // Measured from the first answered failure: time spent without answers (an engine too busy
+    // to run probes) never counts towards failing, however long it was.
+    const failing = st.failingSince === undefined ? 0 : at - st.failingSince;
+    if ((failing > timeoutMs && st.failures >= MIN_FAILURES) || at - st.firstAt > Math.max(10 * timeoutMs, 300_000)) {
       this.#state.delete(key);
       return { kind: 'failed', reason: `health check failed for ${timeoutSeconds}s (${st.failures} of ${st.attempts} probes failed${code === undefined ? ', the last without an answer' : `, the last with exit code ${code}`})` };
     }
-    return { kind: 'waiting', retryMs: Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** (st.attempts - 1)) };
+    return { kind: 'waiting', retryMs: Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** (st.attempts - 1)), answered: code !== undefined };
   }
 
   /** Forgets every probe state of `instance` (it stopped, or moved). */
