@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/config.ts';
-import type { CommandIo } from './spec/validate-command.ts';
+import type { CommandIo } from './challenge/validate-command.ts';
 
 export const FLEET_USAGE = [
   'usage: poseidon workers [--server URL] [--json]',

@@ -1,6 +1,6 @@
 import { startServer, startWorkerProcess } from './main.ts';
 import { runFleet } from './cli-fleet.ts';
-import { runValidate } from './spec/validate-command.ts';
+import { runValidate } from './challenge/validate-command.ts';
 import { runPlan } from './catalog/plan-command.ts';
 import { runConfigCheck } from './config/config-check.ts';
 

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { ChallengeSpec, LoadResult, SpecIssue } from '../core/challenge.ts';
 import { Codes, isPoseidonError, PoseidonError } from '../core/errors.ts';
 import type { Snapshot } from '../core/source.ts';
-import { loadChallengeDir } from '../spec/load.ts';
+import { loadChallengeDir } from '../challenge/load.ts';
 import { buildTag, scanContext, specHash } from './hash.ts';
 
 /** A valid challenge of a snapshot, not yet in the catalog. */

@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/config.ts';
-import type { CommandIo } from '../spec/validate-command.ts';
+import type { CommandIo } from '../challenge/validate-command.ts';
 import { formatPlan, type CatalogPlan } from './plan.ts';
 
 export const PLAN_USAGE = [

@@ -4,7 +4,7 @@
  */
 import type { ChallengeSpec } from '../core/challenge.ts';
 import { planCatalog, type Plan, type PlanSide } from '../core/catalog-plan.ts';
-import { formatIssue } from '../spec/issue.ts';
+import { formatIssue } from '../challenge/issue.ts';
 import type { Catalog } from './catalog.ts';
 import { canonical, shapingFields } from './hash.ts';
 import type { LoadedSnapshot } from './load-snapshot.ts';

@@ -1,5 +1,5 @@
 /**
- * A validated challenge definition, as produced by `src/spec/` from `challenges/<id>/challenge.yaml`.
+ * A validated challenge definition, as produced by `src/challenge/` from `challenges/<id>/challenge.yaml`.
  * Every optional field of the YAML has been defaulted here, so consumers never re-apply defaults.
  */
 export type Protocol = 'http' | 'tcp';

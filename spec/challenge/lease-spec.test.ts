@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { loadChallengeFile } from '../../src/spec/load.ts';
+import { loadChallengeFile } from '../../src/challenge/load.ts';
 
 const root = mkdtempSync(path.join(tmpdir(), 'poseidon-lease-spec-'));
 test.after(() => rmSync(root, { recursive: true, force: true }));

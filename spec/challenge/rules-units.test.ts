@@ -2,10 +2,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Ajv } from 'ajv';
 import type { SpecIssue } from '../../src/core/challenge.ts';
-import { formatIssue } from '../../src/spec/issue.ts';
-import { checkRules } from '../../src/spec/rules.ts';
-import { challengeSchema, checkShape } from '../../src/spec/schema.ts';
-import { durationSeconds, formatDuration, formatSize, sizeBytes } from '../../src/spec/units.ts';
+import { formatIssue } from '../../src/challenge/issue.ts';
+import { checkRules } from '../../src/challenge/rules.ts';
+import { challengeSchema, checkShape } from '../../src/challenge/schema.ts';
+import { durationSeconds, formatDuration, formatSize, sizeBytes } from '../../src/challenge/units.ts';
 
 test('durationSeconds', () => {
   const cases: Array<[unknown, number | undefined]> = [

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import path from 'node:path';
-import { loadChallengeFile } from '../../src/spec/load.ts';
+import { loadChallengeFile } from '../../src/challenge/load.ts';
 import { FIXTURES, INVALID } from './fixtures.ts';
 
 /** [line, column, path, message]; a message ending in '…' is matched as a prefix. */

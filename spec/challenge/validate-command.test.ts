@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { runValidate } from '../../src/spec/validate-command.ts';
+import { runValidate } from '../../src/challenge/validate-command.ts';
 import { FIXTURES, minimalYaml, withTempDir } from './fixtures.ts';
 
 async function run(args: string[], cwd: string) {

@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import path from 'node:path';
 import type { ChallengeSpec } from '../../src/core/challenge.ts';
-import { loadChallengeDir, loadChallengeFile } from '../../src/spec/load.ts';
+import { loadChallengeDir, loadChallengeFile } from '../../src/challenge/load.ts';
 import { VALID } from './fixtures.ts';
 
 const MiB = 1024 * 1024;

@@ -4,8 +4,8 @@ import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { LoadResult } from '../../src/core/challenge.ts';
 import { isPoseidonError } from '../../src/core/errors.ts';
-import { formatIssue } from '../../src/spec/issue.ts';
-import { loadChallengeDir } from '../../src/spec/load.ts';
+import { formatIssue } from '../../src/challenge/issue.ts';
+import { loadChallengeDir } from '../../src/challenge/load.ts';
 import { minimalYaml, withTempDir } from './fixtures.ts';
 
 /** Creates files under `root` from a `{ 'a/challenge.yaml': text }` map. */

@@ -3,8 +3,8 @@ import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { mkdir, symlink, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { loadChallengeFile, MAX_ISSUES_PER_FILE } from '../../src/spec/load.ts';
-import { MAX_FILE_BYTES } from '../../src/spec/parse.ts';
+import { loadChallengeFile, MAX_ISSUES_PER_FILE } from '../../src/challenge/load.ts';
+import { MAX_FILE_BYTES } from '../../src/challenge/parse.ts';
 import { minimalYaml, withTempDir } from './fixtures.ts';
 
 /** Writes `text` as `<root>/c/challenge.yaml` and loads it. */
