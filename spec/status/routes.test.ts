@@ -1,7 +1,8 @@
 /**
  * The status page through the app (fastify inject): sign-in and sign-out, the session cookie in
  * the API's auth hook (an operator reads, only an admin acts; every action needs the CSRF header
- * and the same origin), the page's headers, and the audit ring.
+ * and the same origin), the page's headers, and the audit trail (this process's ring; shared on
+ * Redis in replicas.test.ts).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -208,6 +209,8 @@ t('every operator and admin action is audited with who, what, target and result;
   await app.inject({ method: 'POST', url: '/v1/flags/verify', headers: { 'x-api-key': ADMIN_KEY }, payload: { challenge: 'web', team: 'green', flag: 'flag{not-to-be-quoted}' } });
   const res = await app.inject({ url: '/status/audit', headers: { 'x-api-key': OPERATOR_KEY } });
   assert.is(res.statusCode, 200);
+  assert.is(res.json().scope, 'process', 'without Redis the trail is this process\'s');
+  assert.is(res.json().size, 500);
   for (const secret of [ADMIN_KEY, OPERATOR_KEY, PLATFORM_KEY, SECRET, csrf, cookie, 'not-to-be-quoted']) assert.not.ok(res.body.includes(secret));
   const entries = (res.json().entries as { who: string; role: string; action: string; target?: string; status: number; result: string; via: string; at: string }[]);
   const recent = entries.slice(0, 8).map((e) => [e.who, e.action, e.target ?? '', e.status, e.result, e.via]);

@@ -7,7 +7,7 @@ import type { FastifyRequest } from 'fastify';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { keyDigest, type ApiKey } from '../../src/api/auth.ts';
-import { AuditLog } from '../../src/status/audit.ts';
+import { AuditLog, MemoryAuditTrail, type AuditTrail } from '../../src/status/audit.ts';
 import { sameOrigin, SESSION_MS, sessionCookie, StatusSessions } from '../../src/status/session.ts';
 
 const t = suite('status: sessions');
@@ -97,16 +97,34 @@ t('same origin: Origin must name the Host; Sec-Fetch-Site must say same-origin; 
   for (const [headers, want] of cases) assert.is(sameOrigin(req(headers)), want, JSON.stringify(headers));
 });
 
-t('the audit ring keeps the newest entries, newest first, and logs each one', () => {
+t('the audit log keeps the newest entries of its trail, newest first, and logs each one', async () => {
   const lines: object[] = [];
   const log = { debug() {}, info: (o: object) => lines.push(o), warn() {}, error() {} };
-  const audit = new AuditLog(log, 3);
+  const audit = new AuditLog(log, new MemoryAuditTrail(3));
   for (let i = 0; i < 5; i++) audit.record({ who: `k${i}`, role: 'admin', action: 'sync', status: i === 4 ? 502 : 200, via: 'key' });
-  assert.equal(audit.list().map((e) => [e.who, e.result]), [['k4', 'error'], ['k3', 'ok'], ['k2', 'ok']]);
+  assert.equal((await audit.list()).map((e) => [e.who, e.result]), [['k4', 'error'], ['k3', 'ok'], ['k2', 'ok']]);
   assert.is(lines.length, 5);
-  const first = new AuditLog(log, 3);
+  assert.equal(Object.keys(lines[0] as object), ['audit'], 'the log line is the entry, as ever');
+  const first = new AuditLog(log, new MemoryAuditTrail(3));
   first.record({ who: 'a', role: 'operator', action: 'cordon worker', target: 'w1', status: 403, via: 'session' });
-  assert.equal(first.list().map((e) => [e.who, e.target, e.result]), [['a', 'w1', 'refused']]);
+  assert.equal((await first.list()).map((e) => [e.who, e.target, e.result]), [['a', 'w1', 'refused']]);
+});
+
+t('a trail that cannot be written never fails the action: the log line is written, the failure logged', async () => {
+  const infos: object[] = [];
+  const warns: [object, string][] = [];
+  const log = { debug() {}, info: (o: object) => infos.push(o), warn: (o: object, m: string) => warns.push([o, m]), error() {} };
+  const broken: AuditTrail = {
+    scope: 'shared',
+    append: () => Promise.reject(new Error('the audit trail (Redis) unavailable: connection refused')),
+    list: () => Promise.reject(new Error('unreadable')),
+    close: async () => undefined,
+  };
+  const entry = new AuditLog(log, broken).record({ who: 'root', role: 'admin', action: 'sync', status: 200, via: 'key' });
+  assert.is(entry.result, 'ok');
+  assert.is(infos.length, 1);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(warns.map(([o, m]) => [m, (o as { action: string }).action]), [['audit trail write failed', 'sync']]);
 });
 
 t.run();

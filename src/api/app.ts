@@ -18,6 +18,7 @@ import { instanceRoutes } from './instance-routes.ts';
 import { metricsRoutes, type MetricsRouteDeps } from './metrics-routes.ts';
 import { workerRoutes, type WorkerRouteDeps } from './worker-routes.ts';
 import { statusRoutes, statusSessions } from './status-routes.ts';
+import type { AuditTrail } from '../status/audit.ts';
 import { registerOpenApi } from './openapi.ts';
 import { bounded, errorHandler, sendProblem } from './problem.ts';
 
@@ -60,6 +61,8 @@ export interface AppDeps {
   statusSecret?: string;
   /** What `GET /readyz` reports; without it the route says ready whenever the process answers. */
   readiness?: () => Promise<Readiness>;
+  /** The status page's audit trail (shared on Redis); this process's ring without it. */
+  audit?: AuditTrail;
 }
 
 /**
@@ -152,7 +155,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   }
   catalogRoutes(app, deps);
   if (deps.workers) workerRoutes(app, deps.workers);
-  if (sessions) statusRoutes(app, { keys, failures, sessions });
+  if (sessions) statusRoutes(app, { keys, failures, sessions, ...(deps.audit ? { trail: deps.audit } : {}) });
   return app;
 }
 

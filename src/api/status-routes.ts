@@ -2,13 +2,14 @@
  * The operator status page (issue 10): `GET /status` (the sign-in page, or the signed-in shell),
  * its static files under `/status/`, `POST /status/login` (an admin or operator API key for an
  * HttpOnly, SameSite=Strict session cookie), `POST /status/logout`, and `GET /status/audit`
- * (the audit ring). The page reads and acts through the ordinary `/v1` routes with its session
- * (see `SessionAuth` in auth.ts); every operator and admin action is audited here.
+ * (the audit trail: this process's, or with Redis the one every replica shares). The page reads
+ * and acts through the ordinary `/v1` routes with its session (see `SessionAuth` in auth.ts);
+ * every operator and admin action is audited here.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Codes } from '../core/errors.ts';
 import { loadAssets } from '../status/assets.ts';
-import { actionName, AUDIT_SIZE, AuditLog } from '../status/audit.ts';
+import { actionName, AUDIT_SIZE, AuditLog, type AuditTrail } from '../status/audit.ts';
 import { loginPage, PAGE_HEADERS, shellPage } from '../status/page.ts';
 import { sameOrigin, sessionCookie, StatusSessions } from '../status/session.ts';
 import { matchKey, READ_ROUTE, type ApiKey, type FailedAuth } from './auth.ts';
@@ -18,6 +19,8 @@ export interface StatusRouteDeps {
   keys: readonly ApiKey[];
   failures: FailedAuth;
   sessions: StatusSessions;
+  /** Where audit entries are kept (default: this process's ring). */
+  trail?: AuditTrail;
 }
 
 /** The page's sessions, when the app has a secret to sign them with (`statusSecret`). */
@@ -38,7 +41,7 @@ function page(reply: FastifyReply, html: string): FastifyReply {
 
 /** Registers the page's routes and the audit hook (on every route of `app`). */
 export function statusRoutes(app: FastifyInstance, deps: StatusRouteDeps): void {
-  const audit = new AuditLog(app.log);
+  const audit = new AuditLog(app.log, deps.trail);
   pageRoutes(app, deps.sessions);
   sessionRoutes(app, deps, audit);
   auditRoutes(app, deps.sessions, audit);
@@ -109,9 +112,9 @@ async function signIn(req: FastifyRequest<{ Body: { key: string } }>, reply: Fas
 
 /** `GET /status/audit` and the hook that records every operator and admin action. */
 function auditRoutes(app: FastifyInstance, sessions: StatusSessions, audit: AuditLog): void {
-  app.get('/status/audit', { config: { auth: READ_ROUTE }, schema: { summary: 'Operator and admin actions, newest first (this process, last 500)' } }, async (_req, reply) => {
+  app.get('/status/audit', { config: { auth: READ_ROUTE }, schema: { summary: 'Operator and admin actions, newest first (last 500; scope: this process, or shared by every replica on Redis); 503 when the trail is unreadable' } }, async (_req, reply) => {
     reply.header('cache-control', 'no-store');
-    return { entries: audit.list(), size: AUDIT_SIZE, scope: 'process' };
+    return { entries: await audit.list(), size: AUDIT_SIZE, scope: audit.trail.scope };
   });
   // Every action an operator or admin makes, through the page or with a key; refusals of a
   // page session too (an operator session trying an admin action, a missing CSRF header).

@@ -50,6 +50,7 @@ import { MemoryStore } from '../store/memory.ts';
 import { createRedisClient } from '../store/redis-client.ts';
 import { RedisManagerLease } from '../store/redis-manager-lease.ts';
 import { RedisOutbox } from '../store/redis-outbox.ts';
+import { RedisAuditTrail } from '../store/redis-audit.ts';
 import { VERSION } from '../version.ts';
 import type { Backends } from './backends.ts';
 import { engineFor } from './worker.ts';
@@ -201,6 +202,8 @@ export async function composeManager(config: Config, backends: Backends, log: Lo
     ? (redisUrl ? new RedisOutbox({ url: redisUrl, prefix: config.redisPrefix }) : new MemoryOutbox(memoryLease ? { fence: () => memoryLease.fence() } : {}))
     : undefined;
   const events = new EventHub(store, index, config.expiringSoonSeconds * 1000);
+  // The status page's audit trail: shared by every replica on Redis (this process's ring otherwise).
+  const auditTrail = redisUrl ? new RedisAuditTrail({ url: redisUrl, prefix: config.redisPrefix }) : undefined;
 
   /** Starts the leader's work for `token` (see the module comment). */
   const startTerm = async (token: number): Promise<void> => {
@@ -321,7 +324,7 @@ export async function composeManager(config: Config, backends: Backends, log: Lo
     index, version: VERSION, authFailures: failureLimit(config.authFailures),
     ...(config.trustProxy.length > 0 ? { trustProxy: [...config.trustProxy] } : {}),
     workers: { view: fleetView, fleet: registry, changed: () => replicaLoop.queue.add(VIEW_KEY) },
-    statusSecret: config.accessSecret, readiness,
+    statusSecret: config.accessSecret, readiness, ...(auditTrail ? { audit: auditTrail } : {}),
   });
   return {
     app, catalog, fleet: fleetView, index, leadership,
@@ -353,6 +356,7 @@ export async function composeManager(config: Config, backends: Backends, log: Lo
       await replicaLoop.stop();
       index.stop();
       await outbox?.close();
+      await auditTrail?.close();
       await lease.close?.();
       relayClient?.disconnect();
     },

@@ -1,8 +1,10 @@
 /**
  * The audit trail of operator and admin actions: every one is a structured log line (who: the
- * key's name, never the key; what; when; result) and an entry in a bounded in-memory ring the
- * status page shows. The ring is per process: a second manager process keeps its own, and a
- * restart empties it (the log lines remain).
+ * key's name, never the key; what; when; result) and an entry in a bounded trail the status page
+ * shows (the last `AUDIT_SIZE`). Where the trail lives is an `AuditTrail`: in this process
+ * (`MemoryAuditTrail`, the embedded default; a restart empties it) or in Redis
+ * (`RedisAuditTrail`, store/redis-audit.ts), shared by every manager replica of the deployment and
+ * kept across restarts. The log lines are written either way.
  */
 import type { Logger } from '../core/reconcile.ts';
 
@@ -25,32 +27,66 @@ export interface AuditEntry {
   via: 'session' | 'key';
 }
 
-/** Ring size: the last this many actions are kept. */
+/** Trail size: the last this many actions are kept. */
 export const AUDIT_SIZE = 500;
 
-/** Bounded ring of audit entries; `record` also writes the log line. */
-export class AuditLog {
+/**
+ * Where audit entries are kept (the port). `append` adds one entry as the newest, dropping the
+ * oldest beyond the trail's bound; it rejects (E_STORE) when the trail is unreachable. `list`
+ * answers at most `limit` (and at most the bound) entries, newest first; it rejects with E_STORE
+ * when the trail cannot be read. `scope` says who shares it: this process, or every replica.
+ */
+export interface AuditTrail {
+  readonly scope: 'process' | 'shared';
+  append(entry: AuditEntry): Promise<void>;
+  list(limit?: number): Promise<AuditEntry[]>;
+  close(): Promise<void>;
+}
+
+/** The trail as a bounded ring in this process (see the module comment). */
+export class MemoryAuditTrail implements AuditTrail {
+  readonly scope = 'process';
   readonly #ring: AuditEntry[] = [];
   #next = 0;
 
-  constructor(private readonly log: Logger, private readonly size = AUDIT_SIZE) {}
+  constructor(private readonly size = AUDIT_SIZE) {}
 
-  /** Records one finished action (the time is now) and logs it. */
+  async append(entry: AuditEntry): Promise<void> {
+    if (this.#ring.length < this.size) this.#ring.push(entry);
+    else this.#ring[this.#next] = entry;
+    this.#next = (this.#next + 1) % this.size;
+  }
+
+  async list(limit = this.size): Promise<AuditEntry[]> {
+    const n = this.#ring.length;
+    const out: AuditEntry[] = [];
+    for (let i = 1; i <= Math.min(n, limit); i++) out.push(this.#ring[(this.#next - i + n) % n] as AuditEntry);
+    return out;
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** Records actions into a trail; `record` also writes the log line. */
+export class AuditLog {
+  constructor(private readonly log: Logger, readonly trail: AuditTrail = new MemoryAuditTrail()) {}
+
+  /**
+   * Records one finished action (the time is now) and logs it. The trail is written in the
+   * background: a failure there is logged (`audit trail write failed`) and never fails the action.
+   */
   record(entry: Omit<AuditEntry, 'at' | 'result'>, at = new Date()): AuditEntry {
     const full: AuditEntry = { at: at.toISOString(), ...entry, result: resultOf(entry.status) };
-    if (this.#ring.length < this.size) this.#ring.push(full);
-    else this.#ring[this.#next] = full;
-    this.#next = (this.#next + 1) % this.size;
     this.log.info({ audit: full }, 'operator action');
+    this.trail.append(full).catch((err: unknown) => {
+      this.log.warn({ err: (err as Error).message, action: full.action }, 'audit trail write failed');
+    });
     return full;
   }
 
-  /** Entries, newest first. */
-  list(): AuditEntry[] {
-    const n = this.#ring.length;
-    const out: AuditEntry[] = [];
-    for (let i = 1; i <= n; i++) out.push(this.#ring[(this.#next - i + n) % n] as AuditEntry);
-    return out;
+  /** Entries, newest first (at most `AUDIT_SIZE`); rejects with E_STORE when the trail is unreadable. */
+  list(): Promise<AuditEntry[]> {
+    return this.trail.list(AUDIT_SIZE);
   }
 }
 
