@@ -29,7 +29,7 @@ export const state = {
   /** The summary (`/v1/status/summary`), or null while that route is not there. */
   summary: undefined, summaryError: undefined,
   incidents: undefined, incidentsError: undefined,
-  audit: undefined, auditError: undefined,
+  audit: undefined, auditError: undefined, auditScope: undefined,
 };
 
 const listeners = new Set();
@@ -210,7 +210,7 @@ const loaders = {
   plan: async () => { state.plan = await api('GET', '/v1/catalog/plan'); },
   summary: async () => { state.summary = SUMMARY ? (await optional(SUMMARY)) ?? null : null; },
   incidents: async () => { state.incidents = (await api('GET', '/v1/flags/incidents')).incidents; },
-  audit: async () => { state.audit = (await api('GET', '/status/audit')).entries; },
+  audit: async () => { const a = await api('GET', '/status/audit'); state.audit = a.entries; state.auditScope = a.scope; },
 };
 
 /** What each view reads, and how often (ms) while it is on screen. */

@@ -1,5 +1,5 @@
 // Incidents (flag sharing, newest first) and the audit log (operator and admin actions seen by
-// this server process, newest first).
+// the shared trail on Redis, or this server process in memory; newest first).
 import { failed, h, relative, replace, table, when } from './dom.js';
 import { state } from './live.js';
 
@@ -22,7 +22,7 @@ export function renderAudit(body) {
   if (!list) return replace(body, state.auditError ? failed('the audit log', state.auditError) : h('p', { class: 'muted' }, 'Loading…'));
   replace(body,
     state.auditError ? failed('the audit log (showing the last answer)', state.auditError) : null,
-    h('p', { class: 'muted small' }, 'The last 500 actions of operators and admins (through this page or with a key) that reached this server process; every one is also a log line ("operator action").'),
+    h('p', { class: 'muted small' }, `The last 500 actions of operators and admins (through this page or with a key) ${state.auditScope === 'shared' ? 'on every Poseidon server of this deployment' : 'that reached this server process'}; every one is also a log line ("operator action").`),
     list.length === 0 ? h('p', {}, 'No action yet.') : table('Audit log, newest first', ['When', 'Who', 'Action', 'Target', 'Result'],
       list.map((e) => h('tr', { 'data-audit': e.action, 'data-result': e.result },
         h('td', {}, when(e.at)), h('td', {}, e.who, h('span', { class: 'muted' }, ` (${e.role}, ${e.via})`)), h('td', {}, e.action),
