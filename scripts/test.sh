@@ -15,7 +15,7 @@ if ! bash scripts/test-hosts.sh status >/dev/null 2>&1; then
   bash scripts/test-hosts.sh up || echo "[test] the multi-host test rig did not come up (see above)" >&2
 fi
 set +e
-node --import tsx node_modules/uvu/bin.js spec '\.test\.ts$' "$@" 2>&1 | tee "$log"
+node --import tsx scripts/uvu-run.mjs spec '\.test\.ts$' "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 plain=$(sed 's/\x1b\[[0-9;]*m//g' "$log")
