@@ -90,7 +90,7 @@ async function main(argv: string[]): Promise<number | undefined> {
         process.stderr.write(`unknown config command ${JSON.stringify(rest[0] ?? '')}\n${USAGE}`);
         return 2;
       }
-      return runConfigCheck(rest.slice(1), { stdout: (s: string) => process.stdout.write(`${s}\n`), stderr: (s: string) => process.stderr.write(`${s}\n`), cwd: process.cwd(), env: process.env });
+      return runConfigCheck(rest.slice(1), { stdout: (s: string) => process.stdout.write(`${s}\n`), stderr: (s: string) => process.stderr.write(`${s}\n`), cwd: process.cwd() });
     case 'help': case '--help': case '-h':
       process.stdout.write(USAGE);
       return 0;

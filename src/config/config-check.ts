@@ -11,7 +11,8 @@ export interface CheckIo {
   stdout(s: string): void;
   stderr(s: string): void;
   cwd: string;
-  env: NodeJS.ProcessEnv;
+  /** The environment to resolve against (default: this process's). */
+  env?: NodeJS.ProcessEnv;
 }
 
 const MASK = '********';
@@ -70,7 +71,7 @@ export function runConfigCheck(args: string[], io: CheckIo): number {
       return 2;
     }
   }
-  const r = resolveConfig(io.env, io.cwd, { role: worker ? 'worker' : 'manager', ...(configFile === undefined ? {} : { configFile }) });
+  const r = resolveConfig(io.env ?? process.env, io.cwd, { role: worker ? 'worker' : 'manager', ...(configFile === undefined ? {} : { configFile }) });
   const ok = r.problems.length === 0;
   if (json) {
     io.stdout(JSON.stringify({
