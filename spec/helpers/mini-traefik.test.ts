@@ -1245,7 +1245,9 @@ cli('runs as its own process: ready line, routes from the file, reloads on renam
   await waitFor('empty file seen', async () => (/empty configuration ignored/.test(p.logs()) ? true : undefined), 20_000, 100);
   assert.is((await http(httpPort, { host: 'new.web-hello.ctf.test' })).status, 200);
   p.proc.kill('SIGTERM');
-  const code = await Promise.race([exited(p.proc), new Promise<string>((r) => setTimeout(() => r('timeout'), 20_000))]);
+  let timer: NodeJS.Timeout | undefined;
+  const code = await Promise.race([exited(p.proc), new Promise<string>((r) => { timer = setTimeout(() => r('timeout'), 20_000); })]);
+  clearTimeout(timer);
   assert.is(code, 0);
 });
 
