@@ -4,7 +4,7 @@
  * a per-phase breakdown of Poseidon's launches (queue, network, create, start, ready, route).
  *
  * Two `poseidon serve` processes (Redis store, embedded worker, a gateway stand-in) run side by
- * side: `cold` without a network pool, `pooled` with the defaults. Launches go one at a time,
+ * side: `cold` without a network pool, `pooled` with one (BENCH_NETWORK_POOL networks, default 8). Launches go one at a time,
  * rotating raw / cold / pooled, each torn down before the next. The burst fires N launches at
  * once at `pooled` and compares the time until every one runs with the raw engine doing the same
  * N at its best concurrency. Sizes: BENCH_LAUNCH_RUNS (default 15), BENCH_LAUNCH_BURST (100).
@@ -27,6 +27,8 @@ import { benchServe, type BenchServe } from './launch-serve.ts';
 const SOCKET = '/var/run/docker.sock';
 const RUNS = Number(process.env.BENCH_LAUNCH_RUNS ?? 15);
 const BURST = Number(process.env.BENCH_LAUNCH_BURST ?? 100);
+/** The `pooled` server's POSEIDON_NETWORK_POOL (BENCH_NETWORK_POOL, default 8). */
+const NETWORK_POOL = Number(process.env.BENCH_NETWORK_POOL ?? 8);
 /** Concurrency levels the raw engine is tried at to find its best. */
 const LEVELS = [1, 2, 4, 6, 8, 12];
 
@@ -124,7 +126,7 @@ export async function run(): Promise<BenchResult[]> {
     const raw = new RawEngine({ socketPath: SOCKET, label: rawLabel, spec: await specOf(work) });
     const cold = await benchServe({ name: 'cold', work, docker, challenges: { web: WEB }, env: { POSEIDON_NETWORK_POOL: '0' } });
     servers.push(cold);
-    const pooled = await benchServe({ name: 'pooled', work, docker, challenges: { web: WEB } });
+    const pooled = await benchServe({ name: 'pooled', work, docker, challenges: { web: WEB }, env: { POSEIDON_NETWORK_POOL: String(NETWORK_POOL) } });
     servers.push(pooled);
     // Warm-up (images, JIT, connections): not measured.
     for (const s of [cold, pooled]) for (let i = 0; i < 2; i++) await poseidonOnce(s);

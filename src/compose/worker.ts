@@ -62,7 +62,7 @@ export async function composeWorker(config: Config, backends: Backends, versions
       id, address, labels: parseLabels(config.workerLabels), leaseAddress: config.leaseAddress,
       leaseHost: config.leaseHost ?? (embedded ? config.baseDomain : address), publishAddress: config.publishAddress,
       heartbeatMs: config.heartbeatSeconds * 1000, resyncMs: config.resyncSeconds * 1000, orphanBreakerRatio: config.orphanBreakerRatio,
-      launchConcurrency: config.launchConcurrency, dataDir: config.dataDir,
+      launchConcurrency: config.launchConcurrency, networkPool: config.networkPool, dataDir: config.dataDir,
       ...(config.leasePorts ? { leasePorts: config.leasePorts } : {}),
       ...(config.gatewayContainer ? { gatewayContainer: config.gatewayContainer } : {}),
       ...(config.ingressHttp && config.ingressTls ? { ingress: { http: config.ingressHttp, tls: config.ingressTls }, traefikDir: config.traefikDir, edgeSources: [...config.edgeSources] } : {}),

@@ -47,6 +47,7 @@ export interface Config extends AccessConfig, GitOpsConfig {
   readonly capacity: number;
   readonly queueMaxWaitSeconds: number;
   readonly launchConcurrency: number;
+  readonly networkPool: number;
   /** `action=count/seconds`. */
   readonly rateLimits: readonly string[];
   readonly renewMaxLoad: number;

@@ -19,7 +19,7 @@ export const ENV_NAMES: Record<string, string> = {
   POSEIDON_RESYNC_SECONDS: 'resyncSeconds', POSEIDON_RETENTION_SECONDS: 'retentionSeconds',
   POSEIDON_ORPHAN_BREAKER_RATIO: 'orphanBreakerRatio', POSEIDON_LOG_LEVEL: 'logLevel',
   POSEIDON_API_KEYS: 'apiKeys', POSEIDON_TEAM_LIMIT: 'teamLimit', POSEIDON_CAPACITY: 'capacity',
-  POSEIDON_QUEUE_MAX_WAIT_SECONDS: 'queueMaxWaitSeconds', POSEIDON_LAUNCH_CONCURRENCY: 'launchConcurrency',
+  POSEIDON_QUEUE_MAX_WAIT_SECONDS: 'queueMaxWaitSeconds', POSEIDON_LAUNCH_CONCURRENCY: 'launchConcurrency', POSEIDON_NETWORK_POOL: 'networkPool',
   POSEIDON_RATE_LIMITS: 'rateLimits', POSEIDON_RENEW_MAX_LOAD: 'renewMaxLoad',
   POSEIDON_IDEMPOTENCY_TTL_SECONDS: 'idempotencyTtlSeconds', POSEIDON_FLAG_RETENTION_DAYS: 'flagRetentionDays',
   POSEIDON_EXPIRING_SOON_SECONDS: 'expiringSoonSeconds', POSEIDON_EVENTS_WEBHOOK_URL: 'eventsWebhookUrl',

@@ -28,6 +28,15 @@ export function bridgeName(instanceId: string, egress = false): string {
   return `${egress ? EGRESS_BRIDGE_PREFIX : BRIDGE_PREFIX}${instanceId.slice(0, 12)}`;
 }
 
+/** Names of the network pool's networks (`worker/network-pool.ts`); nothing else is ever removed as one. */
+export const POOL_NETWORK_PATTERN = /^poseidon-pool-[0-9a-f]{12}$/;
+
+/** A fresh pooled network: its name and its bridge (`pz` + the same 12 random hex; internal, so no egress). */
+export function newPoolNetwork(): { name: string; bridge: string } {
+  const hex = randomBytes(6).toString('hex');
+  return { name: `poseidon-pool-${hex}`, bridge: bridgeName(hex) };
+}
+
 const prefixes = new Map<string, string>();
 
 /**

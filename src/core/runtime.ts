@@ -17,6 +17,10 @@ export const LABELS = {
   generation: 'poseidon.generation',
   specHash: 'poseidon.spec-hash',
   expiresAt: 'poseidon.expires-at',
+  /** On a container: the pooled network it was created on (`worker/network-pool.ts`); absent on its own network. */
+  network: 'poseidon.network',
+  /** On a network: made ahead of time for the network pool, owned by no instance until a container is created on it. */
+  pool: 'poseidon.pool',
 } as const;
 
 /** Whose objects these are: only objects carrying both labels are listed, changed or removed. */
@@ -43,6 +47,8 @@ export interface ObservedContainer {
   health?: HealthState;
   /** Container port -> loopback binding, when published. */
   published: Record<number, { host: string; port: number }>;
+  /** The pooled network it was created on (its `poseidon.network` label); undefined on a network of its own. */
+  network?: string;
 }
 
 export interface ObservedNetwork {
@@ -135,6 +141,15 @@ export interface ContainerRuntime {
    * Docker's duplicate check is racy, so duplicates found afterwards are removed, keeping the oldest.
    */
   ensureNetwork(plan: NetworkPlan): Promise<string>;
+  /**
+   * Creates an internal network for the network pool: labelled as this deployment's and as
+   * pooled, with no instance (`LABELS.pool`), bridge `bridge`. Returns its id.
+   */
+  createPoolNetwork(name: string, bridge: string): Promise<string>;
+  /** Removes a pooled network by name if it is this deployment's (a name from a label is checked, never trusted). */
+  removePoolNetwork(name: string): Promise<void>;
+  /** This deployment's pooled networks (never listed by `listNetworks`). */
+  listPoolNetworks(): Promise<ObservedNetwork[]>;
   /** Creates the container; an existing container with the same name is adopted (409). */
   createContainer(plan: ContainerPlan): Promise<ObservedContainer>;
   startContainer(id: string): Promise<void>;

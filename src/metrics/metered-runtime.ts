@@ -52,6 +52,18 @@ export class MeteredRuntime implements ContainerRuntime {
     return this.#timed('ensureNetwork', () => this.inner.ensureNetwork(plan));
   }
 
+  createPoolNetwork(name: string, bridge: string): Promise<string> {
+    return this.#timed('createPoolNetwork', () => this.inner.createPoolNetwork(name, bridge));
+  }
+
+  removePoolNetwork(name: string): Promise<void> {
+    return this.#timed('removePoolNetwork', () => this.inner.removePoolNetwork(name));
+  }
+
+  listPoolNetworks(): Promise<ObservedNetwork[]> {
+    return this.#timed('listPoolNetworks', () => this.inner.listPoolNetworks());
+  }
+
   createContainer(plan: ContainerPlan): Promise<ObservedContainer> {
     return this.#timed('createContainer', () => this.inner.createContainer(plan));
   }

@@ -2,7 +2,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import Docker from 'dockerode';
 import { Codes, PoseidonError } from '../core/errors.ts';
-import { INSTANCE_ID_PATTERN } from '../core/naming.ts';
+import { INSTANCE_ID_PATTERN, POOL_NETWORK_PATTERN } from '../core/naming.ts';
 import { SILENT, type Logger } from '../core/reconcile.ts';
 import {
   LABELS,
@@ -80,6 +80,8 @@ function observe(info: Docker.ContainerInfo): ObservedContainer {
   };
   const health = parseHealth(info.Status ?? '');
   if (health) c.health = health;
+  // Only a pool network's name: the label names what a removal removes.
+  if (POOL_NETWORK_PATTERN.test(labels[LABELS.network] ?? '')) c.network = labels[LABELS.network];
   if (exit?.[1] !== undefined) c.exitCode = Number(exit[1]);
   return c;
 }
@@ -186,7 +188,7 @@ export class DockerRuntime implements ContainerRuntime {
     try {
       const nets = await this.docker.listNetworks({ filters: { label: this.labelFilter(instance) } });
       return nets
-        .filter((n) => this.#wellFormed('network', n.Id, n.Labels?.[LABELS.instance]))
+        .filter((n) => n.Labels?.[LABELS.pool] === undefined && this.#wellFormed('network', n.Id, n.Labels?.[LABELS.instance]))
         .map((n) => ({ id: n.Id, name: n.Name, instance: n.Labels?.[LABELS.instance] ?? '', created: n.Created, mode: n.Labels?.[NETWORK_MODE_LABEL] ?? '' }))
         .sort((a, b) => (a.created === b.created ? (a.id < b.id ? -1 : 1) : a.created < b.created ? -1 : 1));
     } catch (err) {
@@ -273,6 +275,37 @@ export class DockerRuntime implements ContainerRuntime {
     // CheckDuplicate is best effort: concurrent creates can all succeed. Keep the oldest.
     for (const d of dupes) await this.removeNetwork(d.id);
     return keep.id;
+  }
+
+  async createPoolNetwork(name: string, bridge: string): Promise<string> {
+    const mode = `internal/${bridge}`;
+    try {
+      const net = await this.docker.createNetwork({
+        Name: name, Driver: 'bridge', Internal: true, CheckDuplicate: true,
+        Labels: { [LABELS.managedBy]: this.owner.managerId, [LABELS.deployment]: this.owner.deployment, [LABELS.pool]: 'internal', [NETWORK_MODE_LABEL]: mode },
+        Options: { 'com.docker.network.bridge.name': bridge },
+      });
+      return net.id;
+    } catch (err) {
+      throw runtimeError('create pool network', err);
+    }
+  }
+
+  async removePoolNetwork(name: string): Promise<void> {
+    if (!POOL_NETWORK_PATTERN.test(name)) return;
+    const info = (await tolerate('inspect network', [404], () => this.docker.getNetwork(name).inspect())) as { Id: string; Labels?: Record<string, string> } | undefined;
+    const labels = info?.Labels ?? {};
+    if (!info || labels[LABELS.pool] === undefined || labels[LABELS.managedBy] !== this.owner.managerId || labels[LABELS.deployment] !== this.owner.deployment) return;
+    await this.removeNetwork(info.Id);
+  }
+
+  async listPoolNetworks(): Promise<ObservedNetwork[]> {
+    try {
+      const nets = await this.docker.listNetworks({ filters: { label: [...this.labelFilter(), LABELS.pool] } });
+      return nets.map((n) => ({ id: n.Id, name: n.Name, instance: '', created: n.Created, mode: n.Labels?.[NETWORK_MODE_LABEL] ?? '' }));
+    } catch (err) {
+      throw runtimeError('list pool networks', err);
+    }
   }
 
   async createContainer(plan: ContainerPlan): Promise<ObservedContainer> {

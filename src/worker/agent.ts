@@ -10,7 +10,7 @@ import { Controller, every } from '../controller/controller.ts';
 import type { Fleet } from '../core/fleet.ts';
 import type { LeaseStore } from '../core/leases.ts';
 import { parsePortRange } from '../core/leases.ts';
-import { INSTANCE_ID_PATTERN } from '../core/naming.ts';
+import { containerName, INSTANCE_ID_PATTERN } from '../core/naming.ts';
 import type { Logger } from '../core/reconcile.ts';
 import type { ContainerRuntime, Ownership } from '../core/runtime.ts';
 import { Semaphore } from '../core/semaphore.ts';
@@ -24,6 +24,7 @@ import { FlagFiles } from './flag-files.ts';
 import { WorkerImages } from './images.ts';
 import { IngressWriter } from './ingress.ts';
 import { workerReconciler } from './instance-reconciler.ts';
+import { NetworkPool } from './network-pool.ts';
 import { ReadinessProbes } from './readiness.ts';
 
 export const IMAGES_KEY = 'images';
@@ -52,6 +53,8 @@ export interface WorkerSettings {
   resyncMs: number;
   orphanBreakerRatio: number;
   launchConcurrency: number;
+  /** Internal networks kept ready for launches (0: none; `network-pool.ts`). */
+  networkPool?: number;
   dataDir: string;
   /** Where the host's ingress configuration is written (with `ingress`). */
   traefikDir?: string;
@@ -93,6 +96,7 @@ export class WorkerAgent {
   #record: Omit<WorkerRecord, 'heartbeatAt'> | undefined;
   readonly #ingress: IngressWriter | undefined;
   readonly #exposure: Exposure;
+  readonly networkPool: NetworkPool | undefined;
 
   constructor(deps: WorkerAgentDeps) {
     this.#deps = deps;
@@ -102,12 +106,13 @@ export class WorkerAgent {
       leases: deps.leases, leaseAddress: s.leaseAddress, leaseHost: s.leaseHost, log,
       ...(s.leasePorts ? { range: parsePortRange(s.leasePorts) } : {}),
     });
+    if ((s.networkPool ?? 0) > 0) this.networkPool = new NetworkPool({ size: s.networkPool ?? 0, runtime: deps.runtime, log });
     if (s.ingress && s.traefikDir && deps.edgeSecret) this.#ingress = new IngressWriter({ dir: s.traefikDir, edgeSecret: deps.edgeSecret, edgeSources: s.edgeSources ?? [], log });
     const reconcile = workerReconciler({
       workerId: s.id, owner: deps.owner, store: deps.store, runtime: deps.runtime, versions: deps.versions, images: this.images,
       flagFiles: new FlagFiles(s.dataDir), privateKey: deps.keys.privateKey, log, publishAddress: s.publishAddress,
       ...(s.gatewayContainer ? { gatewayContainer: s.gatewayContainer } : {}),
-      exposure, launches: new Semaphore(s.launchConcurrency), readiness: new ReadinessProbes({ runtime: deps.runtime }),
+      exposure, launches: new Semaphore(s.launchConcurrency), ...(this.networkPool ? { networkPool: this.networkPool } : {}), readiness: new ReadinessProbes({ runtime: deps.runtime }),
       mayRemoveOrphan: (id) => this.#cleared.has(id),
       routesChanged: () => this.controller.queue.add(INGRESS_KEY),
     });
@@ -170,6 +175,23 @@ export class WorkerAgent {
   async stop(): Promise<void> {
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     await this.controller.stop();
+    await this.networkPool?.stop();
+  }
+
+  /**
+   * Removes pooled networks nothing holds, then refills the pool; a failure is logged, never
+   * thrown. Runs at every resync, the first included: an earlier process's free networks are
+   * removed, not reused (nothing says none of them was handed out).
+   */
+  async #sweepPool(): Promise<void> {
+    const pool = this.networkPool;
+    if (!pool) return;
+    const removed = await pool.sweep().catch((err: unknown) => {
+      this.#deps.log.warn({ err: (err as Error).message }, 'network pool sweep failed');
+      return 0;
+    });
+    if (removed > 0) this.#deps.log.info({ removed }, 'network pool: removed networks no instance holds');
+    void pool.fill();
   }
 
   /**
@@ -197,7 +219,7 @@ export class WorkerAgent {
       if (changed.length) this.#deps.log.warn({ changed }, 'host firewall repaired');
     }, (err: unknown) => this.#deps.log.error({ err: (err as Error).message }, 'host firewall could not be checked'));
     const [placed, all, containers, networks] = await Promise.all([
-      store.listInstances({ worker: settings.id }), store.listIds(), runtime.listContainers(), runtime.listNetworks(),
+      store.listInstances({ worker: settings.id }), store.listIds(), runtime.listContainers(), runtime.listNetworks(), this.#sweepPool(),
     ]);
     const known = new Set(all);
     const observed = new Set([...containers, ...networks].map((o) => o.instance));
@@ -229,7 +251,11 @@ export class WorkerAgent {
     // A safety net for releases missed by a crash between a removal and its release.
     await this.#exposure.sweep(placed, listedAt, (id) => this.#known.has(id)).catch((err: unknown) => this.#deps.log.warn({ err: (err as Error).message }, 'lease sweep failed'));
     const running = placed.filter((i) => i.status === 'running' && i.desired === 'running' && now < i.expiresAt);
-    if (settings.gatewayContainer) await joinGateway(runtime, settings.gatewayContainer, running.map((i) => i.id), this.#deps.log);
+    if (settings.gatewayContainer) {
+      // Instances on pooled networks: their container names the network.
+      const pooled = this.networkPool ? new Map((await runtime.listContainers()).flatMap((c) => (c.network ? [[c.instance, c.network] as const] : []))) : new Map<string, string>();
+      await joinGateway(runtime, settings.gatewayContainer, running.map((i) => pooled.get(i.id) ?? containerName(i.id)), this.#deps.log);
+    }
     if (this.#ingress) await this.#ingress.write(running);
     const next = Math.min(...running.map((i) => i.expiresAt));
     return Number.isFinite(next) ? { requeueAfterMs: Math.max(0, next - now) } : {};
@@ -245,11 +271,10 @@ export const CPU_OVERCOMMIT = 8;
  * Level-based: the gateway (or this host's ingress) joins every running instance's network it is
  * not on, so a recreated Traefik container gets its routes back on the next pass.
  */
-async function joinGateway(runtime: ContainerRuntime, gateway: string, ids: readonly string[], log: Logger): Promise<void> {
-  if (ids.length === 0) return;
+async function joinGateway(runtime: ContainerRuntime, gateway: string, networks: readonly string[], log: Logger): Promise<void> {
+  if (networks.length === 0) return;
   const joined = new Set(await runtime.networksOf(gateway));
-  for (const id of ids) {
-    const name = `poseidon-${id}`;
+  for (const name of networks) {
     if (joined.has(name)) continue;
     await runtime.connect(name, gateway).catch((err: unknown) => log.warn({ network: name, err: (err as Error).message }, 'gateway join failed'));
   }

@@ -19,6 +19,7 @@ import type { Exposure } from '../gateway/exposure.ts';
 import type { FlagFiles } from './flag-files.ts';
 import type { WorkerImages } from './images.ts';
 import { launch, resume, type Launched } from './launch.ts';
+import type { NetworkPool } from './network-pool.ts';
 import type { ReadinessProbes, ReadinessResult } from './readiness.ts';
 
 export interface WorkerReconcilerDeps {
@@ -40,6 +41,8 @@ export interface WorkerReconcilerDeps {
   exposure: Exposure;
   /** Bounds concurrent container creations on this engine. */
   launches: Semaphore;
+  /** Internal networks made ahead of time (`network-pool.ts`); without it every launch makes its own. */
+  networkPool?: NetworkPool;
   /** Readiness probes of this engine. */
   readiness: ReadinessProbes;
   /** Whether the last resync cleared `id` (no record) for removal: events never bypass the breaker. */
@@ -93,9 +96,15 @@ function empty(o: Observed): boolean {
   return o.containers.length + o.networks.length === 0;
 }
 
+/** Removes containers, then the pooled networks they were created on (each served one container). */
+async function removeContainers(deps: WorkerReconcilerDeps, containers: readonly ObservedContainer[]): Promise<void> {
+  for (const c of containers) await deps.runtime.removeContainer(c.id);
+  for (const c of containers) if (c.network) await deps.runtime.removePoolNetwork(c.network);
+}
+
 async function removeAll(deps: WorkerReconcilerDeps, id: string, observed: Observed, why: string): Promise<void> {
   const routed = observed.containers.some((c) => c.state === 'running');
-  for (const c of observed.containers) await deps.runtime.removeContainer(c.id);
+  await removeContainers(deps, observed.containers);
   for (const n of observed.networks) await deps.runtime.removeNetwork(n.id);
   await deps.flagFiles.remove(id);
   await deps.exposure.release(id);
@@ -151,14 +160,14 @@ async function converge(deps: WorkerReconcilerDeps, p: Pass): Promise<ReconcileR
     if (image.state === 'failed') return fail(deps, inst, `image ${version.image} is not available on worker ${deps.workerId}: ${image.error ?? 'failed'}`, now);
     if (image.state !== 'present') return wait(deps, inst, `preparing image ${version.image}`, now, 1000);
   }
-  for (const c of stale) await deps.runtime.removeContainer(c.id);
+  await removeContainers(deps, stale);
   let launched: Launched | undefined;
   if (!container) {
     const result = await launchOrWait(deps, inst, version, now);
     if (!('container' in result)) return result;
     launched = result;
   } else if (container.state === 'created') {
-    launched = await resume(deps, container, observed.networks.map((n) => n.id));
+    launched = await resume(deps, container, [...observed.networks.map((n) => n.id), ...(container.network ? [container.network] : [])]);
   }
   return settle(deps, p, version, (launched?.container ?? container) as ObservedContainer, launched);
 }

@@ -3,16 +3,18 @@
  * the flag file and the image facts are prepared at once, the gateway joins the network while the
  * container is created, and the container is started in the same step. Engine calls that only
  * confirm what the engine just answered are left out (a created container is described from its
- * plan; it is listed again only when its published ports must be read).
+ * plan; it is listed again only when its published ports must be read). With a network pool, an
+ * internal network is taken from it instead of made (`network-pool.ts`).
  */
 import { planContainer, planNetwork } from '../core/container-plan.ts';
 import { Codes, PoseidonError } from '../core/errors.ts';
 import type { Instance } from '../core/instance.ts';
-import type { ContainerRuntime, ObservedContainer, Ownership } from '../core/runtime.ts';
+import { LABELS, type ContainerRuntime, type ObservedContainer, type Ownership } from '../core/runtime.ts';
 import { parseSealedFlag, unseal } from '../core/seal.ts';
 import type { VersionInfo } from '../core/versions.ts';
 import type { Exposure } from '../gateway/exposure.ts';
 import type { FlagFiles } from './flag-files.ts';
+import type { NetworkPool, PooledNetwork } from './network-pool.ts';
 
 export interface LaunchDeps {
   workerId: string;
@@ -23,6 +25,7 @@ export interface LaunchDeps {
   publishAddress: string;
   gatewayContainer?: string;
   exposure: Exposure;
+  networkPool?: NetworkPool;
 }
 
 /** A launched container: started (`running`), or `created` with the engine's reason it would not start. */
@@ -37,24 +40,42 @@ export async function launch(deps: LaunchDeps, inst: Instance, version: VersionI
   const flag = openFlag(deps, inst);
   // Leases first: an instance waiting for a port holds no network meanwhile.
   const leased = await deps.exposure.leasesFor(inst, spec);
-  const [network, flagFileHostPath, facts, info] = await settled([
-    deps.runtime.ensureNetwork(planNetwork(inst, spec, deps.owner, deps.publishAddress !== '')),
-    spec.flag.file ? deps.flagFiles.write(inst.id, flag) : undefined,
-    deps.runtime.imageFacts(version.image),
-    deps.runtime.info(),
-  ]);
-  const plan = planContainer(inst, spec, {
-    owner: deps.owner, image: version.image, flag, publishAddress: deps.publishAddress, imageVolumes: facts.volumes, diskQuota: info.diskQuota,
-    ...(flagFileHostPath ? { flagFileHostPath } : {}), ...(Object.keys(leased).length ? { leased } : {}),
-  });
-  // Not joined: the container stays `created`, and the next pass joins the gateway and starts it (`resume`).
-  const [created] = await settled([
-    deps.runtime.createContainer({ ...plan, network }),
-    deps.gatewayContainer ? deps.runtime.connect(network, deps.gatewayContainer) : undefined,
-  ]);
-  // A 409 adopted a container another attempt made: started or exited, the pass reports it as it is.
-  if (created.state !== 'created') return { container: created };
-  return start(deps.runtime, created, plan.publishAddress !== undefined || plan.leased !== undefined);
+  const networkPlan = planNetwork(inst, spec, deps.owner, deps.publishAddress !== '');
+  const pooled = networkPlan.internal ? deps.networkPool?.claim() : undefined;
+  try {
+    const [network, flagFileHostPath, facts, info] = await settled([
+      pooled ? pooled.id : deps.runtime.ensureNetwork(networkPlan),
+      spec.flag.file ? deps.flagFiles.write(inst.id, flag) : undefined,
+      deps.runtime.imageFacts(version.image),
+      deps.runtime.info(),
+    ]);
+    const plan = planContainer(inst, spec, {
+      owner: deps.owner, image: version.image, flag, publishAddress: deps.publishAddress, imageVolumes: facts.volumes, diskQuota: info.diskQuota,
+      ...(flagFileHostPath ? { flagFileHostPath } : {}), ...(Object.keys(leased).length ? { leased } : {}),
+    });
+    // The container names its pooled network: removed with it, never handed out again.
+    if (pooled) plan.labels = { ...plan.labels, [LABELS.network]: pooled.name };
+    // Not joined: the container stays `created`, and the next pass joins the gateway and starts it (`resume`).
+    const [created] = await settled([
+      deps.runtime.createContainer({ ...plan, network }),
+      deps.gatewayContainer ? deps.runtime.connect(network, deps.gatewayContainer) : undefined,
+    ]);
+    // A 409 adopted a container another attempt made: started or exited, the pass reports it as it is.
+    if (created.state !== 'created') return { container: created };
+    return await start(deps.runtime, created, plan.publishAddress !== undefined || plan.leased !== undefined);
+  } catch (err) {
+    if (pooled) await unclaimed(deps, inst.id, pooled);
+    throw err;
+  } finally {
+    if (pooled) deps.networkPool?.release(pooled.name);
+  }
+}
+
+/** A claimed network whose container was not created: removed now (or by the pool's sweep), never reused. */
+async function unclaimed(deps: LaunchDeps, instance: string, pooled: PooledNetwork): Promise<void> {
+  // The create may have succeeded while the gateway's join failed: that container keeps it.
+  const named = (await deps.runtime.listContainers(instance).catch(() => undefined))?.some((c) => c.network === pooled.name);
+  if (named === false) await deps.runtime.removePoolNetwork(pooled.name).catch(() => undefined);
 }
 
 /**

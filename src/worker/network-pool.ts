@@ -1,0 +1,122 @@
+/**
+ * The network pool: internal instance networks made ahead of time, so a launch does not wait for
+ * its network (a network create is about a tenth of a cold launch on a small host). A pooled
+ * network goes to exactly one launch and never to another: a claim takes it out of the pool for
+ * good, the container created on it names it (`poseidon.network`), and it is removed with that
+ * container. Free means made by this process and not handed out; every other pooled network that
+ * no container names (an earlier process's, or a launch's whose container never came or is gone)
+ * is removed by the sweep, never reused. Only challenges without egress, leases or published
+ * ports take pooled networks (those are the internal ones); the others make their own.
+ */
+import { newPoolNetwork } from '../core/naming.ts';
+import type { Logger } from '../core/reconcile.ts';
+import type { ContainerRuntime } from '../core/runtime.ts';
+
+export interface NetworkPoolOptions {
+  /** Free networks kept ready (0: no pool). */
+  size: number;
+  /** Quiet time after the last launch before the pool refills (default 1000 ms). */
+  refillDelayMs?: number;
+  runtime: ContainerRuntime;
+  log: Logger;
+}
+
+export interface PooledNetwork {
+  name: string;
+  id: string;
+}
+
+/** See the module comment. */
+export class NetworkPool {
+  readonly #opts: NetworkPoolOptions;
+  readonly #free: PooledNetwork[] = [];
+  /** Names being made, free, or claimed by a launch not over yet: the sweep never removes these. */
+  readonly #held = new Set<string>();
+  #filling: Promise<void> | undefined;
+  #refill: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(opts: NetworkPoolOptions) {
+    this.#opts = opts;
+  }
+
+  /** Free networks now. */
+  get free(): number {
+    return this.#free.length;
+  }
+
+  /**
+   * A free network for one launch, or undefined when none is (the launch makes its own). The
+   * caller must `release` it once its container is created and started, or will not be.
+   */
+  claim(): PooledNetwork | undefined {
+    return this.#free.shift();
+  }
+
+  /**
+   * The launch that claimed `name` is over: its container names it, or the sweep removes it.
+   * The pool refills once launches have paused for `refillDelayMs`: a network create next to a
+   * container's start or readiness probe slows both (the engine serialises network setup), and a
+   * burst is better served by its own launches than by refills competing with them.
+   */
+  release(name: string): void {
+    this.#held.delete(name);
+    if (this.#stopped) return;
+    if (this.#refill) clearTimeout(this.#refill);
+    this.#refill = setTimeout(() => { this.#refill = undefined; void this.fill(); }, this.#opts.refillDelayMs ?? 1000);
+    this.#refill.unref();
+  }
+
+  /** Tops the pool up to its size in the background, one network at a time; a failure waits for the next call. */
+  fill(): Promise<void> {
+    if (this.#filling || this.#stopped || this.#free.length >= this.#opts.size) return this.#filling ?? Promise.resolve();
+    this.#filling = this.#fill().finally(() => { this.#filling = undefined; });
+    return this.#filling;
+  }
+
+  async #fill(): Promise<void> {
+    const { runtime, log, size } = this.#opts;
+    while (!this.#stopped && this.#free.length < size) {
+      const { name, bridge } = newPoolNetwork();
+      this.#held.add(name);
+      try {
+        const id = await runtime.createPoolNetwork(name, bridge);
+        this.#free.push({ name, id });
+      } catch (err) {
+        this.#held.delete(name);
+        log.warn({ network: name, err: (err as Error).message }, 'network pool: create failed; retrying at the next launch or resync');
+        return;
+      }
+    }
+  }
+
+  /**
+   * Removes every pooled network that is neither held here nor named by a container. Lists the
+   * networks first and the containers last: a network handed out before the listing was released
+   * only after its container existed, so that container is in the second listing.
+   */
+  async sweep(): Promise<number> {
+    const { runtime } = this.#opts;
+    const pooled = await runtime.listPoolNetworks();
+    const held = new Set(this.#held);
+    const used = new Set((await runtime.listContainers()).map((c) => c.network).filter((n) => n !== undefined));
+    let removed = 0;
+    for (const n of pooled) {
+      if (held.has(n.name) || used.has(n.name)) continue;
+      await runtime.removeNetwork(n.id);
+      removed++;
+    }
+    return removed;
+  }
+
+  /** Stops refilling and removes the free networks (claimed ones go with their containers). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#refill) clearTimeout(this.#refill);
+    await this.#filling;
+    for (const n of this.#free.splice(0)) {
+      this.#held.delete(n.name);
+      await this.#opts.runtime.removeNetwork(n.id).catch((err: unknown) => this.#opts.log.warn({ network: n.name, err: (err as Error).message }, 'network pool: remove failed'));
+    }
+  }
+}
