@@ -23,7 +23,7 @@ import { MemoryStore } from '../../src/store/memory.ts';
 import { WorkerAgent } from '../../src/worker/agent.ts';
 import { loadTestCatalog } from '../helpers/catalog.ts';
 import { haveDocker } from '../helpers/deps.ts';
-import { cleanupByLabel, docker } from '../helpers/docker.ts';
+import { cleanupByLabel, docker, TEST_LABEL } from '../helpers/docker.ts';
 import { memoryLogger } from '../helpers/log.ts';
 import { challengeTree, createPlaced, rand, testOwner, until } from '../helpers/worker.ts';
 
@@ -43,12 +43,13 @@ const log = memoryLogger();
 const agents: WorkerAgent[] = [];
 let catalog: Catalog;
 
-function agent(): WorkerAgent {
+function agent(gatewayContainer?: string): WorkerAgent {
   const a = new WorkerAgent({
     owner, store, fleet, runtime, versions: catalogVersions(catalog), leases: new MemoryLeaseStore(), keys, log,
     settings: {
       id: WORKER, address: '127.0.0.1', labels: {}, leaseAddress: '127.0.0.1', leaseHost: 'localhost', publishAddress: '',
       heartbeatMs: 1000, resyncMs: 600_000, orphanBreakerRatio: 0.5, launchConcurrency: 4, networkPool: POOL, dataDir,
+      ...(gatewayContainer ? { gatewayContainer } : {}),
     },
   });
   agents.push(a);
@@ -216,6 +217,26 @@ it('a label naming a network never makes us remove a network that is not our poo
   assert.is(c?.network, undefined, 'a label that is not a pooled network\'s name is not read as one');
   await theirs.removePoolNetwork(name);
   assert.is((await docker.listNetworks({ filters: { name: [name] } })).length, 0, 'its own deployment removes it');
+});
+
+it('the gateway joins an instance\'s pooled network at launch, and again at a resync after losing it', async () => {
+  const gateway = `poseidon-test-gw-${rand()}`;
+  const gw = await docker.createContainer({ name: gateway, Image: 'busybox:1.35', Cmd: ['sleep', '600'], Labels: { [TEST_LABEL]: mgr } });
+  await gw.start();
+  const third = agent(gateway);
+  await third.start();
+  await until('the pool full', async () => (third.networkPool?.free === POOL ? true : undefined), 60_000);
+  const id = await launched('svc');
+  const net = (await containerOf(id)).network!;
+  assert.ok(net, 'on a pooled network');
+  const joined = async (): Promise<string[]> => Object.keys(((await gw.inspect()) as { NetworkSettings: { Networks: Record<string, unknown> } }).NetworkSettings.Networks);
+  assert.ok((await joined()).includes(net), 'joined during the launch');
+  await docker.getNetwork(net).disconnect({ Container: gateway, Force: true });
+  assert.not.ok((await joined()).includes(net));
+  await resync(third);
+  await until('joined again by the resync', async () => ((await joined()).includes(net) ? true : undefined), 30_000);
+  await store.updateInstance(id, { desired: 'stopped' }, Date.now());
+  await until('the network gone with the instance, the gateway detached', async () => (!(await poolNetworks()).includes(net) && !(await joined()).includes(net) ? true : undefined), 60_000);
 });
 
 t.run();
