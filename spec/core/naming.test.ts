@@ -4,9 +4,9 @@ import * as assert from 'uvu/assert';
 import { containerName, hostPrefix, newInstanceId, ownerKey, plannedEndpoints, portHostname, INSTANCE_ID_PATTERN } from '../../src/core/naming.ts';
 import { makeSpec } from '../helpers/specs.ts';
 
-test('instance ids are 24 hex chars and unique', () => {
-  const ids = new Set(Array.from({ length: 1000 }, newInstanceId));
-  assert.is(ids.size, 1000);
+test('instance ids are 24 hex chars and unique (across many refills of the random pool)', () => {
+  const ids = new Set(Array.from({ length: 5000 }, newInstanceId));
+  assert.is(ids.size, 5000);
   for (const id of ids) assert.ok(INSTANCE_ID_PATTERN.test(id), id);
 });
 
