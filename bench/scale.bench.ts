@@ -1,0 +1,155 @@
+/**
+ * `npm run bench scale`: one manager with 10,000 desired instances in Redis (issue 11 goal 6).
+ * The instances are admitted, placed on a registered worker, sealed and `running`, so the
+ * manager's pass over every one of them (the periodic resync) has nothing to do. Measured:
+ * - the no-op resync: the manager's controller enqueues every id and its placement pass reads
+ *   and checks each, against what that pass at least needs in the same run (listing every record
+ *   from Redis, plus listing the engine's containers);
+ * - the manager's memory with the instance view of 10,000 (RSS, after a GC, of this process,
+ *   which also holds the benchmark: an upper bound);
+ * - the Traefik file for the 10,000 routes rendered, serialised and written (atomically).
+ * Needs Redis at POSEIDON_TEST_REDIS_URL and the local Docker engine. Size: BENCH_SCALE (10000).
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Catalog } from '../src/catalog/catalog.ts';
+import { loadSnapshot } from '../src/catalog/load-snapshot.ts';
+import { Controller } from '../src/controller/controller.ts';
+import { FleetView } from '../src/controller/fleet-view.ts';
+import { placementReconciler } from '../src/controller/placement-reconciler.ts';
+import { newSealingKeys } from '../src/core/seal.ts';
+import type { Instance } from '../src/core/instance.ts';
+import { ownerKey, portHostname, newInstanceId } from '../src/core/naming.ts';
+import { playerEndpoints } from '../src/gateway/exposure.ts';
+import { InstanceIndex } from '../src/gateway/instance-index.ts';
+import { TraefikFileWriter } from '../src/gateway/file-writer.ts';
+import { renderTraefikConfig, serializeTraefikConfig, type GatewayRoute } from '../src/gateway/traefik.ts';
+import { DockerRuntime } from '../src/runtime/docker.ts';
+import { MemoryFleet } from '../src/store/memory-fleet.ts';
+import { RedisStore } from '../src/store/redis.ts';
+import { REDIS_URL } from '../spec/helpers/deps.ts';
+import { cleanupRedisPrefix } from '../spec/helpers/redis.ts';
+import { sealFor, testOwner } from '../spec/helpers/worker.ts';
+import type { BenchResult } from './harness.ts';
+
+const N = Number(process.env.BENCH_SCALE ?? 10_000);
+const RUNS = 3;
+const WORKER = 'w-scale';
+const SILENT = { debug() {}, info() {}, warn() {}, error() {} };
+const BASE = 'ctf.example.org';
+
+function median(xs: number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t = performance.now();
+  await fn();
+  return performance.now() - t;
+}
+
+export async function run(): Promise<BenchResult[]> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'poseidon-bench-scale-'));
+  mkdirSync(path.join(dir, 'web'));
+  writeFileSync(path.join(dir, 'web', 'challenge.yaml'), 'id: web\nname: web\nimage: busybox:1.35\nexpose: [{ name: web, port: 8080 }]\n');
+  const catalog = new Catalog();
+  catalog.apply(await loadSnapshot({ revision: 'bench', root: dir, path: '.' }), Date.now());
+  for (const e of catalog.list()) catalog.markImage(e.hash, 'ready', {});
+  const entry = catalog.get('web')!;
+  const prefix = `poseidon-bench-scale-${process.pid}:`;
+  const store = new RedisStore({ url: REDIS_URL, prefix });
+  const keys = newSealingKeys();
+  const fleet = new MemoryFleet();
+  const runtime = new DockerRuntime(testOwner());
+  const index = new InstanceIndex(store, { refreshMs: 3_600_000, log: SILENT });
+  try {
+    await store.ping();
+    await fleet.heartbeat({
+      id: WORKER, address: '127.0.0.1', runtimes: ['runc'], labels: {}, capacity: { slots: N * 2, cpu: N, memoryBytes: N * 2 ** 30 },
+      publicKey: keys.publicKey, version: 'bench', startedAt: Date.now(),
+    });
+    // Seed: admitted, placed, sealed and running, as the manager and the worker leave them.
+    const now = Date.now();
+    const endpointsOf = (id: string) => playerEndpoints(id, entry.spec, { baseDomain: BASE, tls: false });
+    for (let i = 0; i < N; i += 200) {
+      await Promise.all(Array.from({ length: Math.min(200, N - i) }, async (_, j) => {
+        const id = newInstanceId();
+        const team = `team-${i + j}`;
+        const inst: Instance = {
+          id, challenge: 'web', team, owner: ownerKey(entry.spec, team, undefined), generation: 1, epoch: 0, desired: 'running', status: 'pending',
+          hostname: portHostname(id, entry.spec, 0, BASE), endpoints: [], specHash: entry.hash, createdAt: now, updatedAt: now, renewals: 0,
+          expiresAt: now + 3_600_000, maxExpiresAt: now + 3_600_000,
+        };
+        await store.createInstance(inst, now);
+        await store.assign(id, { epoch: 0 }, WORKER, {
+          status: 'running', endpoints: endpointsOf(id), sealedFlag: sealFor(inst, 'flag{scale}', { worker: WORKER, publicKey: keys.publicKey, epoch: 1 }),
+        }, now);
+      }));
+    }
+    await index.start();
+    const fleetView = new FleetView({ fleet, instances: index, lostAfterMs: 3_600_000, resources: () => entry.spec.resources });
+    await fleetView.refresh();
+    let writes = 0;
+    const unsubscribe = store.onChange(() => { writes++; });
+    const place = placementReconciler({
+      store, catalog, fleet: fleetView, log: SILENT, remember: (inst) => index.put(inst),
+      settings: { baseDomain: BASE, tls: false, flagSecret: 'bench-flag-secret-0123456789', flagRetentionMs: 60_000, retentionMs: 60_000, onWorkerLost: 'reschedule' },
+    });
+    const controller = new Controller({ log: SILENT, resyncMs: 3_600_000, keys: () => store.listIds(), reconcile: place, sources: [], concurrency: 32 });
+    // Warm-up: JIT, script loading, connections.
+    await store.listInstances();
+    await controller.resync();
+    await controller.queue.idle();
+    const baseline: number[] = [];
+    const pass: number[] = [];
+    for (let r = 0; r < RUNS; r++) {
+      baseline.push(await timed(() => Promise.all([store.listInstances(), runtime.listContainers()])));
+      pass.push(await timed(async () => { await controller.resync(); await controller.queue.idle(); }));
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    unsubscribe();
+    controller.stop();
+    const [b, p] = [median(baseline), median(pass)];
+
+    // The Traefik file of every route, as the gateway writes it.
+    const routes: GatewayRoute[] = [];
+    for (const inst of index.all()) {
+      for (const e of inst.endpoints) routes.push({ instance: inst.id, challenge: inst.challenge, name: e.name, protocol: e.protocol, hostname: e.hostname, backend: `poseidon-${inst.id}:${e.port}` });
+    }
+    const opts = { baseDomain: BASE, entryPoints: ['web'], poseidonUrl: 'http://poseidon:8080' };
+    const renders: number[] = [];
+    for (let r = 0; r < 3 + 7; r++) {
+      // A fresh directory each time: the writer skips content already on disk.
+      const writer = new TraefikFileWriter(path.join(dir, `traefik-${r}`));
+      const t = await timed(async () => { if (!(await writer.write(serializeTraefikConfig(renderTraefikConfig(routes, opts))))) throw new Error('not written'); });
+      if (r >= 3) renders.push(t);
+    }
+    const render = median(renders);
+    (globalThis as { gc?: () => void }).gc?.();
+    const rss = process.memoryUsage().rss / 2 ** 20;
+    console.log(`\n  scale bench: ${N.toLocaleString('en')} instances, ${routes.length.toLocaleString('en')} routes; resync passes ${pass.map((x) => x.toFixed(0)).join(', ')} ms; baselines ${baseline.map((x) => x.toFixed(0)).join(', ')} ms; ${writes} writes during the passes`);
+    return [
+      {
+        name: `goal 6: no-op resync of ${N.toLocaleString('en')} instances (manager)`,
+        measured: `${p.toFixed(0)} ms median of ${RUNS} (${(p / b).toFixed(2)}x), ${writes} writes`,
+        baseline: `list every record from Redis + list the engine's containers: ${b.toFixed(0)} ms`,
+        target: '<= 1.5x baseline + 50 ms, no writes', ok: p <= 1.5 * b + 50 && writes === 0,
+      },
+      {
+        name: `goal 6: memory with ${N.toLocaleString('en')} instances in view`,
+        measured: `RSS ${rss.toFixed(0)} MB (this process, benchmark included${(globalThis as { gc?: unknown }).gc ? ', after a GC' : ''})`,
+        baseline: 'none (absolute)', target: '<= 150 MB', ok: rss <= 150,
+      },
+      {
+        name: `goal 6: Traefik file for ${routes.length.toLocaleString('en')} routes rendered, serialised and written`,
+        measured: `${render.toFixed(1)} ms median`, baseline: 'none (absolute)', target: '<= 100 ms', ok: render <= 100,
+      },
+    ];
+  } finally {
+    index.stop();
+    await store.close();
+    await cleanupRedisPrefix(prefix);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
