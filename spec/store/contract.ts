@@ -296,4 +296,24 @@ function registerEvents(test: Test, s: Get): void {
     await new Promise((resolve) => setTimeout(resolve, 150));
     assert.is(count(seen, later.id), 0, 'no events after unsubscribe');
   });
+
+  test('onChange carries the created record with a creation, and nothing with other changes', async (ctx) => {
+    const { stop: stopSettled } = await listenSettled(s(ctx), s(ctx));
+    const seen: { id: string; created?: Instance }[] = [];
+    const stop = s(ctx).onChange((id, created) => seen.push({ id, ...(created ? { created } : {}) }));
+    try {
+      const inst = makeInstance({ team: 'marks', owner: 'team:marks' });
+      const made = await s(ctx).createInstance(inst, NOW);
+      assert.ok(made.created);
+      await s(ctx).updateInstance(inst.id, { status: 'running' }, NOW);
+      await s(ctx).deleteInstance(inst.id);
+      await waitFor(() => seen.filter((x) => x.id === inst.id).length >= 3, 2000, 'three changes');
+      const mine = seen.filter((x) => x.id === inst.id);
+      assert.equal(mine[0]?.created, made.instance, 'the record as stored');
+      assert.equal(mine.slice(1).map((x) => x.created), [undefined, undefined]);
+    } finally {
+      stop();
+      stopSettled();
+    }
+  });
 }

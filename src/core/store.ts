@@ -157,9 +157,11 @@ export interface Store {
   /** Removes the record and its index entries; frees the owner slot if it still held it. */
   deleteInstance(id: string, fence?: Fence): Promise<void>;
   /**
-   * Calls `listener(id)` after any instance is created, updated or deleted (in this or, for
-   * shared stores, another process). A hint only: notifications can be lost. Returns unsubscribe.
+   * Calls `listener(id, created)` after any instance is created, updated or deleted (in this or,
+   * for shared stores, another process). For a creation, `created` is the record as stored (a
+   * view needs no read to hold it); undefined for any other change. A hint only: notifications
+   * can be lost. Returns unsubscribe.
    */
-  onChange(listener: (id: string) => void): () => void;
+  onChange(listener: (id: string, created?: Instance) => void): () => void;
   close(): Promise<void>;
 }

@@ -54,7 +54,7 @@ export class InstanceIndex {
 
   /** Loads every instance, subscribes to changes and starts the periodic refresh. Rejects when the store cannot be read. */
   async start(): Promise<void> {
-    this.#unsubscribe = this.#store.onChange((id) => this.#changed(id));
+    this.#unsubscribe = this.#store.onChange((id, created) => this.#changed(id, created));
     await this.refresh();
     const tick = (): void => {
       this.#timer = setTimeout(() => {
@@ -176,7 +176,14 @@ export class InstanceIndex {
     this.#removed.set(id, this.#now());
   }
 
-  #changed(id: string): void {
+  #changed(id: string, created?: Instance): void {
+    // A creation carries its record, the record's first write: whatever is held (the API's own
+    // write, a read since) is at least as new. No read per launch, and its event keeps its order.
+    if (created && !this.#dirty.has(id)) {
+      if (!this.#byId.has(id)) this.put(created);
+      this.#emit(id, this.#byId.get(id)?.inst ?? created);
+      return;
+    }
     this.#dirty.add(id);
     if (!this.#flushing) void this.#flush();
   }

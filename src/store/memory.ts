@@ -24,7 +24,7 @@ export class MemoryStore implements Store {
   readonly #instances = new Map<string, Instance>();
   /** owner+challenge -> id of the instance that last took the slot. */
   readonly #slots = new Map<string, string>();
-  readonly #listeners = new Set<(id: string) => void>();
+  readonly #listeners = new Set<(id: string, created?: Instance) => void>();
   readonly #admitted = new Set<string>();
   /** Admission queue, oldest first. */
   #queue: string[] = [];
@@ -70,7 +70,7 @@ export class MemoryStore implements Store {
     this.#slots.set(slotKey(instance.owner, instance.challenge), instance.id);
     const idem = opts.idempotency;
     if (idem) this.#idempotency.set(idem.key, { id: stored.id, fingerprint: idem.fingerprint, until: now + idem.ttlMs });
-    this.#notify(instance.id);
+    this.#notify(instance.id, stored);
     return { created: true, instance: structuredClone(stored) };
   }
 
@@ -294,8 +294,8 @@ export class MemoryStore implements Store {
   }
 
   /** See `Store.onChange`; listeners run in a microtask after the write, each isolated. */
-  onChange(listener: (id: string) => void): () => void {
-    const wrapped = (id: string): void => listener(id);
+  onChange(listener: (id: string, created?: Instance) => void): () => void {
+    const wrapped = (id: string, created?: Instance): void => listener(id, created);
     this.#listeners.add(wrapped);
     return () => {
       this.#listeners.delete(wrapped);
@@ -308,12 +308,12 @@ export class MemoryStore implements Store {
     this.#listeners.clear();
   }
 
-  #notify(id: string): void {
+  #notify(id: string, created?: Instance): void {
     for (const listener of this.#listeners) {
       queueMicrotask(() => {
         if (!this.#listeners.has(listener)) return; // unsubscribed meanwhile
         try {
-          listener(id);
+          listener(id, created && structuredClone(created));
         } catch {
           // A throwing listener must not stop the others; change events are hints anyway.
         }

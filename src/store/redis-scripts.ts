@@ -131,7 +131,7 @@ redis.call('SET', KEYS[2], ARGV[2])
 if ARGV[6] == '1' then
   redis.call('SET', KEYS[9], ARGV[7] .. '\\n' .. ARGV[2], 'PX', ARGV[8])
 end
-redis.call('PUBLISH', ARGV[3], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[2] .. ' ' .. cjson.encode(redis.call('HGETALL', KEYS[1])))
 return {'created', status}
 `;
 

@@ -53,7 +53,7 @@ export class RedisStore implements Store {
   readonly #redact: (text: string) => string;
   readonly #waitReplicas: number;
   readonly #waitTimeoutMs: number;
-  readonly #listeners = new Set<(id: string) => void>();
+  readonly #listeners = new Set<(id: string, created?: Instance) => void>();
   #sub: Redis | undefined;
   #indexes: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
@@ -290,8 +290,8 @@ export class RedisStore implements Store {
    * See `Store.onChange`. The first call opens a dedicated subscriber connection (it resubscribes
    * after reconnects); changes published before that subscription is active are not seen.
    */
-  onChange(listener: (id: string) => void): () => void {
-    const wrapped = (id: string): void => listener(id);
+  onChange(listener: (id: string, created?: Instance) => void): () => void {
+    const wrapped = (id: string, created?: Instance): void => listener(id, created);
     if (this.#closing) return () => {};
     this.#listeners.add(wrapped);
     this.#sub ??= this.#subscribe();
@@ -314,17 +314,18 @@ export class RedisStore implements Store {
     sub.on('error', () => {});
     // SUBSCRIBE on every ready: covers a first connect that failed and any later reconnect.
     sub.on('ready', () => void sub.subscribe(channel).catch(() => {}));
-    sub.on('message', (ch: string, id: string) => {
-      if (ch === channel) this.#dispatch(id);
+    // `<id>`, or `<id> <the stored hash as a JSON array of fields and values>` from the CREATE script.
+    sub.on('message', (ch: string, message: string) => {
+      if (ch === channel) this.#dispatch(...parseChange(message));
     });
     sub.connect().catch(() => {});
     return sub;
   }
 
-  #dispatch(id: string): void {
+  #dispatch(id: string, created?: Instance): void {
     for (const listener of this.#listeners) {
       try {
-        listener(id);
+        listener(id, created);
       } catch {
         // A throwing listener must not stop the others; change events are hints anyway.
       }
@@ -405,5 +406,18 @@ async function shutdown(client: Redis): Promise<void> {
     await client.quit();
   } catch {
     client.disconnect();
+  }
+}
+
+/** A change message: the id, and the created record when it carries one (a bad record is only the id). */
+function parseChange(message: string): [string, Instance?] {
+  const space = message.indexOf(' ');
+  if (space < 0) return [message];
+  const id = message.slice(0, space);
+  try {
+    const created = decodeInstance(pairsToMap(JSON.parse(message.slice(space + 1)) as string[]));
+    return created.id === id ? [id, created] : [id];
+  } catch {
+    return [id];
   }
 }
