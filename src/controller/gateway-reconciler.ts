@@ -10,7 +10,7 @@ import type { Logger, ReconcileContext, ReconcileResult } from '../core/reconcil
 import type { Store } from '../core/store.ts';
 import type { WorkerView } from '../core/worker.ts';
 import type { TraefikFileWriter } from '../gateway/file-writer.ts';
-import { assertValidRoute, TraefikFileRenderer, type GatewayOptions, type GatewayRoute } from '../gateway/traefik.ts';
+import { assertValidRoute, renderTraefikConfig, serializeTraefikConfig, type GatewayOptions, type GatewayRoute } from '../gateway/traefik.ts';
 
 export interface GatewayReconcilerDeps {
   store: Store;
@@ -42,14 +42,12 @@ export function routesFor(instances: readonly Instance[], workers: ReadonlyMap<s
 
 /** See the module comment. Requeues itself at the earliest expiry among routed instances. */
 export function gatewayReconciler(deps: GatewayReconcilerDeps) {
-  // Incremental: routes unchanged since the last pass are not rendered again.
-  const renderer = new TraefikFileRenderer(deps.options);
   return async (ctx: ReconcileContext): Promise<ReconcileResult> => {
     const now = ctx.now().getTime();
     const instances = await deps.store.listInstances();
     const workers = new Map(deps.workers().map((w) => [w.id, w]));
     const routes = routesFor(instances, workers, now).filter((r) => valid(deps, r));
-    const text = renderer.render(routes);
+    const text = serializeTraefikConfig(renderTraefikConfig(routes, deps.options));
     deps.onRendered?.(text);
     if ((deps.writes?.() ?? true) && await deps.writer.write(text)) deps.log.info({ routes: routes.length }, 'gateway configuration written');
     const routed = new Set(routes.map((r) => r.instance));
