@@ -35,7 +35,7 @@ import { sealFor, testOwner } from '../spec/helpers/worker.ts';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cleanupByLabel, testManagerId } from '../spec/helpers/docker.ts';
-import { startServe } from '../spec/helpers/server.ts';
+import { freePort, startServe } from '../spec/helpers/server.ts';
 import type { BenchResult } from './harness.ts';
 
 const N = Number(process.env.BENCH_SCALE ?? 10_000);
@@ -65,7 +65,7 @@ function rssOf(pid: number): number {
  * (kept for an hour: every record is in the manager's view, nothing runs) and returns its peak
  * RSS over 15 s after it answers, once its listing of them is done.
  */
-async function serveRss(challengesDir: string, work: string): Promise<{ mb: number; held: number }> {
+async function serveRss(challengesDir: string, work: string): Promise<{ mb: number; held: number; heapMb: number }> {
   const mgr = testManagerId();
   const prefix = `${mgr}:`;
   const store = new RedisStore({ url: REDIS_URL, prefix });
@@ -86,7 +86,9 @@ async function serveRss(challengesDir: string, work: string): Promise<{ mb: numb
         await store.updateInstance(id, { desired: 'stopped', status: 'stopped', reason: 'stopped on request', finishedAt: now }, now);
       }));
     }
+    const metricsPort = await freePort();
     const serve = await startServe({
+      POSEIDON_METRICS_ADDRESS: `127.0.0.1:${metricsPort}`,
       POSEIDON_API_KEY: 'bench-scale-key-0123456789', POSEIDON_FLAG_SECRET: 'bench-scale-secret-0123456789', REDIS_URL, POSEIDON_REDIS_PREFIX: prefix,
       POSEIDON_MANAGER_ID: mgr, POSEIDON_CHALLENGES_DIR: challengesDir, POSEIDON_TRAEFIK_DIR: path.join(work, 'serve-traefik'),
       POSEIDON_DATA_DIR: path.join(work, 'serve-data'), POSEIDON_RETENTION_SECONDS: '3600', POSEIDON_FIREWALL: 'off', POSEIDON_LOG_LEVEL: 'warn',
@@ -100,7 +102,12 @@ async function serveRss(challengesDir: string, work: string): Promise<{ mb: numb
       }
       const res = await fetch(`${serve.url}/v1/instances?live=false`, { headers: { 'x-api-key': 'bench-scale-key-0123456789' } });
       const held = ((await res.json()) as { instances?: unknown[] }).instances?.length ?? 0;
-      return { mb, held };
+      // Where it is: the V8 heap in use now (prom-client's default metric), against the peak RSS.
+      const scraped = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+      if (!scraped.ok) throw new Error(`/metrics answered ${scraped.status}`);
+      const metrics = await scraped.text();
+      const heapMb = Number(/^nodejs_heap_size_used_bytes\S* (\d+(?:\.\d+)?(?:e\+\d+)?)/m.exec(metrics)?.[1] ?? 0) / 2 ** 20;
+      return { mb, held, heapMb };
     } finally {
       await serve.stop();
     }
@@ -202,7 +209,7 @@ export async function run(): Promise<BenchResult[]> {
       },
       {
         name: `goal 6: memory of poseidon serve with ${N.toLocaleString('en')} instance records`,
-        measured: `peak RSS ${served.mb.toFixed(0)} MB over 15 s (${served.held.toLocaleString('en')} records listed by its API)`,
+        measured: `peak RSS ${served.mb.toFixed(0)} MB over 15 s, V8 heap in use after it ${served.heapMb.toFixed(0)} MB (${served.held.toLocaleString('en')} records listed by its API)`,
         baseline: `this benchmark process holding the view: ${rss.toFixed(0)} MB`, target: '<= 150 MB', ok: served.mb <= 150 && served.held === N,
       },
       {
