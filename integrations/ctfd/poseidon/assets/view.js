@@ -193,7 +193,10 @@
   Panel.prototype.tick = function () {
     if (!this.root.isConnected) return this.dispose();
     if (!this.visible()) {
+      // Hidden: drop a long-poll and cut a back-off short, so the loop parks now (no request
+      // until shown) instead of when a pause of up to a minute ends.
       if (this.inflight && this.inflight.longPoll) this.inflight.abort();
+      if (this.wake) this.wake.abort();
       return;
     }
     if (this.hiddenWait) this.hiddenWait.abort();
