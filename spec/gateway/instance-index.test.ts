@@ -113,18 +113,18 @@ test('a creation arrives with its record: no read, announced in order; other cha
     // Another writer's creation: held from its notification alone.
     const other = inst(8, { status: 'pending' });
     await mem.createInstance(other, NOW);
-    await waitFor('both creations announced', async () => (announced.includes(`${own.id}:pending`) && announced.includes(`${other.id}:pending`) ? true : undefined), 5000);
+    await waitFor('both creations announced', async () => (announced.includes(`${own.id}:pending`) && announced.includes(`${other.id}:pending`) ? true : undefined), 30_000);
     assert.is(index.byId(other.id)?.team, 't8');
     assert.is(c.calls.get, 0, 'no read for a creation');
     // An update: read (the notification says only which record).
     await mem.updateInstance(own.id, { status: 'running' }, NOW + 1);
-    await waitFor('update read', async () => (index.byId(own.id)?.status === 'running' ? true : undefined), 5000);
+    await waitFor('update read', async () => (index.byId(own.id)?.status === 'running' ? true : undefined), 30_000);
     assert.is(c.calls.get, 1);
     // Created then updated at once: both announced, in order, the update read.
     const quick = inst(9, { status: 'pending' });
     await mem.createInstance(quick, NOW);
     await mem.updateInstance(quick.id, { status: 'running' }, NOW + 1);
-    await waitFor('quick update read', async () => (index.byId(quick.id)?.status === 'running' ? true : undefined), 5000);
+    await waitFor('quick update read', async () => (index.byId(quick.id)?.status === 'running' ? true : undefined), 30_000);
     assert.equal(announced.filter((a) => a.startsWith(quick.id)), [`${quick.id}:pending`, `${quick.id}:running`]);
     assert.is(c.calls.get, 2);
   } finally {

@@ -307,7 +307,7 @@ function registerEvents(test: Test, s: Get): void {
       assert.ok(made.created);
       await s(ctx).updateInstance(inst.id, { status: 'running' }, NOW);
       await s(ctx).deleteInstance(inst.id);
-      await waitFor(() => seen.filter((x) => x.id === inst.id).length >= 3, 2000, 'three changes');
+      await waitFor(() => seen.filter((x) => x.id === inst.id).length >= 3, 30_000, 'three changes');
       const mine = seen.filter((x) => x.id === inst.id);
       assert.equal(mine[0]?.created, made.instance, 'the record as stored');
       assert.equal(mine.slice(1).map((x) => x.created), [undefined, undefined]);
