@@ -3,19 +3,15 @@
  * in the same run. Target: p99 within 2 ms of the baseline's, throughput at least half of it.
  * Uses the Redis store and the instance view, as `serve` does; needs Redis at POSEIDON_TEST_REDIS_URL.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
 import { buildApp } from '../src/api/app.ts';
-import { Catalog } from '../src/catalog/catalog.ts';
-import { loadSnapshot } from '../src/catalog/load-snapshot.ts';
 import { InstanceIndex } from '../src/gateway/instance-index.ts';
 import { RedisStore } from '../src/store/redis.ts';
 import { cleanupRedisPrefix } from '../spec/helpers/redis.ts';
 import { REDIS_URL } from '../spec/helpers/deps.ts';
-import { describe, load, type BenchResult, listenLocal } from './harness.ts';
+import { describe, load, type BenchResult, listenLocal, webCatalog } from './harness.ts';
 
 const KEY = 'bench-key-0123456789';
 const SECONDS = 5;
@@ -27,12 +23,7 @@ function judge(name: string, measured: Awaited<ReturnType<typeof load>>, base: A
 }
 
 export async function run(): Promise<BenchResult[]> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'poseidon-bench-'));
-  mkdirSync(path.join(dir, 'web'));
-  writeFileSync(path.join(dir, 'web', 'challenge.yaml'), 'id: web\nname: web\nimage: busybox:1.35\nexpose: [{ name: web, port: 80 }]\n');
-  const catalog = new Catalog();
-  catalog.apply(await loadSnapshot({ revision: 'bench', root: dir, path: '.' }), Date.now());
-  for (const e of catalog.list()) catalog.markImage(e.hash, 'ready', {});
+  const { dir, catalog } = await webCatalog('api', 80);
   const prefix = `poseidon-bench-${process.pid}:`;
   const store = new RedisStore({ url: REDIS_URL, prefix });
   await store.ping();

@@ -4,13 +4,9 @@
  * behind the instance index (1,000 instances held), a real session cookie or header token.
  * Target (issue 5): p99 within 1 ms of the baseline's, throughput at least 0.7 of it.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { rmSync } from 'node:fs';
 import Fastify from 'fastify';
 import { buildApp } from '../src/api/app.ts';
-import { Catalog } from '../src/catalog/catalog.ts';
-import { loadSnapshot } from '../src/catalog/load-snapshot.ts';
 import type { Instance } from '../src/core/instance.ts';
 import { hostPrefix } from '../src/core/naming.ts';
 import { AccessTokens } from '../src/gateway/access-token.ts';
@@ -19,7 +15,7 @@ import { GatewaySnapshot } from '../src/gateway/snapshot.ts';
 import { RedisStore } from '../src/store/redis.ts';
 import { REDIS_URL } from '../spec/helpers/deps.ts';
 import { cleanupRedisPrefix } from '../spec/helpers/redis.ts';
-import { describe, load, type BenchResult, type LoadStats, listenLocal } from './harness.ts';
+import { describe, load, type BenchResult, type LoadStats, listenLocal, webCatalog } from './harness.ts';
 
 const SECONDS = 3;
 const ROUNDS = 5;
@@ -47,11 +43,7 @@ function instance(i: number, now: number): Instance {
 }
 
 export async function run(): Promise<BenchResult[]> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'poseidon-bench-authz-'));
-  mkdirSync(path.join(dir, 'web'));
-  writeFileSync(path.join(dir, 'web', 'challenge.yaml'), 'id: web\nname: web\nimage: busybox:1.35\nexpose: [{ name: web, port: 80 }]\n');
-  const catalog = new Catalog();
-  catalog.apply(await loadSnapshot({ revision: 'bench', root: dir, path: '.' }), Date.now());
+  const { dir, catalog } = await webCatalog('authz', 80, false);
   const prefix = `poseidon-bench-authz-${process.pid}:`;
   const store = new RedisStore({ url: REDIS_URL, prefix });
   await store.ping();

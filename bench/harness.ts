@@ -2,7 +2,12 @@
  * Benchmark harness: every `bench/*.bench.ts` exports `run(): Promise<BenchResult[]>`.
  * Targets are ratios against a baseline measured in the same run, never absolute times.
  */
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import autocannon from 'autocannon';
+import { Catalog } from '../src/catalog/catalog.ts';
+import { loadSnapshot } from '../src/catalog/load-snapshot.ts';
 
 export interface BenchResult {
   name: string;
@@ -53,4 +58,24 @@ export function describe(s: LoadStats): string {
 export async function listenLocal(app: { listen(o: { port: number; host: string }): Promise<unknown>; server: { address(): unknown } }): Promise<string> {
   await app.listen({ port: 0, host: '127.0.0.1' });
   return `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+}
+
+/**
+ * A temp directory holding one busybox challenge `web` exposing `port`, and a catalog loaded
+ * from it (images marked ready unless `ready` is false). The caller removes `dir`.
+ */
+export async function webCatalog(name: string, port: number, ready = true): Promise<{ dir: string; catalog: Catalog }> {
+  const dir = mkdtempSync(path.join(tmpdir(), `poseidon-bench-${name}-`));
+  mkdirSync(path.join(dir, 'web'));
+  writeFileSync(path.join(dir, 'web', 'challenge.yaml'), `id: web\nname: web\nimage: busybox:1.35\nexpose: [{ name: web, port: ${port} }]\n`);
+  const catalog = await loadCatalog(dir);
+  if (ready) for (const e of catalog.list()) catalog.markImage(e.hash, 'ready', {});
+  return { dir, catalog };
+}
+
+/** A catalog loaded from a challenges directory, as a sync would apply it. */
+export async function loadCatalog(root: string): Promise<Catalog> {
+  const catalog = new Catalog();
+  catalog.apply(await loadSnapshot({ revision: 'bench', root, path: '.' }), Date.now());
+  return catalog;
 }

@@ -11,11 +11,9 @@
  * - the Traefik file for the 10,000 routes rendered, serialised and written (atomically).
  * Needs Redis at POSEIDON_TEST_REDIS_URL and the local Docker engine. Size: BENCH_SCALE (10000).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Catalog } from '../src/catalog/catalog.ts';
-import { loadSnapshot } from '../src/catalog/load-snapshot.ts';
 import { Controller } from '../src/controller/controller.ts';
 import { FleetView } from '../src/controller/fleet-view.ts';
 import { placementReconciler } from '../src/controller/placement-reconciler.ts';
@@ -32,11 +30,10 @@ import { RedisStore } from '../src/store/redis.ts';
 import { REDIS_URL } from '../spec/helpers/deps.ts';
 import { cleanupRedisPrefix } from '../spec/helpers/redis.ts';
 import { sealFor, testOwner } from '../spec/helpers/worker.ts';
-import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cleanupByLabel, testManagerId } from '../spec/helpers/docker.ts';
 import { freePort, startServe } from '../spec/helpers/server.ts';
-import type { BenchResult } from './harness.ts';
+import { loadCatalog, webCatalog, type BenchResult } from './harness.ts';
 
 const N = Number(process.env.BENCH_SCALE ?? 10_000);
 const RUNS = 3;
@@ -69,9 +66,7 @@ async function serveRss(challengesDir: string, work: string): Promise<{ mb: numb
   const mgr = testManagerId();
   const prefix = `${mgr}:`;
   const store = new RedisStore({ url: REDIS_URL, prefix });
-  const catalog = new Catalog();
-  catalog.apply(await loadSnapshot({ revision: 'bench', root: challengesDir, path: '.' }), Date.now());
-  const entry = catalog.get('web')!;
+  const entry = (await loadCatalog(challengesDir)).get('web')!;
   const now = Date.now();
   try {
     for (let i = 0; i < N; i += 200) {
@@ -119,12 +114,7 @@ async function serveRss(challengesDir: string, work: string): Promise<{ mb: numb
 }
 
 export async function run(): Promise<BenchResult[]> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'poseidon-bench-scale-'));
-  mkdirSync(path.join(dir, 'web'));
-  writeFileSync(path.join(dir, 'web', 'challenge.yaml'), 'id: web\nname: web\nimage: busybox:1.35\nexpose: [{ name: web, port: 8080 }]\n');
-  const catalog = new Catalog();
-  catalog.apply(await loadSnapshot({ revision: 'bench', root: dir, path: '.' }), Date.now());
-  for (const e of catalog.list()) catalog.markImage(e.hash, 'ready', {});
+  const { dir, catalog } = await webCatalog('scale', 8080);
   const entry = catalog.get('web')!;
   const prefix = `poseidon-bench-scale-${process.pid}:`;
   const store = new RedisStore({ url: REDIS_URL, prefix });
