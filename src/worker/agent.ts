@@ -251,7 +251,7 @@ export class WorkerAgent {
     // A safety net for releases missed by a crash between a removal and its release.
     await this.#exposure.sweep(placed, listedAt, (id) => this.#known.has(id)).catch((err: unknown) => this.#deps.log.warn({ err: (err as Error).message }, 'lease sweep failed'));
     const running = placed.filter((i) => i.status === 'running' && i.desired === 'running' && now < i.expiresAt);
-    if (settings.gatewayContainer) {
+    if (settings.gatewayContainer && running.length > 0) {
       // Instances on pooled networks: their container names the network.
       const pooled = this.networkPool ? new Map((await runtime.listContainers()).flatMap((c) => (c.network ? [[c.instance, c.network] as const] : []))) : new Map<string, string>();
       await joinGateway(runtime, settings.gatewayContainer, running.map((i) => pooled.get(i.id) ?? containerName(i.id)), this.#deps.log);
