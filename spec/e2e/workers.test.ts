@@ -74,6 +74,14 @@ it('workers register with their runtimes and the manager sees them ready', async
 });
 
 it('30 instances of 3 challenges for 30 teams: each runs on the engine its instance names, evenly, with its own flag', async (r) => {
+  // A version is launchable once one worker holds its image (a later case proves it), and placement
+  // then uses the workers that have it: evenness is a claim about a fleet whose pulls finished, so
+  // wait for every worker to report every current image present (as an event's start would).
+  const images = await Promise.all(CHALLENGES.map(async (c) => ((await r.api('GET', `/v1/catalog/${c}`)).body.versions as any[]).find((v) => v.current).image as string));
+  await eventually('every worker holds every image', async () => {
+    const list = (await r.api('GET', '/v1/workers')).body.workers as any[];
+    return list.length === 3 && list.every((w) => images.every((ref) => w.images[ref]?.state === 'present')) ? true : undefined;
+  }, 240_000);
   const results = await Promise.all(Array.from({ length: 30 }, (_, i) => r.launchRunning(CHALLENGES[i % 3] as string, `team${i}`)));
   launched.push(...results);
   const containers = await r.containers();
