@@ -137,6 +137,21 @@ export class LaunchObserver {
     else if (ev.Action === 'start') t.start ??= at;
   }
 
+  /**
+   * When the Traefik file, read from now on, routes `hostname` (polled every 5 ms, bounded): for a
+   * claimed warm-pool member, whose hostname was routed before the claim, the route that counts
+   * is the one written once it runs for its new owner.
+   */
+  async routedFromNow(hostname: string, timeoutMs = 30_000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const text = await readFile(this.#traefikFile, 'utf8').catch(() => '');
+      if (text.includes(`Host(\`${hostname}\`)`)) return Date.now();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    throw new Error(`${hostname} not routed within ${timeoutMs} ms`);
+  }
+
   async #checkRoutes(): Promise<void> {
     const pending = [...this.#timelines].filter(([, t]) => t.route === undefined && t.hostname);
     if (pending.length === 0) return;

@@ -7,7 +7,9 @@
  * side: `cold` without a network pool, `pooled` with one (BENCH_NETWORK_POOL networks, default 8). Launches go one at a time,
  * rotating raw / cold / pooled, each torn down before the next. The burst fires N launches at
  * once at `pooled` and compares the time until every one runs with the raw engine doing the same
- * N at its best concurrency. Sizes: BENCH_LAUNCH_RUNS (default 15), BENCH_LAUNCH_BURST (100).
+ * N at its best concurrency. A third server, `warm`, keeps a warm pool (BENCH_WARM_POOL members,
+ * default 3) of the same service with its flag as a file: its launches claim a member (goal 3).
+ * Sizes: BENCH_LAUNCH_RUNS (default 15), BENCH_LAUNCH_BURST (100).
  * Everything created carries its server's manager id (or the raw label) and is removed by it.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -17,6 +19,7 @@ import Docker from 'dockerode';
 import { Catalog } from '../src/catalog/catalog.ts';
 import { loadSnapshot } from '../src/catalog/load-snapshot.ts';
 import type { ChallengeSpec } from '../src/core/challenge.ts';
+import { POOL_TEAM } from '../src/core/instance.ts';
 import { cleanupByLabel, testManagerId } from '../spec/helpers/docker.ts';
 import { cleanupRedisPrefix } from '../spec/helpers/redis.ts';
 import type { BenchResult } from './harness.ts';
@@ -38,6 +41,10 @@ const WEB = [
   'expose: [{ name: web, port: 8080 }]',
   'healthcheck: { type: http, port: web, path: / }',
 ];
+
+/** The warm-pool side: the same service, its flag as a file, a pool of WARM_POOL members. */
+const WARM_POOL = Number(process.env.BENCH_WARM_POOL ?? 3);
+const WARM = [...WEB, 'flag: { file: /flag.txt }', `pool: { size: ${WARM_POOL} }`];
 
 export function quantile(xs: readonly number[], q: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -94,6 +101,30 @@ async function sequential(raw: RawEngine, cold: BenchServe, pooled: BenchServe):
   return out;
 }
 
+/** Resolves once `s` holds at least one running member of challenge `warm` (the pool refilled). */
+async function memberReady(s: BenchServe): Promise<void> {
+  for (let n = 0; n < 1200; n++) {
+    const members = await s.store.listInstances({ team: POOL_TEAM, challenge: 'warm' });
+    if (members.some((m) => m.status === 'running' && m.desired === 'running')) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('the warm pool did not refill within 60 s');
+}
+
+/**
+ * One launch of the pooled challenge once a member runs: POST -> running for its owner with its
+ * route. `claimed`: it took a member (placed before it was requested), not a cold start.
+ */
+async function warmOnce(s: BenchServe): Promise<{ totalMs: number; claimed: boolean }> {
+  await memberReady(s);
+  const { id, timeline } = await s.launch('warm');
+  const routed = await s.observer.routedFromNow(timeline.hostname ?? '');
+  const inst = await s.store.getInstance(id);
+  const totalMs = Math.max(timeline.running ?? Infinity, routed) - timeline.post;
+  await s.stop(id);
+  return { totalMs, claimed: inst?.placedAt !== undefined && inst.placedAt < inst.createdAt };
+}
+
 async function bestConcurrency(raw: RawEngine): Promise<{ level: number; wallMs: number; table: string }> {
   const probe = Math.min(BURST, 36);
   const rows: { level: number; perSec: number }[] = [];
@@ -128,6 +159,8 @@ export async function run(): Promise<BenchResult[]> {
     servers.push(cold);
     const pooled = await benchServe({ name: 'pooled', work, docker, challenges: { web: WEB }, env: { POSEIDON_NETWORK_POOL: String(NETWORK_POOL) } });
     servers.push(pooled);
+    const warm = await benchServe({ name: 'warm', work, docker, challenges: { warm: WARM } });
+    servers.push(warm);
     // Warm-up (images, JIT, connections): not measured.
     for (const s of [cold, pooled]) for (let i = 0; i < 2; i++) await poseidonOnce(s);
     await raw.remove(await raw.launch());
@@ -141,6 +174,13 @@ export async function run(): Promise<BenchResult[]> {
     console.log(`  ${rawBreakdown(seq.raw)}`);
     console.log(`  ${breakdown('cold', seq.cold)}`);
     console.log(`  ${breakdown('pooled', seq.pooled)}`);
+    // Warm pool: one launch at a time, each once a member runs again (the refill is not timed).
+    await warmOnce(warm);
+    const warmRuns: { totalMs: number; claimed: boolean }[] = [];
+    for (let i = 0; i < RUNS; i++) warmRuns.push(await warmOnce(warm));
+    const w50 = quantile(warmRuns.map((r) => r.totalMs), 0.5);
+    const claims = warmRuns.filter((r) => r.claimed).length;
+    console.log(`  warm pool (size ${WARM_POOL}): ${claims}/${RUNS} launches took a member; POST -> running with route: ${warmRuns.map((r) => Math.round(r.totalMs)).join(', ')} ms`);
     const best = await bestConcurrency(raw);
     console.log(`  raw engine launches per second by concurrency: ${best.table}; best ${best.level}`);
     const b = await burst(pooled);
@@ -155,6 +195,12 @@ export async function run(): Promise<BenchResult[]> {
       {
         name: 'goal 2: launch with the network pool',
         measured: `p50 ${ms(p50)} (${ratio(p50, r50)})`, baseline: `raw p50 ${ms(r50)}`, target: 'p50 <= 1.0x raw', ok: p50 <= r50,
+      },
+      {
+        name: 'goal 3: launch from a warm pool (claim -> running for the owner, with route)',
+        measured: `p50 ${ms(w50)} (${ratio(w50, c50)} of cold), ${claims}/${RUNS} claims`,
+        baseline: `cold launch p50 ${ms(c50)} (goal 1, same run)`,
+        target: 'p50 <= 100 ms and <= 0.2x cold', ok: w50 <= 100 && w50 <= 0.2 * c50 && claims === RUNS,
       },
       {
         name: `goal 4: burst of ${BURST} launches for ${BURST} teams at once`,

@@ -133,6 +133,20 @@ t('a policy-only edit keeps the hash and changes the policy the instances follow
   assert.is(stateOf('web')!.revision, 'r1');
 });
 
+t('resizing a warm pool keeps the hash (no rollout) and the current spec carries the new size', async () => {
+  const before = catalog.get('web')!.hash;
+  for (const [rev, size] of [['r2', 2], ['r3', 5]] as const) {
+    fx.write('web/challenge.yaml', yaml('web', `pool: { size: ${size} }`, 'flag: { file: /flag.txt }'));
+    await fx.apply(catalog, rev);
+    assert.equal(catalog.get('web')!.spec.pool, { size }, rev);
+  }
+  const withFile = catalog.get('web')!.hash;
+  assert.is.not(withFile, before, 'the flag moving to a file is a new version');
+  fx.write('web/challenge.yaml', yaml('web', 'pool: { size: 9 }', 'flag: { file: /flag.txt }'));
+  await fx.apply(catalog, 'r4');
+  assert.is(catalog.get('web')!.hash, withFile, 'the size alone is not');
+});
+
 t('update policies: keep stays (and a crash recreates its version), restart and recreate move', async () => {
   const v1 = catalog.get('web')!.hash;
   catalog.markImage(v1, 'ready', {});

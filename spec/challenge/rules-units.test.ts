@@ -58,6 +58,9 @@ test('rules, table-driven', () => {
     ['flag file under /etc is fine', { flag: { file: '/etc/flag' } }, []],
     ['flag format twice', { flag: { format: '%s-%s' } }, ['flag.format: must contain "%s" exactly once (found 2)']],
     ['image and build', { build: '.' }, ['build: "image" and "build" are mutually exclusive; keep one']],
+    ['pool with the flag in env', { pool: { size: 2 } }, ['pool: a pooled challenge must take its flag as a file ("flag.file"): the flag is written at the claim, after the container started']],
+    ['pool with an explicit env flag', { pool: { size: 2 }, flag: { env: 'FLAG' } }, ['pool: a pooled challenge must take its flag as a file ("flag.file"): the flag is written at the claim, after the container started']],
+    ['pool with a flag file is fine', { pool: { size: 2 }, flag: { file: '/flag.txt' } }, []],
   ];
   for (const [name, patch, want] of cases) {
     const issues = checkRules({ ...base, ...patch }).map((i) => `${i.path.join('.')}: ${i.message}`);
@@ -92,6 +95,12 @@ function refTarget(ref: string): Record<string, unknown> {
   for (const seg of ref.replace(/^#\//, '').split('/')) node = (node as Record<string, unknown>)[seg];
   return node as Record<string, unknown>;
 }
+
+test('checkShape: a pool has a size from 1 to 100 and nothing else', () => {
+  const shape = (pool: unknown) => checkShape({ ...base, flag: { file: '/flag.txt' }, pool }).map((i) => i.path.join('.'));
+  assert.equal(shape({ size: 3 }), []);
+  for (const bad of [{ size: 0 }, { size: 101 }, { size: 1.5 }, {}, { size: 2, warm: true }, 4]) assert.ok(shape(bad).length > 0, JSON.stringify(bad));
+});
 
 test('checkShape accepts the documented example and rejects unknown keys anywhere', () => {
   assert.equal(checkShape({ ...base, resources: { cpu: 0.5, memory: '64m', pids: 64 } }), []);

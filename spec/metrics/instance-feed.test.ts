@@ -6,7 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Instance } from '../../src/core/instance.ts';
+import { POOL_TEAM, type Instance } from '../../src/core/instance.ts';
 import { reasonCode } from '../../src/metrics/instance-feed.ts';
 import { Metrics } from '../../src/metrics/metrics.ts';
 
@@ -161,6 +161,17 @@ test('scrape-time gauges: instances by state and challenge (zeros for every stat
   assert.is(series.length, 14);
   assert.is(await value(m, 'poseidon_queue_oldest_wait_seconds'), 60);
   assert.is(await value(m, 'poseidon_admission_capacity_slots'), 10);
+});
+
+test('warm-pool members by state and challenge: unclaimed and asked to run only', async () => {
+  const { m, emit } = feed(at(100));
+  emit(instance({ team: POOL_TEAM, status: 'running' }));
+  emit(instance({ team: POOL_TEAM, status: 'running' }));
+  emit(instance({ team: POOL_TEAM, status: 'starting' }));
+  emit(instance({ team: POOL_TEAM, status: 'running', desired: 'stopped' }));
+  emit(instance({ team: 'red', status: 'running' }));
+  assert.is(await value(m, 'poseidon_pool_members', { state: 'running', challenge: 'web-hello' }), 2);
+  assert.is(await value(m, 'poseidon_pool_members', { state: 'starting' }), 1);
 });
 
 test.run();

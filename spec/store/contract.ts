@@ -10,6 +10,7 @@ import type { Store } from '../../src/core/store.ts';
 import { registerCapacity } from './contract-capacity.ts';
 import { registerLifecycle } from './contract-lifecycle.ts';
 import { registerPlacement } from './contract-placement.ts';
+import { registerPool } from './contract-pool.ts';
 import { count, listenSettled, makeFullInstance, makeInstance, NOW, waitFor, existingId } from './helpers.ts';
 
 /** What an adapter's factory returns: an empty store and a function removing all it wrote. */
@@ -45,6 +46,7 @@ export function storeContract(name: string, make: () => Promise<StoreFixture>): 
   registerLifecycle(test, s);
   registerPlacement(test, s);
   registerCapacity(test, s);
+  registerPool(test, s);
   test.run();
 }
 

@@ -28,6 +28,21 @@ t('writes 0444 in a 0700 directory, replaces on a second write, removes', async 
   assert.throws(() => statSync(p));
 });
 
+t('rewrite keeps the inode a running container mounted (a claimed pool member), writes only a change, stays 0444', async () => {
+  const files = new FlagFiles(dir);
+  const p = await files.write(ID, 'flag{pool}');
+  const inode = statSync(p).ino;
+  assert.is(await files.rewrite(ID, 'flag{team-a}'), true);
+  assert.is(readFileSync(p, 'utf8'), 'flag{team-a}\n');
+  assert.is(statSync(p).ino, inode, 'same inode: the bind mount sees the new flag');
+  assert.is(statSync(p).mode & 0o777, 0o444);
+  assert.is(await files.rewrite(ID, 'flag{team-a}'), false, 'nothing to write');
+  await files.remove(ID);
+  assert.is(await files.rewrite(ID, 'flag{fresh}'), true, 'a missing file is written anew');
+  assert.is(readFileSync(p, 'utf8'), 'flag{fresh}\n');
+  await files.remove(ID);
+});
+
 t('ids that are not instance ids never become paths (a hostile Docker label)', async () => {
   const victim = path.join(dir, 'victim');
   writeFileSync(victim, 'keep');

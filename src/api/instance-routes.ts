@@ -7,6 +7,7 @@ import { newInstanceId, ownerKey, portHostname } from '../core/naming.ts';
 import { CONFLICT, type CreateResult, type Store } from '../core/store.ts';
 import { capacityNow, type AppDeps } from './app.ts';
 import { assertTeam, rateLimit, rateLimitedError, scopedTeam } from './guards.ts';
+import { claimFromPool } from './pool-claim.ts';
 import { sendProblem } from './problem.ts';
 import { idempotencyHeaders, idParams, instanceSchema, launchBody, listQuery, problems } from './schemas.ts';
 import { instanceView, type InstanceView } from './views.ts';
@@ -49,9 +50,10 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
     const rate = rule ? { key: `launch:${inst.team}`, limit: rule.limit, windowMs: rule.windowMs } : undefined;
     const result = await deps.store.createInstance(inst, at, { teamLimit: lc.teamLimit, capacity: capacityNow(lc), ...(idempotency ? { idempotency } : {}), ...(rate ? { rate } : {}) });
     if (result.created) {
-      remember(result.instance);
-      req.log.info({ instance: inst.id, challenge: inst.challenge, team: inst.team, status: result.instance.status }, 'instance requested');
-      return reply.code(202).send(await view(deps, result.instance));
+      const pooled = await claimFromPool(deps, result.instance, idempotency?.key, at, req.log);
+      const stored = remember(pooled ?? result.instance);
+      req.log.info({ instance: stored.id, challenge: inst.challenge, team: inst.team, status: stored.status, ...(pooled ? { pool: true } : {}) }, 'instance requested');
+      return reply.code(202).send(await view(deps, stored));
     }
     return refused(deps, result, reply);
   });

@@ -84,8 +84,8 @@ export function canonical(value: unknown): string {
   return JSON.stringify(value);
 }
 
-/** Spec fields that never shape a container: where it was read from and how updates roll out. */
-const NOT_SHAPING = new Set(['source', 'update', 'pull']);
+/** Spec fields that never shape a container: where it was read from, how updates roll out, the warm pool's size. */
+const NOT_SHAPING = new Set(['source', 'update', 'pull', 'pool']);
 
 /**
  * The spec as it shapes an instance's container: everything but `NOT_SHAPING`, with the build

@@ -188,7 +188,8 @@ function suggestion(key: string, allowed: readonly string[]): string {
   let bestDistance = 3;
   for (const candidate of allowed) {
     const d = editDistance(key.toLowerCase(), candidate.toLowerCase());
-    if (d < bestDistance) [best, bestDistance] = [candidate, d];
+    // A suggestion shares most of the key: "foo" is not a typo of "pool".
+    if (d < bestDistance && d * 2 < key.length) [best, bestDistance] = [candidate, d];
   }
   return best === undefined ? '' : ` (did you mean "${best}"?)`;
 }

@@ -31,6 +31,7 @@ export interface RawChallenge {
   user?: string;
   placement?: { labels: Record<string, string> };
   onWorkerLost?: ChallengeSpec['onWorkerLost'];
+  pool?: { size: number };
   healthcheck?: { type: HealthCheck['kind']; port?: string; path?: string; timeout?: Duration; command?: string[] };
 }
 
@@ -82,6 +83,7 @@ export function normalizeSpec(raw: RawChallenge, source: string): ChallengeSpec 
     ...(raw.user !== undefined && { user: raw.user }),
     ...(raw.placement !== undefined && { placement: { labels: { ...raw.placement.labels } } }),
     ...(raw.onWorkerLost !== undefined && { onWorkerLost: raw.onWorkerLost }),
+    ...(raw.pool !== undefined && { pool: { size: raw.pool.size } }),
     ...(raw.healthcheck !== undefined && { healthcheck: healthCheck(raw.healthcheck) }),
     source,
   };

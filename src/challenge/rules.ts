@@ -122,6 +122,10 @@ function flagRules(doc: Doc): RawIssue[] {
     const count = flag.format.split('%s').length - 1;
     if (count !== 1) issues.push({ path: ['flag', 'format'], message: `must contain "%s" exactly once (found ${count})` });
   }
+  // A warm-pool member starts before anyone claims it: its flag can only arrive later, as a file.
+  if (doc.pool !== undefined && typeof flag.file !== 'string') {
+    issues.push({ path: ['pool'], message: 'a pooled challenge must take its flag as a file ("flag.file"): the flag is written at the claim, after the container started' });
+  }
   return [...issues, ...flagEnvCollision(doc, flag)];
 }
 

@@ -21,6 +21,7 @@ import { admissionReconciler } from '../controller/admission.ts';
 import { Controller, every } from '../controller/controller.ts';
 import { fencedStore, type FencedStore } from '../controller/fenced-store.ts';
 import { Leadership } from '../controller/leadership.ts';
+import { poolKeeper } from '../controller/pool-keeper.ts';
 import { Codes, PoseidonError } from '../core/errors.ts';
 import type { ManagerLease } from '../core/manager-lease.ts';
 import { FleetView, holdsResources } from '../controller/fleet-view.ts';
@@ -58,6 +59,8 @@ import { engineFor } from './worker.ts';
 export const GATEWAY_KEY = 'gateway';
 export const ADMISSION_KEY = 'admission';
 export const FLEET_KEY = 'fleet';
+/** The leader's controller key that keeps the warm pools at their size (`controller/pool-keeper.ts`). */
+export const POOL_KEY = 'pool';
 /** The replica controller's key that re-reads the fleet registry (and derives image states). */
 export const VIEW_KEY = 'view';
 
@@ -243,24 +246,29 @@ export async function composeManager(config: Config, backends: Backends, log: Lo
       controller.queue.add(ADMISSION_KEY);
       return {};
     };
+    const keepPools = poolKeeper({
+      store: fenced, catalog, instances: () => index.all(), capacity, baseDomain: config.baseDomain, log: controllerLog, remember: (inst) => index.put(inst),
+    });
     const controller = new Controller({
       log: controllerLog, resyncMs: config.resyncSeconds * 1000,
-      keys: async () => [...await store.listIds(), ADMISSION_KEY, FLEET_KEY],
+      keys: async () => [...await store.listIds(), ADMISSION_KEY, FLEET_KEY, POOL_KEY],
       reconcile: (ctx, key) => {
         if (key === ADMISSION_KEY) return admit(ctx);
         if (key === FLEET_KEY) return fleetPass(ctx);
+        if (key === POOL_KEY) return keepPools(ctx);
         return INSTANCE_ID_PATTERN.test(key) ? place(ctx, key) : Promise.resolve({});
       },
       sources: [
         (enqueue) => store.onChange((id) => {
           enqueue(id);
-          // Any change may free a place or add a waiter.
+          // Any change may free a place or add a waiter, or claim or end a pool member.
           enqueue(ADMISSION_KEY);
+          enqueue(POOL_KEY);
         }),
         every(config.heartbeatSeconds * 1000, FLEET_KEY),
       ],
     });
-    metrics.watchQueue('leader', controller.queue, { [ADMISSION_KEY]: 'admission', [FLEET_KEY]: 'fleet' }, 'placement');
+    metrics.watchQueue('leader', controller.queue, { [ADMISSION_KEY]: 'admission', [FLEET_KEY]: 'fleet', [POOL_KEY]: 'pool' }, 'placement');
     metrics.leaderChanges.inc({ change: 'elected' });
     term = { token, controller, gitops, store: fenced };
     await gitops.start();

@@ -93,6 +93,11 @@ export interface ChallengeSpec {
   placement?: { labels: Record<string, string> };
   /** What happens to running instances when their worker is lost; absent: the deployment default. */
   onWorkerLost?: 'reschedule' | 'fail';
+  /**
+   * Warm pool (`controller/pool-keeper.ts`): `size` instances kept ready with no owner, claimed by
+   * launches. Not part of the version hash: resizing a pool is not a rollout.
+   */
+  pool?: { size: number };
   /** Absolute path of the YAML file this spec came from. */
   source: string;
 }

@@ -75,6 +75,21 @@ export type InstanceIntent = Partial<
   Pick<Instance, 'desired' | 'expiresAt' | 'generation' | 'renewals' | 'status' | 'reason' | 'specHash' | 'endpoints' | 'finishedAt' | 'worker' | 'epoch' | 'placedAt' | 'sealedFlag'>
 >;
 
+/**
+ * The team of warm-pool members (`controller/pool-keeper.ts`): instances started ahead of any
+ * request, owned by nobody. No caller can name it (team ids start with a letter or digit), so no
+ * team reaches a member through the API or the gate before it is claimed.
+ */
+export const POOL_TEAM = '~pool';
+
+/** The owner of a warm-pool member: `pool:<its id>` (one owner slot per member). */
+export const POOL_OWNER_PREFIX = 'pool:';
+
+/** Whether `inst` is an unclaimed warm-pool member. */
+export function isPoolMember(inst: Pick<Instance, 'team'>): boolean {
+  return inst.team === POOL_TEAM;
+}
+
 export const FINAL_STATUSES: ReadonlySet<InstanceStatus> = new Set(['stopped', 'failed']);
 
 /**

@@ -49,6 +49,11 @@ export interface ObservedContainer {
   published: Record<number, { host: string; port: number }>;
   /** The pooled network it was created on (its `poseidon.network` label); undefined on a network of its own. */
   network?: string;
+  /**
+   * Created as a warm-pool member (its `poseidon.owner` label is a pool's): once claimed, its flag
+   * file must hold the owner's flag, which the worker writes in place (`worker/flag-files.ts`).
+   */
+  pooled?: true;
 }
 
 export interface ObservedNetwork {

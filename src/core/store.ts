@@ -111,6 +111,16 @@ export interface Store {
    * undefined when there is no such instance. Two managers racing never place it twice.
    */
   assign(id: string, from: Placement, to: string | undefined, fields: InstanceIntent, now: number, fence?: Fence): Promise<Instance | typeof CONFLICT | undefined>;
+  /**
+   * Warm pools: hands `member` (an unclaimed pool member: team `POOL_TEAM`, asked to run, status
+   * `running`, placed, not expired, same challenge and version) to the owner of `claimant` (an
+   * instance the caller just created, still unplaced, `pending` or `queued`), in one atomic step.
+   * The member takes the claimant's team, user, owner, creation and expiry times, becomes
+   * `starting` with `reason` and loses its sealed flag (the manager seals the owner's); it takes
+   * the owner's slot and, when `idempotencyKey` named the claimant, that key; the claimant's
+   * record and index entries go. `CONFLICT` (nothing written) when either is not what is described.
+   */
+  claimPooled(claimant: Instance, member: Instance, opts: { reason: string; idempotencyKey?: string }, now: number): Promise<Instance | typeof CONFLICT>;
   /** The instance id an idempotency key (as given to `createInstance`) created, while remembered. */
   idempotentInstance(key: string, now: number): Promise<string | undefined>;
   /** Ids waiting for admission, oldest first. */

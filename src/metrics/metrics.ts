@@ -11,7 +11,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { VERSION } from '../version.ts';
 import {
-  fillBreakers, fillCapacity, fillCatalog, fillChallenges, fillFleet, fillInstances, fillLeases, fillOldestWait, INSTANCE_STATES, WORKER_STATES,
+  fillBreakers, fillCapacity, fillCatalog, fillChallenges, fillFleet, fillInstances, fillLeases, fillOldestWait, fillPoolMembers, INSTANCE_STATES, WORKER_STATES,
   type CatalogSource, type FleetSource, type InstanceSource, type WorkerSource,
 } from './scrape.ts';
 import { INSTANCE_ID_PATTERN } from '../core/naming.ts';
@@ -94,6 +94,7 @@ export class Metrics {
     gauge('poseidon_build_info', 'Always 1; the version in a label', ['version']).set({ version: VERSION }, 1);
     // Instances (manager): the world at scrape time, then what happened since start.
     gauge('poseidon_instances', 'Instances by status and challenge (from the instance view)', ['state', 'challenge'], (g) => fillInstances(s.instances, g));
+    gauge('poseidon_pool_members', 'Unclaimed warm-pool members by status and challenge (running: ready to be claimed)', ['state', 'challenge'], (g) => fillPoolMembers(s.instances, g));
     gauge('poseidon_queue_oldest_wait_seconds', 'How long the oldest queued launch has waited (0: none queued)', [], (g) => fillOldestWait(s.instances, g));
     gauge('poseidon_admission_capacity_slots', 'Live instances admission may fill now (POSEIDON_CAPACITY capped by ready workers\' slots; 0: no limit)', [], (g) => fillCapacity(s.instances, g));
     this.launches = counter('poseidon_instance_launches_total', 'Launches requested (seen by this process)', ['challenge']);

@@ -6,7 +6,7 @@
  */
 import type { Gauge } from 'prom-client';
 import type { SyncStatus } from '../catalog/sync-status.ts';
-import type { Instance, InstanceStatus } from '../core/instance.ts';
+import { isPoolMember, type Instance, type InstanceStatus } from '../core/instance.ts';
 import type { PortRange } from '../core/leases.ts';
 import type { WorkerImageState, WorkerLoad, WorkerState, WorkerView } from '../core/worker.ts';
 
@@ -58,6 +58,13 @@ export function fillInstances(src: InstanceSource | undefined, g: Gauge<'state' 
   if (!src) return;
   for (const challenge of src.challenges()) for (const state of INSTANCE_STATES) g.set({ state, challenge }, 0);
   for (const inst of src.all()) g.inc({ state: inst.status, challenge: inst.challenge });
+}
+
+/** Unclaimed warm-pool members by challenge and status (`running` ones are what launches claim). */
+export function fillPoolMembers(src: InstanceSource | undefined, g: Gauge<'state' | 'challenge'>): void {
+  g.reset();
+  if (!src) return;
+  for (const inst of src.all()) if (isPoolMember(inst) && inst.desired === 'running') g.inc({ state: inst.status, challenge: inst.challenge });
 }
 
 export function fillOldestWait(src: InstanceSource | undefined, g: Gauge): void {

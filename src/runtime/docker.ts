@@ -3,6 +3,7 @@ import path from 'node:path';
 import Docker from 'dockerode';
 import { Codes, PoseidonError } from '../core/errors.ts';
 import { INSTANCE_ID_PATTERN, POOL_NETWORK_PATTERN } from '../core/naming.ts';
+import { POOL_OWNER_PREFIX } from '../core/instance.ts';
 import { SILENT, type Logger } from '../core/reconcile.ts';
 import {
   LABELS,
@@ -83,6 +84,7 @@ function observe(info: Docker.ContainerInfo): ObservedContainer {
   // Only a pool network's name: the label names what a removal removes.
   if (POOL_NETWORK_PATTERN.test(labels[LABELS.network] ?? '')) c.network = labels[LABELS.network];
   if (exit?.[1] !== undefined) c.exitCode = Number(exit[1]);
+  if ((labels[LABELS.owner] ?? '').startsWith(POOL_OWNER_PREFIX)) c.pooled = true;
   return c;
 }
 

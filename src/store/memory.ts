@@ -3,7 +3,7 @@
  * `RedisStore` (both run `spec/store/contract.ts`); state is lost when the process exits.
  */
 import { PoseidonError } from '../core/errors.ts';
-import { isLive } from '../core/instance.ts';
+import { isLive, POOL_TEAM } from '../core/instance.ts';
 import type { Instance, InstanceIntent, InstanceObservation } from '../core/instance.ts';
 import { CONFLICT } from '../core/store.ts';
 import { FENCED, type Fence } from '../core/manager-lease.ts';
@@ -122,6 +122,40 @@ export class MemoryStore implements Store {
     const stored = normalizeInstance(next as unknown as Instance);
     this.#instances.set(id, stored);
     this.#notify(id);
+    return structuredClone(stored);
+  }
+
+  /** See `Store.claimPooled`. */
+  async claimPooled(claimant: Instance, member: Instance, opts: { reason: string; idempotencyKey?: string }, now: number): Promise<Instance | typeof CONFLICT> {
+    this.#open();
+    const x = this.#instances.get(claimant.id);
+    const p = this.#instances.get(member.id);
+    if (!x || !p || x.id === p.id) return CONFLICT;
+    const claimable = x.team === claimant.team && x.owner === claimant.owner && x.challenge === claimant.challenge && x.worker === undefined
+      && x.desired === 'running' && (x.status === 'pending' || x.status === 'queued') && x.specHash === claimant.specHash;
+    const unclaimed = p.team === POOL_TEAM && p.owner === member.owner && p.challenge === x.challenge && p.desired === 'running'
+      && p.status === 'running' && p.specHash === x.specHash && p.worker !== undefined && p.expiresAt > now;
+    if (!claimable || !unclaimed) return CONFLICT;
+    const next: Instance = {
+      ...p, team: x.team, owner: x.owner, createdAt: x.createdAt, expiresAt: x.expiresAt, maxExpiresAt: x.maxExpiresAt,
+      renewals: 0, status: 'starting', reason: opts.reason, updatedAt: now,
+    };
+    if (x.user !== undefined) next.user = x.user;
+    else delete next.user;
+    delete next.sealedFlag;
+    const stored = normalizeInstance(next);
+    this.#instances.set(p.id, stored);
+    this.#admitted.add(p.id);
+    const poolSlot = slotKey(p.owner, p.challenge);
+    if (this.#slots.get(poolSlot) === p.id) this.#slots.delete(poolSlot);
+    this.#slots.set(slotKey(x.owner, x.challenge), p.id);
+    const idem = opts.idempotencyKey === undefined ? undefined : this.#idempotency.get(opts.idempotencyKey);
+    if (idem?.id === x.id) idem.id = p.id;
+    this.#instances.delete(x.id);
+    this.#admitted.delete(x.id);
+    this.#queue = this.#queue.filter((q) => q !== x.id);
+    this.#notify(x.id);
+    this.#notify(p.id);
     return structuredClone(stored);
   }
 

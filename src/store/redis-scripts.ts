@@ -281,6 +281,47 @@ return 1
 `;
 
 /*
+ * Claim a warm-pool member (`Store.claimPooled`). KEYS: claimant inst, member inst, ids,
+ * team(claimant), team-live(claimant), team(pool), team-live(pool), challenge, admitted, queue,
+ * queue-seq, slot(owner, challenge), slot(member's pool owner, challenge), idem (or a placeholder).
+ * ARGV: now, claimant id, member id, channel, team, owner, challenge, member owner, pool team,
+ * spec hash, reason, use idem ('1'/'0'). Either record not as described: 'conflict', nothing written.
+ */
+const CLAIM = HELPERS + `
+local now = tonumber(ARGV[1])
+local x = redis.call('HMGET', KEYS[1], 'team', 'owner', 'challenge', 'worker', 'desired', 'status', 'specHash', 'createdAt', 'expiresAt', 'maxExpiresAt', 'user')
+if x[1] ~= ARGV[5] or x[2] ~= ARGV[6] or x[3] ~= ARGV[7] or x[4] or x[5] ~= 'running' or (x[6] ~= 'pending' and x[6] ~= 'queued') or x[7] ~= ARGV[10] then return 'conflict' end
+local p = redis.call('HMGET', KEYS[2], 'team', 'owner', 'challenge', 'desired', 'status', 'specHash', 'expiresAt', 'worker')
+if p[1] ~= ARGV[9] or p[2] ~= ARGV[8] or p[3] ~= ARGV[7] or p[4] ~= 'running' or p[5] ~= 'running' or p[6] ~= ARGV[10] or not p[8] or (tonumber(p[7]) or 0) <= now then return 'conflict' end
+redis.call('HSET', KEYS[2], 'team', x[1], 'owner', x[2], 'createdAt', x[8], 'expiresAt', x[9], 'maxExpiresAt', x[10], 'renewals', '0', 'status', 'starting', 'reason', ARGV[11], 'updatedAt', ARGV[1])
+if x[11] then redis.call('HSET', KEYS[2], 'user', x[11]) else redis.call('HDEL', KEYS[2], 'user') end
+redis.call('HDEL', KEYS[2], 'sealedFlag')
+redis.call('SREM', KEYS[6], ARGV[3])
+redis.call('ZREM', KEYS[7], ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[3])
+if redis.call('GET', KEYS[13]) == ARGV[3] then redis.call('DEL', KEYS[13]) end
+redis.call('SET', KEYS[12], ARGV[3])
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[3], ARGV[2])
+redis.call('SREM', KEYS[4], ARGV[2])
+redis.call('SREM', KEYS[8], ARGV[2])
+redis.call('ZREM', KEYS[9], ARGV[2])
+redis.call('ZREM', KEYS[10], ARGV[2])
+redis.call('ZREM', KEYS[5], ARGV[2])
+reindex(ARGV[3], KEYS[2], KEYS[9], KEYS[10], KEYS[11], KEYS[5])
+if ARGV[12] == '1' then
+  local v = redis.call('GET', KEYS[14])
+  local tail = '\\n' .. ARGV[2]
+  if v and string.sub(v, -string.len(tail)) == tail then
+    redis.call('SET', KEYS[14], string.sub(v, 1, string.len(v) - string.len(ARGV[2])) .. ARGV[3], 'KEEPTTL')
+  end
+end
+redis.call('PUBLISH', ARGV[4], ARGV[2])
+redis.call('PUBLISH', ARGV[4], ARGV[3])
+return redis.call('HGETALL', KEYS[2])
+`;
+
+/*
  * Reindex one record (building the zsets for records stored before schema 2). KEYS: inst,
  * admitted, queue, queue-seq, team-live. ARGV: id, team. 'retry' when the team is not the one read.
  */
@@ -317,6 +358,7 @@ export const STORE_SCRIPTS = {
   poseidonAdmit: { numberOfKeys: 6, lua: fenced(ADMIT) },
   poseidonReindex: { numberOfKeys: 5, lua: REINDEX },
   poseidonRate: { numberOfKeys: 1, lua: RATE },
+  poseidonClaim: { numberOfKeys: 14, lua: CLAIM },
 } as const satisfies Record<string, { numberOfKeys?: number; lua: string }>;
 
 type ScriptArg = string | number;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { INSTANCE_ID_PATTERN } from '../core/naming.ts';
 
@@ -33,6 +33,29 @@ export class FlagFiles {
       await rm(tmp, { force: true });
     }
     return p;
+  }
+
+  /**
+   * Makes the file a running container mounted hold `flag`, in place (the same inode: a bind
+   * mount of a file keeps the inode it started with, so a rename would not reach the container).
+   * For a claimed warm-pool member, whose container started before anyone owned it. Returns
+   * whether it wrote (false: the file held the flag already). A missing file is written anew.
+   */
+  async rewrite(instance: string, flag: string): Promise<boolean> {
+    const p = this.pathOf(instance);
+    const current = await readFile(p, 'utf8').catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
+    if (current === `${flag}\n`) return false;
+    if (current === undefined) {
+      await this.write(instance, flag);
+      return true;
+    }
+    await chmod(p, 0o600);
+    try {
+      await writeFile(p, `${flag}\n`);
+    } finally {
+      await chmod(p, 0o444);
+    }
+    return true;
   }
 
   /** Removes the instance's flag file, if any. */

@@ -9,7 +9,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readinessCommand } from '../core/container-plan.ts';
 import { Codes, isPoseidonError, PoseidonError } from '../core/errors.ts';
-import { FINAL_STATUSES, wantsRunning, type Instance, type InstanceObservation } from '../core/instance.ts';
+import { FINAL_STATUSES, isPoolMember, wantsRunning, type Instance, type InstanceObservation } from '../core/instance.ts';
 import type { Logger, ReconcileContext, ReconcileResult } from '../core/reconcile.ts';
 import type { ContainerRuntime, ObservedContainer, ObservedNetwork, Ownership } from '../core/runtime.ts';
 import type { Semaphore } from '../core/semaphore.ts';
@@ -18,7 +18,7 @@ import type { VersionInfo, VersionSource } from '../core/versions.ts';
 import type { Exposure } from '../gateway/exposure.ts';
 import type { FlagFiles } from './flag-files.ts';
 import type { WorkerImages } from './images.ts';
-import { launch, resume, type Launched } from './launch.ts';
+import { launch, openFlag, resume, type Launched } from './launch.ts';
 import type { NetworkPool } from './network-pool.ts';
 import type { ReadinessProbes, ReadinessResult } from './readiness.ts';
 
@@ -185,7 +185,13 @@ async function settle(deps: WorkerReconcilerDeps, p: Pass, version: VersionInfo,
     await write(deps, inst, { status: 'starting', reason: undefined }, now);
     return { requeueAfterMs: POLL_STARTING_MS };
   }
-  const ready = await readiness(deps, inst, version, container, launched !== undefined ? p.signal : undefined);
+  // A claimed warm-pool member: ready since before the claim, it serves once it holds the owner's flag.
+  const claimed = container.pooled === true && !isPoolMember(inst);
+  if (claimed && version.spec.flag.file) {
+    const delivered = await deliverFlag(deps, inst, now);
+    if (delivered) return delivered;
+  }
+  const ready = claimed ? { kind: 'ready' as const } : await readiness(deps, inst, version, container, launched !== undefined ? p.signal : undefined);
   now = p.clock();
   if (ready.kind === 'failed') return fail(deps, inst, ready.reason, now);
   if (ready.kind === 'waiting') {
@@ -218,6 +224,23 @@ async function readiness(deps: WorkerReconcilerDeps, inst: Instance, version: Ve
     if (r.kind !== 'waiting' || !r.answered || !inline || inline.aborted || performance.now() + r.retryMs > until) return r;
     await sleep(r.retryMs, undefined, { signal: inline }).catch(() => undefined);
   }
+}
+
+/**
+ * Writes the owner's flag into a claimed warm-pool member's flag file (in place: its container is
+ * running); a wait while the manager has not sealed the owner's flag yet (its write wakes the next pass).
+ */
+async function deliverFlag(deps: WorkerReconcilerDeps, inst: Instance, now: number): Promise<ReconcileResult | undefined> {
+  let flag: string;
+  try {
+    flag = openFlag(deps, inst);
+  } catch (err) {
+    if (!isPoseidonError(err, Codes.flagSeal)) throw err;
+    await write(deps, inst, { status: 'starting', reason: inst.reason }, now);
+    return { requeueAfterMs: 1000 };
+  }
+  if (await deps.flagFiles.rewrite(inst.id, flag)) deps.log.info({ instance: inst.id, challenge: inst.challenge }, 'claimed pool member: flag delivered');
+  return undefined;
 }
 
 /** A container of the current placement, generation and version. */

@@ -1,0 +1,57 @@
+/**
+ * The launch side of warm pools (issue 11; the leader keeps them, `controller/pool-keeper.ts`).
+ * A launch is first created as a normal request (every owner, team, rate and idempotency rule
+ * applies to it), then it tries to take a running member of its challenge's pool in place of a
+ * cold start (`Store.claimPooled`, atomic: a member goes to one claimant only). With no member to
+ * take, or a claim lost to another launch, the request stays what it was: a cold launch.
+ */
+import { randomInt } from 'node:crypto';
+import type { FastifyBaseLogger } from 'fastify';
+import { isPoolMember, type Instance } from '../core/instance.ts';
+import { CONFLICT, type Store } from '../core/store.ts';
+import type { InstanceIndex } from '../gateway/instance-index.ts';
+
+/** Members tried before a launch settles for a cold start (each try is one script call). */
+const TRIES = 3;
+export const CLAIM_REASON = 'claimed from the warm pool; delivering the flag';
+
+export interface PoolClaimDeps {
+  store: Store;
+  catalog: { get(id: string): { spec: { pool?: { size: number } } } | undefined };
+  index?: InstanceIndex;
+}
+
+/** Running members `inst` could take, in random order (two launches rarely reach for the same one). */
+function candidates(index: InstanceIndex, inst: Instance, now: number): Instance[] {
+  const out: Instance[] = [];
+  for (const m of index.all()) {
+    if (isPoolMember(m) && m.challenge === inst.challenge && m.specHash === inst.specHash && m.status === 'running'
+      && m.desired === 'running' && m.worker !== undefined && m.expiresAt > now) out.push(m);
+  }
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = randomInt(i + 1);
+    [out[i], out[j]] = [out[j] as Instance, out[i] as Instance];
+  }
+  return out.slice(0, TRIES);
+}
+
+/**
+ * The member `inst` (just created, unplaced) took, or undefined when it stays a cold launch.
+ * A failed store call is answered from the store: the claim either happened (the owner's record
+ * is the member now) or did not (the request is still there).
+ */
+export async function claimFromPool(deps: PoolClaimDeps, inst: Instance, idempotencyKey: string | undefined, now: number, log: FastifyBaseLogger): Promise<Instance | undefined> {
+  if (!deps.index || inst.worker !== undefined || !deps.catalog.get(inst.challenge)?.spec.pool) return undefined;
+  for (const member of candidates(deps.index, inst, now)) {
+    try {
+      const claimed = await deps.store.claimPooled(inst, member, { reason: CLAIM_REASON, ...(idempotencyKey ? { idempotencyKey } : {}) }, now);
+      if (claimed !== CONFLICT) return claimed;
+    } catch (err) {
+      log.warn({ instance: inst.id, member: member.id, err: (err as Error).message }, 'pool claim failed; finding out whether it happened');
+      if (await deps.store.getInstance(inst.id)) return undefined;
+      const taken = await deps.store.getInstance(member.id);
+      return taken?.owner === inst.owner && taken.createdAt === inst.createdAt ? taken : undefined;
+    }
+  }
+  return undefined;
+}
