@@ -101,11 +101,14 @@ async function sequential(raw: RawEngine, cold: BenchServe, pooled: BenchServe):
   return out;
 }
 
-/** Resolves once `s` holds at least one running member of challenge `warm` (the pool refilled). */
-async function memberReady(s: BenchServe): Promise<void> {
+/**
+ * Resolves once `s`'s pool of `warm` is at rest: every member running, none starting (a refill
+ * starting a container while a claim is timed measures the engine's busy time, not the claim).
+ */
+async function poolAtRest(s: BenchServe): Promise<void> {
   for (let n = 0; n < 1200; n++) {
-    const members = await s.store.listInstances({ team: POOL_TEAM, challenge: 'warm' });
-    if (members.some((m) => m.status === 'running' && m.desired === 'running')) return;
+    const members = (await s.store.listInstances({ team: POOL_TEAM, challenge: 'warm' })).filter((m) => m.desired === 'running');
+    if (members.length === WARM_POOL && members.every((m) => m.status === 'running')) return;
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error('the warm pool did not refill within 60 s');
@@ -116,7 +119,7 @@ async function memberReady(s: BenchServe): Promise<void> {
  * route. `claimed`: it took a member (placed before it was requested), not a cold start.
  */
 async function warmOnce(s: BenchServe): Promise<{ totalMs: number; claimed: boolean }> {
-  await memberReady(s);
+  await poolAtRest(s);
   const { id, timeline } = await s.launch('warm');
   const routed = await s.observer.routedFromNow(timeline.hostname ?? '');
   const inst = await s.store.getInstance(id);
@@ -174,7 +177,7 @@ export async function run(): Promise<BenchResult[]> {
     console.log(`  ${rawBreakdown(seq.raw)}`);
     console.log(`  ${breakdown('cold', seq.cold)}`);
     console.log(`  ${breakdown('pooled', seq.pooled)}`);
-    // Warm pool: one launch at a time, each once a member runs again (the refill is not timed).
+    // Warm pool: one launch at a time, each once the pool is full again (the refill is not timed).
     await warmOnce(warm);
     const warmRuns: { totalMs: number; claimed: boolean }[] = [];
     for (let i = 0; i < RUNS; i++) warmRuns.push(await warmOnce(warm));

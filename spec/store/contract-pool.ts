@@ -56,6 +56,16 @@ export function registerPool(test: Test, s: Get): void {
     assert.ok(isLive(claimed, NOW + 40));
   });
 
+  test('claimPooled: the owner\'s flag sealed by the caller replaces the pool\'s', async (ctx) => {
+    const st = s(ctx);
+    const m = await member(st);
+    const x = await claimant(st);
+    const claimed = await st.claimPooled(x, m, { reason: 'r', sealedFlag: 'h:k:sealed-for-team-a' }, NOW + 20);
+    assert.ok(claimed !== CONFLICT);
+    assert.is(claimed.sealedFlag, 'h:k:sealed-for-team-a');
+    assert.is((await st.getInstance(m.id))?.sealedFlag, 'h:k:sealed-for-team-a');
+  });
+
   test('claimPooled: a queued claimant takes a member (the member already holds a place)', async (ctx) => {
     const st = s(ctx);
     const m = await member(st);

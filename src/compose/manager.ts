@@ -154,7 +154,7 @@ export async function composeManager(config: Config, backends: Backends, log: Lo
   // Every replica: the fleet view, image states and the gateway render (the leader writes the file).
   const gatewayOptions: GatewayOptions = { baseDomain: config.baseDomain, entryPoints: [...config.traefikEntryPoints], poseidonUrl: config.poseidonUrl, ...(tls ? { tls } : {}), ...(edgeSecret ? { edgeSecret } : {}) };
   const gateway = gatewayReconciler({
-    store, workers: () => fleetView.workers(), writer: new TraefikFileWriter(config.traefikDir), options: gatewayOptions, log: controllerLog,
+    store, instances: () => index.all(), workers: () => fleetView.workers(), writer: new TraefikFileWriter(config.traefikDir), options: gatewayOptions, log: controllerLog,
     onRendered: (text) => snapshot.set(text), writes: () => leadership.leader,
   });
   /** What the edge routes depend on per worker: its state and its ingress. */
@@ -179,7 +179,8 @@ export async function composeManager(config: Config, backends: Backends, log: Lo
     keys: async () => [GATEWAY_KEY, VIEW_KEY],
     reconcile: (ctx, key) => (key === GATEWAY_KEY ? gateway(ctx) : key === VIEW_KEY ? view() : Promise.resolve({})),
     sources: [
-      (enqueue) => store.onChange(() => enqueue(GATEWAY_KEY)),
+      // The view's updates, not the store's feed: the pass reads the view, which holds a change once it emits it.
+      (enqueue) => index.onUpdate(() => enqueue(GATEWAY_KEY)),
       (enqueue) => registry.onChange(() => enqueue(VIEW_KEY)),
       // Lost is level-based on the heartbeat deadline: no event announces it.
       every(config.heartbeatSeconds * 1000, VIEW_KEY),

@@ -14,6 +14,11 @@ import { assertValidRoute, renderTraefikConfig, serializeTraefikConfig, type Gat
 
 export interface GatewayReconcilerDeps {
   store: Store;
+  /**
+   * The instance view (informer), read instead of listing every record from the store on each
+   * pass; the store is listed without it.
+   */
+  instances?(): Iterable<Instance>;
   /** Workers by id (the fleet view). */
   workers(): readonly WorkerView[];
   writer: TraefikFileWriter;
@@ -44,7 +49,7 @@ export function routesFor(instances: readonly Instance[], workers: ReadonlyMap<s
 export function gatewayReconciler(deps: GatewayReconcilerDeps) {
   return async (ctx: ReconcileContext): Promise<ReconcileResult> => {
     const now = ctx.now().getTime();
-    const instances = await deps.store.listInstances();
+    const instances = deps.instances ? [...deps.instances()] : await deps.store.listInstances();
     const workers = new Map(deps.workers().map((w) => [w.id, w]));
     const routes = routesFor(instances, workers, now).filter((r) => valid(deps, r));
     const text = serializeTraefikConfig(renderTraefikConfig(routes, deps.options));

@@ -29,6 +29,15 @@ export interface CreateOptions {
   rate?: { key: string; limit: number; windowMs: number };
 }
 
+/** See `Store.claimPooled`. */
+export interface ClaimOptions {
+  reason: string;
+  /** The key the claimant's create was made with: it names the member afterwards. */
+  idempotencyKey?: string;
+  /** The owner's flag sealed for the member's worker and placement (`core/seal.ts`). */
+  sealedFlag?: string;
+}
+
 /** Outcome of trying to admit a queued instance. */
 export type AdmitResult = 'admitted' | 'full' | 'gone';
 
@@ -116,11 +125,12 @@ export interface Store {
    * `running`, placed, not expired, same challenge and version) to the owner of `claimant` (an
    * instance the caller just created, still unplaced, `pending` or `queued`), in one atomic step.
    * The member takes the claimant's team, user, owner, creation and expiry times, becomes
-   * `starting` with `reason` and loses its sealed flag (the manager seals the owner's); it takes
+   * `starting` with `reason` and `sealedFlag` (the owner's flag sealed by the caller; absent: the
+   * member's is dropped and the manager seals the owner's); it takes
    * the owner's slot and, when `idempotencyKey` named the claimant, that key; the claimant's
    * record and index entries go. `CONFLICT` (nothing written) when either is not what is described.
    */
-  claimPooled(claimant: Instance, member: Instance, opts: { reason: string; idempotencyKey?: string }, now: number): Promise<Instance | typeof CONFLICT>;
+  claimPooled(claimant: Instance, member: Instance, opts: ClaimOptions, now: number): Promise<Instance | typeof CONFLICT>;
   /** The instance id an idempotency key (as given to `createInstance`) created, while remembered. */
   idempotentInstance(key: string, now: number): Promise<string | undefined>;
   /** Ids waiting for admission, oldest first. */

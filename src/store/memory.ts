@@ -7,7 +7,7 @@ import { isLive, POOL_TEAM } from '../core/instance.ts';
 import type { Instance, InstanceIntent, InstanceObservation } from '../core/instance.ts';
 import { CONFLICT } from '../core/store.ts';
 import { FENCED, type Fence } from '../core/manager-lease.ts';
-import type { AdmitResult, CreateOptions, CreateResult, FlagIncident, FlagRecord, InstanceFilter, Placement, RateResult, Store } from '../core/store.ts';
+import type { AdmitResult, ClaimOptions, CreateOptions, CreateResult, FlagIncident, FlagRecord, InstanceFilter, Placement, RateResult, Store } from '../core/store.ts';
 import { compareInstances, normalizeInstance, splitPatch } from './codec.ts';
 
 /** Map key of an owner's slot for a challenge; JSON keeps any pair of strings distinct. */
@@ -126,7 +126,7 @@ export class MemoryStore implements Store {
   }
 
   /** See `Store.claimPooled`. */
-  async claimPooled(claimant: Instance, member: Instance, opts: { reason: string; idempotencyKey?: string }, now: number): Promise<Instance | typeof CONFLICT> {
+  async claimPooled(claimant: Instance, member: Instance, opts: ClaimOptions, now: number): Promise<Instance | typeof CONFLICT> {
     this.#open();
     const x = this.#instances.get(claimant.id);
     const p = this.#instances.get(member.id);
@@ -142,7 +142,8 @@ export class MemoryStore implements Store {
     };
     if (x.user !== undefined) next.user = x.user;
     else delete next.user;
-    delete next.sealedFlag;
+    if (opts.sealedFlag) next.sealedFlag = opts.sealedFlag;
+    else delete next.sealedFlag;
     const stored = normalizeInstance(next);
     this.#instances.set(p.id, stored);
     this.#admitted.add(p.id);

@@ -285,7 +285,8 @@ return 1
  * team(claimant), team-live(claimant), team(pool), team-live(pool), challenge, admitted, queue,
  * queue-seq, slot(owner, challenge), slot(member's pool owner, challenge), idem (or a placeholder).
  * ARGV: now, claimant id, member id, channel, team, owner, challenge, member owner, pool team,
- * spec hash, reason, use idem ('1'/'0'). Either record not as described: 'conflict', nothing written.
+ * spec hash, reason, use idem ('1'/'0'), sealed flag ('' drops the member's). Either record not as
+ * described: 'conflict', nothing written.
  */
 const CLAIM = HELPERS + `
 local now = tonumber(ARGV[1])
@@ -295,7 +296,7 @@ local p = redis.call('HMGET', KEYS[2], 'team', 'owner', 'challenge', 'desired', 
 if p[1] ~= ARGV[9] or p[2] ~= ARGV[8] or p[3] ~= ARGV[7] or p[4] ~= 'running' or p[5] ~= 'running' or p[6] ~= ARGV[10] or not p[8] or (tonumber(p[7]) or 0) <= now then return 'conflict' end
 redis.call('HSET', KEYS[2], 'team', x[1], 'owner', x[2], 'createdAt', x[8], 'expiresAt', x[9], 'maxExpiresAt', x[10], 'renewals', '0', 'status', 'starting', 'reason', ARGV[11], 'updatedAt', ARGV[1])
 if x[11] then redis.call('HSET', KEYS[2], 'user', x[11]) else redis.call('HDEL', KEYS[2], 'user') end
-redis.call('HDEL', KEYS[2], 'sealedFlag')
+if ARGV[13] ~= '' then redis.call('HSET', KEYS[2], 'sealedFlag', ARGV[13]) else redis.call('HDEL', KEYS[2], 'sealedFlag') end
 redis.call('SREM', KEYS[6], ARGV[3])
 redis.call('ZREM', KEYS[7], ARGV[3])
 redis.call('SADD', KEYS[4], ARGV[3])

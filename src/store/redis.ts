@@ -9,7 +9,7 @@ import { isPoseidonError, PoseidonError } from '../core/errors.ts';
 import { POOL_TEAM, type Instance, type InstanceIntent, type InstanceObservation } from '../core/instance.ts';
 import { CONFLICT } from '../core/store.ts';
 import { FENCED, type Fence } from '../core/manager-lease.ts';
-import type { AdmitResult, CreateOptions, CreateResult, FlagIncident, FlagRecord, InstanceFilter, Placement, RateResult, Store } from '../core/store.ts';
+import type { AdmitResult, ClaimOptions, CreateOptions, CreateResult, FlagIncident, FlagRecord, InstanceFilter, Placement, RateResult, Store } from '../core/store.ts';
 import { compareInstances, decodeInstance, encodeValue, pairsToMap, splitPatch } from './codec.ts';
 import { createInRedis } from './redis-create.ts';
 import { ensureIndexes } from './redis-index.ts';
@@ -127,13 +127,13 @@ export class RedisStore implements Store {
   }
 
   /** See `Store.claimPooled` (the CLAIM script). */
-  async claimPooled(claimant: Instance, member: Instance, opts: { reason: string; idempotencyKey?: string }, now: number): Promise<Instance | typeof CONFLICT> {
+  async claimPooled(claimant: Instance, member: Instance, opts: ClaimOptions, now: number): Promise<Instance | typeof CONFLICT> {
     const k = this.#keys;
     const { team, owner, challenge } = claimant;
     const reply = await this.#run(() => this.#client.poseidonClaim(
       k.inst(claimant.id), k.inst(member.id), k.ids, k.team(team), k.teamLive(team), k.team(POOL_TEAM), k.teamLive(POOL_TEAM), k.challenge(challenge),
       k.admitted, k.queue, k.queueSeq, k.slot(owner, challenge), k.slot(member.owner, challenge), k.idem(opts.idempotencyKey ?? '-'),
-      now, claimant.id, member.id, k.changes, team, owner, challenge, member.owner, POOL_TEAM, claimant.specHash, opts.reason, opts.idempotencyKey ? '1' : '0',
+      now, claimant.id, member.id, k.changes, team, owner, challenge, member.owner, POOL_TEAM, claimant.specHash, opts.reason, opts.idempotencyKey ? '1' : '0', opts.sealedFlag ?? '',
     ));
     if (reply === CONFLICT) return CONFLICT;
     return decodeInstance(pairsToMap(reply as string[]));
