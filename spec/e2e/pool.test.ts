@@ -27,6 +27,7 @@ const KEY = 'e2e-pool-admin-key-0123456789';
 const SECRET = 'e2e-pool-flag-secret-0123456789';
 const FORMAT = 'pool{%s}';
 const TEAM_A_KEY = 'e2e-pool-team-a-key-0123456789';
+const METRICS_TOKEN = 'e2e-pool-metrics-token-0123456789';
 const work = mkdtempSync(path.join(tmpdir(), 'poseidon-pool-'));
 const challengesDir = path.join(work, 'challenges');
 const BOUND = 120_000;
@@ -57,6 +58,7 @@ t.before(async () => {
     POSEIDON_API_KEY: KEY, POSEIDON_FLAG_SECRET: SECRET, REDIS_URL, POSEIDON_REDIS_PREFIX: `${mgr}:`,
     POSEIDON_MANAGER_ID: mgr, POSEIDON_CHALLENGES_DIR: challengesDir, POSEIDON_TRAEFIK_DIR: path.join(work, 'traefik'),
     POSEIDON_DATA_DIR: path.join(work, 'data'), POSEIDON_GATEWAY_CONTAINER: `${mgr}-gw`, POSEIDON_RESYNC_SECONDS: '2',
+    POSEIDON_METRICS_TOKEN: METRICS_TOKEN,
     POSEIDON_API_KEYS: `a:platform:team-a:${createHash('sha256').update(TEAM_A_KEY).digest('hex')}`, POSEIDON_TEAM_LIMIT: '0', POSEIDON_RATE_LIMITS: 'launch=100000/60,stop=100000/60',
   });
   api = apiClient(server.url, KEY);
@@ -122,6 +124,13 @@ async function routeFor(hostname: string): Promise<string> {
   }, BOUND, 100);
 }
 
+/** `poseidon_pool_claims_total` for `pooled` by result, from the server's /metrics. */
+async function claims(): Promise<{ claimed: number; cold: number }> {
+  const text = await (await fetch(`${server!.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).text();
+  const read = (result: string): number => Number(new RegExp(`^poseidon_pool_claims_total\\{challenge="pooled",result="${result}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+  return { claimed: read('claimed'), cold: read('cold') };
+}
+
 const teamFlag = (inst: any): string => deriveFlag(SECRET, { team: inst.team, challenge: 'pooled', instance: inst.id }, FORMAT);
 
 it('a pooled challenge keeps its members running with no owner, and no team can list them', async () => {
@@ -153,6 +162,7 @@ it('a launch takes a running member: the same container, the owner\'s flag in it
 
 it('concurrent launches for more teams than members: each team its own instance and flag, none shared', async () => {
   await fullPool(2);
+  const before = await claims();
   const teams = ['t1', 't2', 't3', 't4', 't5'];
   const res = await Promise.all(teams.map((team) => api('POST', '/v1/instances', { challenge: 'pooled', team })));
   for (const r of res) assert.is(r.status, 202, JSON.stringify(r.body));
@@ -168,6 +178,10 @@ it('concurrent launches for more teams than members: each team its own instance 
   assert.is(flags.size, teams.length);
   const engineIds = await Promise.all(ids.map(async (id) => (await containerOf(id)).Id));
   assert.is(new Set(engineIds).size, teams.length, 'one container per team');
+  const after = await claims();
+  const [claimed, cold] = [after.claimed - before.claimed, after.cold - before.cold];
+  assert.is(claimed + cold, teams.length, `every pooled launch counted once (${claimed} claimed, ${cold} cold)`);
+  assert.ok(claimed >= 1 && claimed <= 2, `at most the pool's 2 members claimed (${claimed})`);
   await fullPool(2);
 });
 

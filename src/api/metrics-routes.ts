@@ -14,7 +14,7 @@ import { READ_ROUTE } from './auth.ts';
 import { errorHandler, sendProblem } from './problem.ts';
 
 export interface MetricsRouteDeps {
-  metrics: Pick<Metrics, 'exposition' | 'summary' | 'httpDuration' | 'authz' | 'sseClients'>;
+  metrics: Pick<Metrics, 'exposition' | 'summary' | 'httpDuration' | 'authz' | 'sseClients' | 'poolClaims'>;
   /** Required as `Authorization: Bearer <token>` wherever `/metrics` is served. */
   token?: string;
   /** Whether this app serves `/metrics` (with a token; otherwise only the separate address does). */

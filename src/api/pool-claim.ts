@@ -27,6 +27,8 @@ export interface PoolClaimDeps {
   /** The workers' sealing keys (the fleet view); without it the manager seals the owner's flag after the claim. */
   workers?: { view: { workers(): readonly WorkerView[] } };
   lifecycle: { flagSecret: string; flagRetentionMs: number };
+  /** Counts each pooled launch: `claimed` or `cold` (`poseidon_pool_claims_total`). */
+  metrics?: { metrics: { poolClaims: { inc(labels: { challenge: string; result: string }): void } } };
 }
 
 /**
@@ -64,7 +66,14 @@ function candidates(index: InstanceIndex, inst: Instance, now: number): Instance
  */
 export async function claimFromPool(deps: PoolClaimDeps, inst: Instance, idempotencyKey: string | undefined, now: number, log: FastifyBaseLogger): Promise<Instance | undefined> {
   if (!deps.index || inst.worker !== undefined || !deps.catalog.get(inst.challenge)?.spec.pool) return undefined;
-  for (const member of candidates(deps.index, inst, now)) {
+  const claimed = await tryMembers(deps, deps.index, inst, idempotencyKey, now, log);
+  deps.metrics?.metrics.poolClaims.inc({ challenge: inst.challenge, result: claimed ? 'claimed' : 'cold' });
+  return claimed;
+}
+
+/** Claims one of up to TRIES candidates; see `claimFromPool`. */
+async function tryMembers(deps: PoolClaimDeps, index: InstanceIndex, inst: Instance, idempotencyKey: string | undefined, now: number, log: FastifyBaseLogger): Promise<Instance | undefined> {
+  for (const member of candidates(index, inst, now)) {
     try {
       const sealedFlag = await sealFor(deps, inst, member, now);
       const claimed = await deps.store.claimPooled(inst, member, { reason: CLAIM_REASON, ...(idempotencyKey ? { idempotencyKey } : {}), ...(sealedFlag ? { sealedFlag } : {}) }, now);

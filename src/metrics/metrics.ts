@@ -57,6 +57,7 @@ export class Metrics {
   } = { workers: new Map(), queues: new Map() };
 
   readonly launches: Counter<'challenge'>;
+  readonly poolClaims: Counter<'challenge' | 'result'>;
   readonly stops: Counter<'challenge'>;
   readonly failures: Counter<'challenge' | 'reason'>;
   readonly launchDuration: Histogram<'challenge'>;
@@ -98,6 +99,7 @@ export class Metrics {
     gauge('poseidon_queue_oldest_wait_seconds', 'How long the oldest queued launch has waited (0: none queued)', [], (g) => fillOldestWait(s.instances, g));
     gauge('poseidon_admission_capacity_slots', 'Live instances admission may fill now (POSEIDON_CAPACITY capped by ready workers\' slots; 0: no limit)', [], (g) => fillCapacity(s.instances, g));
     this.launches = counter('poseidon_instance_launches_total', 'Launches requested (seen by this process)', ['challenge']);
+    this.poolClaims = counter('poseidon_pool_claims_total', 'Launches of pooled challenges answered by this replica: result claimed (took a warm member) or cold (none was free)', ['challenge', 'result']);
     this.stops = counter('poseidon_instance_stops_total', 'Instances that reached stopped', ['challenge']);
     this.failures = counter('poseidon_instance_failures_total', 'Instances that reached failed, by reason code', ['challenge', 'reason']);
     this.launchDuration = histogram('poseidon_instance_launch_duration_seconds', 'From the launch request to running (queue wait included)', BUCKETS.launch, ['challenge']);
