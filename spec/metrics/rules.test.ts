@@ -31,6 +31,7 @@ t('the alerts issue 10 asks for are all there', () => {
     'PoseidonWorkerLost', 'PoseidonLaunchesFailing', 'PoseidonLaunchSlow', 'PoseidonQueueWaitLong', 'PoseidonCatalogSyncFailing',
     'PoseidonCatalogStale', 'PoseidonReconcileErrors', 'PoseidonOrphanBreakerTripped', 'PoseidonCapacityNearlyExhausted',
     'PoseidonLeasePortsNearlyExhausted', 'PoseidonNetworkCreationFailing', 'PoseidonAddressPoolNearlyExhausted',
+    'PoseidonWarmPoolExhausted',
   ]) assert.ok(names.includes(want), want);
   assert.is(new Set(names).size, names.length, 'alert names are unique');
 });
