@@ -262,9 +262,11 @@ export async function composeManager(config: Config, backends: Backends, log: Lo
       sources: [
         (enqueue) => store.onChange((id) => {
           enqueue(id);
-          // Any change may free a place or add a waiter, or claim or end a pool member.
+          // Any change may free a place or add a waiter; one to a pooled challenge's instance
+          // (or to a record the view no longer holds) may claim or end a pool member.
           enqueue(ADMISSION_KEY);
-          enqueue(POOL_KEY);
+          const inst = index.byId(id);
+          if (!inst || catalog.get(inst.challenge)?.spec.pool) enqueue(POOL_KEY);
         }),
         every(config.heartbeatSeconds * 1000, FLEET_KEY),
       ],

@@ -14,7 +14,8 @@ export const RETRY = 'retry';
  * queued or not yet expired); the contract suite runs the same cases against both adapters.
  * `reindex` keeps the three zsets exact after any write to a hash: membership depends only on
  * desired and status, the score on expiresAt, so time passing needs no write (a count at `now`
- * is a ZCOUNT over scores above `now`). Callers pass only keys they declared.
+ * is a ZCOUNT over scores above `now`). `drop` removes a record and its entries in the given
+ * index sets and zsets. Callers pass only keys they declared.
  */
 const HELPERS = `
 local function live(hkey, now)
@@ -38,6 +39,11 @@ local function reindex(id, hkey, admitted, queue, seq, teamlive)
     redis.call('ZREM', admitted, id)
     redis.call('ZREM', teamlive, id)
   end
+end
+local function drop(id, hkey, sets, zsets)
+  redis.call('DEL', hkey)
+  for _, k in ipairs(sets) do redis.call('SREM', k, id) end
+  for _, k in ipairs(zsets) do redis.call('ZREM', k, id) end
 end
 local function live_count(zkey, now)
   return redis.call('ZCOUNT', zkey, '(' .. now, '+inf')
@@ -262,17 +268,10 @@ return redis.call('HGETALL', KEYS[1])
  * it). Returns -1, deleting nothing, when the record is not the one read (it moved to another
  * worker, or vanished): the caller reads again.
  */
-const DELETE = `
+const DELETE = HELPERS + `
 local f = redis.call('HMGET', KEYS[1], 'team', 'challenge', 'owner', 'worker')
 if f[1] ~= ARGV[3] or f[2] ~= ARGV[4] or f[3] ~= ARGV[5] or (f[4] or '') ~= ARGV[6] then return -1 end
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[8], ARGV[1])
-redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('SREM', KEYS[3], ARGV[1])
-redis.call('SREM', KEYS[4], ARGV[1])
-redis.call('ZREM', KEYS[6], ARGV[1])
-redis.call('ZREM', KEYS[7], ARGV[1])
-redis.call('ZREM', KEYS[9], ARGV[1])
+drop(ARGV[1], KEYS[1], {KEYS[8], KEYS[2], KEYS[3], KEYS[4]}, {KEYS[6], KEYS[7], KEYS[9]})
 if redis.call('GET', KEYS[5]) == ARGV[1] then
   redis.call('DEL', KEYS[5])
 end
@@ -302,13 +301,7 @@ redis.call('ZREM', KEYS[7], ARGV[3])
 redis.call('SADD', KEYS[4], ARGV[3])
 if redis.call('GET', KEYS[13]) == ARGV[3] then redis.call('DEL', KEYS[13]) end
 redis.call('SET', KEYS[12], ARGV[3])
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[3], ARGV[2])
-redis.call('SREM', KEYS[4], ARGV[2])
-redis.call('SREM', KEYS[8], ARGV[2])
-redis.call('ZREM', KEYS[9], ARGV[2])
-redis.call('ZREM', KEYS[10], ARGV[2])
-redis.call('ZREM', KEYS[5], ARGV[2])
+drop(ARGV[2], KEYS[1], {KEYS[3], KEYS[4], KEYS[8]}, {KEYS[9], KEYS[10], KEYS[5]})
 reindex(ARGV[3], KEYS[2], KEYS[9], KEYS[10], KEYS[11], KEYS[5])
 if ARGV[12] == '1' then
   local v = redis.call('GET', KEYS[14])
