@@ -17,7 +17,15 @@ process.stdout.write = (chunk, ...rest) => {
   if (text.includes(' FAIL ')) {
     const lines = stripAnsi(text).split('\n');
     lines.forEach((line, i) => {
-      if (line.trimStart().startsWith('FAIL ')) failures.push(`${line.trim()}\n      ${(lines[i + 1] ?? '').trim().slice(0, 300)}`);
+      if (!line.trimStart().startsWith('FAIL ')) return;
+      // The message may span lines (diagnostics appended to it): keep them up to the blank line
+      // before the stack, at most 80.
+      const message = [];
+      for (const next of lines.slice(i + 1, i + 81)) {
+        if (/^\s+at /.test(next) || next.trimStart().startsWith('FAIL ') || (next.trim() === '' && message.length > 0)) break;
+        if (next.trim() !== '') message.push(`      ${next.trim().slice(0, 300)}`);
+      }
+      failures.push(`${line.trim()}\n${message.join('\n')}`);
     });
   }
   return write(chunk, ...rest);

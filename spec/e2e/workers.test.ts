@@ -59,6 +59,24 @@ function tlsTalk(address: string, servername: string, line: string): Promise<str
 
 const launched: any[] = [];
 
+/** The fleet as the API sees it, for a failure's message: workers, and every instance not `running` or on `worker`. */
+async function fleetState(r: FleetRig, worker?: string): Promise<string> {
+  const workers = ((await r.api('GET', '/v1/workers')).body.workers as any[] ?? []).map((w) => `${w.id}:${w.state}:${w.instances}/${w.slots}`).join(' ');
+  const instances = ((await r.api('GET', '/v1/instances')).body.instances as any[] ?? [])
+    .filter((i) => i.status !== 'running' || i.worker === worker)
+    .map((i) => `${i.id} ${i.team} ${i.status} desired=${i.desired} on ${i.worker ?? '-'} ${i.reason ?? ''}`);
+  return `workers: ${workers}\ninstances:\n${instances.slice(0, 25).join('\n')}`;
+}
+
+/** `eventually`, with the fleet's state appended when it times out. */
+async function settles<T>(r: FleetRig, what: string, fn: () => Promise<T | undefined>, timeoutMs?: number, worker?: string): Promise<T> {
+  try {
+    return await eventually(what, fn, timeoutMs);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${await fleetState(r, worker).catch((e: Error) => e.message)}`);
+  }
+}
+
 it('workers register with their runtimes and the manager sees them ready', async (r) => {
   const workers = await eventually('3 ready workers', async () => {
     const list = (await r.api('GET', '/v1/workers')).body.workers as any[];
@@ -175,8 +193,8 @@ it('drain: its instances continue elsewhere with the same hostnames and expiry, 
     assert.equal([moved.hostname, moved.expiresAt], [inst.hostname, inst.expiresAt]);
     assert.is(moved.generation, inst.generation + 1, 'a fresh container');
   }
-  await eventually(`${target} empty`, async () => ((await r.containers()).some(([w]) => w === target) ? undefined : true));
-  await eventually(`${target} cordoned`, async () => ((await r.api('GET', '/v1/workers')).body.workers.find((w: any) => w.id === target).state === 'cordoned' ? true : undefined));
+  await settles(r, `${target} empty`, async () => ((await r.containers()).some(([w]) => w === target) ? undefined : true), undefined, target);
+  await settles(r, `${target} cordoned`, async () => ((await r.api('GET', '/v1/workers')).body.workers.find((w: any) => w.id === target).state === 'cordoned' ? true : undefined), undefined, target);
   } finally {
     await r.api('POST', `/v1/workers/${target}/uncordon`);
   }
@@ -230,7 +248,7 @@ it('a worker given 2 slots never holds more; the rest wait with E_NO_CAPACITY an
   await r.api('POST', `/v1/workers/${w.host.name}/uncordon`);
   const ids: string[] = [];
   for (const team of ['z1', 'z2', 'z3', 'z4']) ids.push((await r.api('POST', '/v1/instances', { challenge: 'zoned', team })).body.id);
-  await eventually('two running', async () => {
+  await settles(r, 'two running', async () => {
     const states = await Promise.all(ids.map(async (id) => (await r.api('GET', `/v1/instances/${id}`)).body));
     return states.filter((s) => s.status === 'running').length === 2 ? states : undefined;
   });
@@ -280,8 +298,11 @@ it('two managers racing on one Redis never place one instance twice', async (r) 
   const ids = (await Promise.all(Array.from({ length: 20 }, (_, i) => apis[i % 2]!('POST', '/v1/instances', { challenge: 'two-ports', team: `race${i}` })))).map((x) => x.body.id);
   // The first manager holds the manager lease and places everything, whichever API took the launch.
   for (const id of ids) {
-    await r.waitInstance(id, 'running', (i) => i.status === 'running', 180_000).catch((err: Error) => {
-      throw new Error(`${err.message}\nsecond manager:\n${second.logs().split('\n').filter((l) => l.includes(id) || /"level":(40|50)/.test(l)).slice(-12).join('\n')}`);
+    await r.waitInstance(id, 'running', (i) => i.status === 'running', 240_000).catch(async (err: Error) => {
+      const logs = second.logs().split('\n').filter((l) => l.includes(id) || /"level":(40|50)/.test(l)).slice(-12).join('\n');
+      // The fleet first: a long message is cut at the end.
+      const [headline, ...details] = err.message.split('\n');
+      throw new Error(`${headline}\n${await fleetState(r).catch((e: Error) => e.message)}\n${details.join('\n')}\nsecond manager:\n${logs}`);
     });
   }
   const all = await r.containers();

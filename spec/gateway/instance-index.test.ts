@@ -57,6 +57,28 @@ test('an older record never replaces a newer one', () => {
   assert.is(index.byId(inst(3).id)?.status, 'running');
 });
 
+test('a move written with a clock read before another write still replaces the held copy (no ghost on the old worker)', async () => {
+  const mem = new MemoryStore();
+  const index = new InstanceIndex(mem, { refreshMs: 60_000, log: memoryLogger() });
+  const one = inst(7, { worker: 'w3', epoch: 1 });
+  await mem.createInstance(one, NOW);
+  await index.start();
+  try {
+    // The placement pass read its clock, then waited its turn; meanwhile the old worker wrote.
+    const placementClock = NOW + 10;
+    await mem.updateInstance(one.id, { reason: 'health check failing' }, NOW + 500);
+    await waitFor('the worker\'s write seen', async () => (index.byId(one.id)?.reason ? true : undefined), 10_000, 10);
+    const moved = await mem.assign(one.id, { epoch: 1, worker: 'w3' }, 'w1', { status: 'pending', reason: 'moved' }, placementClock);
+    assert.ok(moved && typeof moved === 'object');
+    index.put(moved);
+    await waitFor('the move seen', async () => (index.byId(one.id)?.worker === 'w1' ? true : undefined), 10_000, 10);
+    await index.refresh();
+    assert.equal([index.byId(one.id)?.worker, index.byId(one.id)?.epoch], ['w1', 2], 'a full refresh keeps the move too');
+  } finally {
+    index.stop();
+  }
+});
+
 test('a refresh that listed before a delete does not resurrect it; one that listed before a create keeps it', async () => {
   const mem = new MemoryStore();
   await mem.createInstance(inst(4), NOW);

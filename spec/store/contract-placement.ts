@@ -52,6 +52,22 @@ function registerAssign(test: Test, s: Get): void {
     assert.equal((await st.listInstances()).map((i) => i.id), [inst.id]);
   });
 
+  test('updatedAt versions the record: a write whose caller read an older clock still raises it', async (ctx) => {
+    const st = s(ctx);
+    const inst = await created(st, { updatedAt: NOW + 100 });
+    // The placement read its clock (NOW) before a write stamped NOW + 100 landed; the worker's is older still.
+    const placed = await st.assign(inst.id, { epoch: 0 }, 'w1', { status: 'pending' }, NOW);
+    assert.ok(placed && placed !== CONFLICT);
+    assert.is(placed.updatedAt, NOW + 101, 'assign');
+    const updated = await st.updateInstance(inst.id, { status: 'starting' }, NOW - 50);
+    assert.is(updated?.updatedAt, NOW + 102, 'update');
+    const cas = await st.compareAndUpdate(inst.id, { epoch: 1 }, { status: 'running' }, NOW + 500);
+    assert.is(cas !== CONFLICT && cas?.updatedAt, NOW + 500, 'a later clock is taken as it is');
+    const again = await st.compareAndUpdate(inst.id, { epoch: 1 }, { reason: 'x' }, NOW + 500);
+    assert.is(again !== CONFLICT && again?.updatedAt, NOW + 501, 'the same clock twice still raises it');
+    assert.is((await st.getInstance(inst.id))?.updatedAt, NOW + 501);
+  });
+
   test('assign: the epoch is always the expected one plus one, whatever the fields say', async (ctx) => {
     const st = s(ctx);
     const inst = await created(st);

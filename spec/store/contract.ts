@@ -117,7 +117,8 @@ function registerBasics(test: Test, s: Get): void {
     (await s(ctx).getInstance(pristine.id))!.endpoints[0]!.port = 1;
     (await s(ctx).listInstances())[0]!.reason = 'mutated';
     (await s(ctx).updateInstance(pristine.id, { renewals: 2 }, NOW))!.endpoints.length = 0;
-    assert.equal(await s(ctx).getInstance(pristine.id), pristine);
+    // The update wrote what was there; its stamp is the only change (`updatedAt` only rises).
+    assert.equal(await s(ctx).getInstance(pristine.id), { ...pristine, updatedAt: Math.max(NOW, pristine.updatedAt + 1) });
   });
 
   test('close is idempotent; later calls reject with E_STORE', async (ctx) => {
@@ -208,7 +209,8 @@ function registerUpdates(test: Test, s: Get): void {
       s(ctx).updateInstance(inst.id, { desired: 'stopped', expiresAt: NOW + 99 }, NOW + 10),
     ]);
     assert.is(r1?.challenge, inst.challenge); // the full record comes back
-    const want = { ...inst, status: 'running', endpoints, desired: 'stopped', expiresAt: NOW + 99, updatedAt: NOW + 10 };
+    // Two writes at the same clock: the second one's stamp is one more (`updatedAt` versions the record).
+    const want = { ...inst, status: 'running', endpoints, desired: 'stopped', expiresAt: NOW + 99, updatedAt: NOW + 11 };
     assert.equal(await s(ctx).getInstance(inst.id), want);
   });
 

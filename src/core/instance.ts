@@ -45,6 +45,11 @@ export interface Instance {
   expiresAt: number;
   maxExpiresAt: number;
   renewals: number;
+  /**
+   * Epoch milliseconds of the last write, and the record's version: every store write makes it
+   * strictly greater than before, even from a caller whose clock reading is older (views keep
+   * the copy with the newer one).
+   */
   updatedAt: number;
   /** When it reached a final state (stopped/failed); drives record retention. */
   finishedAt?: number;

@@ -165,8 +165,9 @@ export interface Store {
   /** Ids of every stored instance. */
   listIds(): Promise<string[]>;
   /**
-   * Writes only the given fields (plus `updatedAt`) of an existing instance and returns the
-   * result; undefined (and nothing written) when the instance does not exist.
+   * Writes only the given fields (plus `updatedAt`: `now`, or one more than the stored one when
+   * `now` is not later, as every write does) of an existing instance and returns the result;
+   * undefined (and nothing written) when the instance does not exist.
    */
   updateInstance(
     id: string,

@@ -164,3 +164,12 @@ function invalid(what: string, cause?: unknown): PoseidonError {
 function corrupt(id: string, what: string, cause?: unknown): PoseidonError {
   return new PoseidonError('E_STORE', `corrupt instance record ${id}: ${what}`, { kind: 'terminal', cause });
 }
+
+/**
+ * The `updatedAt` of a write to `prev` at the caller's `now`: strictly greater than the stored
+ * one, so it versions the record (views keep the copy with the newer `updatedAt`) even when the
+ * caller read its clock before awaiting its turn and another write landed meanwhile.
+ */
+export function restamp(prev: Pick<Instance, 'updatedAt'>, now: number): number {
+  return Math.max(now, prev.updatedAt + 1);
+}

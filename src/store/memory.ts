@@ -8,7 +8,7 @@ import type { Instance, InstanceIntent, InstanceObservation } from '../core/inst
 import { CONFLICT } from '../core/store.ts';
 import { FENCED, type Fence } from '../core/manager-lease.ts';
 import type { AdmitResult, ClaimOptions, CreateOptions, CreateResult, FlagIncident, FlagRecord, InstanceFilter, Placement, RateResult, Store } from '../core/store.ts';
-import { compareInstances, normalizeInstance, splitPatch } from './codec.ts';
+import { compareInstances, normalizeInstance, restamp, splitPatch } from './codec.ts';
 
 /** Map key of an owner's slot for a challenge; JSON keeps any pair of strings distinct. */
 function slotKey(owner: string, challenge: string): string {
@@ -117,7 +117,7 @@ export class MemoryStore implements Store {
     if (!inst) return undefined;
     if (inst.epoch !== from.epoch || inst.worker !== from.worker) return CONFLICT;
     const { set, unset } = splitPatch({ ...fields, epoch: from.epoch + 1, worker: to });
-    const next: Record<string, unknown> = { ...inst, ...set, placedAt: now, updatedAt: now };
+    const next: Record<string, unknown> = { ...inst, ...set, placedAt: now, updatedAt: restamp(inst, now) };
     for (const key of unset) delete next[key];
     const stored = normalizeInstance(next as unknown as Instance);
     this.#instances.set(id, stored);
@@ -138,7 +138,7 @@ export class MemoryStore implements Store {
     if (!claimable || !unclaimed) return CONFLICT;
     const next: Instance = {
       ...p, team: x.team, owner: x.owner, createdAt: x.createdAt, expiresAt: x.expiresAt, maxExpiresAt: x.maxExpiresAt,
-      renewals: 0, status: 'starting', reason: opts.reason, updatedAt: now,
+      renewals: 0, status: 'starting', reason: opts.reason, updatedAt: restamp(p, now),
     };
     if (x.user !== undefined) next.user = x.user;
     else delete next.user;
@@ -189,7 +189,7 @@ export class MemoryStore implements Store {
     if (capacity > 0 && this.#liveAdmitted(now) >= capacity) return 'full';
     const inst = this.#instances.get(id);
     if (!inst) return 'gone';
-    this.#instances.set(id, { ...inst, status: 'pending', expiresAt: times.expiresAt, maxExpiresAt: times.maxExpiresAt, updatedAt: now });
+    this.#instances.set(id, { ...inst, status: 'pending', expiresAt: times.expiresAt, maxExpiresAt: times.maxExpiresAt, updatedAt: restamp(inst, now) });
     this.#queue = this.#queue.filter((q) => q !== id);
     this.#admitted.add(id);
     this.#notify(id);
@@ -308,7 +308,7 @@ export class MemoryStore implements Store {
     const { set, unset } = splitPatch(fields);
     const inst = this.#instances.get(id);
     if (!inst) return undefined;
-    const next: Record<string, unknown> = { ...inst, ...set, updatedAt: now };
+    const next: Record<string, unknown> = { ...inst, ...set, updatedAt: restamp(inst, now) };
     for (const key of unset) delete next[key];
     const stored = normalizeInstance(next as unknown as Instance);
     this.#instances.set(id, stored);
