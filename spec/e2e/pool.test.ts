@@ -5,6 +5,7 @@
  * reaches two teams, and a spec change drains the old version's members.
  */
 import { createHash } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,6 +15,7 @@ import { parse } from 'yaml';
 import * as assert from 'uvu/assert';
 import { deriveFlag } from '../../src/core/flag.ts';
 import { POOL_TEAM } from '../../src/core/instance.ts';
+import { signBody } from '../../src/events/webhook.ts';
 import { RedisStore } from '../../src/store/redis.ts';
 import { haveDocker, haveRedis, REDIS_URL } from '../helpers/deps.ts';
 import { docker, exec, fetchFromProbe, startProbe, testManagerId } from '../helpers/docker.ts';
@@ -35,6 +37,10 @@ let server: ServeProcess | undefined;
 let api: ReturnType<typeof apiClient>;
 let gateway = '';
 let store: RedisStore | undefined;
+const HOOK_SECRET = 'e2e-pool-webhook-secret-0123456789';
+/** Event webhook deliveries received (the platform's side), with whether each was signed right. */
+const hooks: { event: any; signed: boolean }[] = [];
+let receiver: Server | undefined;
 
 /** The pooled challenge; `greeting` changes its version. */
 function writePooled(greeting: string, size = 2): void {
@@ -54,7 +60,18 @@ t.before(async () => {
   if (!enabled) return;
   writePooled('v1');
   gateway = await startProbe(mgr, `${mgr}-gw`);
+  receiver = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => { body += d.toString(); });
+    req.on('end', () => {
+      hooks.push({ event: JSON.parse(body), signed: req.headers['x-poseidon-signature'] === signBody(HOOK_SECRET, body) });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => receiver!.listen(0, '127.0.0.1', resolve));
+  const hookPort = (receiver.address() as { port: number }).port;
   server = await startServe({
+    POSEIDON_EVENTS_WEBHOOK_URL: `http://127.0.0.1:${hookPort}/hooks`, POSEIDON_EVENTS_WEBHOOK_SECRET: HOOK_SECRET,
     POSEIDON_API_KEY: KEY, POSEIDON_FLAG_SECRET: SECRET, REDIS_URL, POSEIDON_REDIS_PREFIX: `${mgr}:`,
     POSEIDON_MANAGER_ID: mgr, POSEIDON_CHALLENGES_DIR: challengesDir, POSEIDON_TRAEFIK_DIR: path.join(work, 'traefik'),
     POSEIDON_DATA_DIR: path.join(work, 'data'), POSEIDON_GATEWAY_CONTAINER: `${mgr}-gw`, POSEIDON_RESYNC_SECONDS: '2',
@@ -69,6 +86,7 @@ t.after(async () => {
   if (!enabled) return;
   await store?.close();
   await teardownE2e({ server, managerId: mgr, work });
+  await new Promise((resolve) => (receiver ? receiver.close(resolve) : resolve(undefined)));
 });
 
 const it = (name: string, fn: () => Promise<void>) => t(name, async () => { if (enabled) await fn(); });
@@ -158,6 +176,16 @@ it('a launch takes a running member: the same container, the owner\'s flag in it
   // The pool refills behind it, with other members.
   const refilled = await fullPool(2);
   assert.not.ok(refilled.some((m) => m.id === inst.id));
+});
+
+it('event webhooks: the platform hears the claimed instance under its owner, and never a member', async () => {
+  const mine = (await api('GET', '/v1/instances?team=team-a&challenge=pooled')).body.instances[0];
+  await waitFor(`${mine.id} running for team-a, by webhook`, async () => (
+    hooks.some(({ event }) => event.instance.id === mine.id && event.instance.team === 'team-a' && event.instance.status === 'running') ? true : undefined
+  ), BOUND, 100);
+  // Members were created, placed and started before the claim (the first case waited for them).
+  assert.equal(hooks.filter(({ event }) => event.instance.team === POOL_TEAM).map(({ event }) => `${event.instance.id} ${event.instance.status}`), []);
+  assert.ok(hooks.every((h) => h.signed), 'every delivery carries the right signature');
 });
 
 it('concurrent launches for more teams than members: each team its own instance and flag, none shared', async () => {

@@ -12,7 +12,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { buildApp } from '../../src/api/app.ts';
 import { parseRateLimits } from '../../src/core/lifecycle.ts';
-import { EventHub, type LifecycleEvent } from '../../src/events/hub.ts';
+import { EventHub, eventId, type LifecycleEvent } from '../../src/events/hub.ts';
 import { InstanceIndex } from '../../src/gateway/instance-index.ts';
 import { MemoryOutbox } from '../../src/events/outbox.ts';
 import { signBody, WebhookSender } from '../../src/events/webhook.ts';
@@ -66,6 +66,14 @@ t('status changes, failures, expiry and expiring-soon become events for matching
   assert.ok(all.some((e) => e.type === 'failed' && e.instance.reason === 'boom'), JSON.stringify(all.map((e) => [e.type, e.instance.id.slice(0, 2), e.instance.status, e.instance.reason])));
   hub.stop();
   index.stop();
+});
+
+t('an event\'s id is the same for the same state anywhere, and differs once a warm-pool member is claimed', () => {
+  const member = makeInstance({ team: '~pool', owner: 'pool:pooled', status: 'running', generation: 1, epoch: 1 });
+  const claimed = { ...member, team: 'team-a', owner: 'team:team-a', updatedAt: member.updatedAt + 5 };
+  assert.is(eventId('status', member), eventId('status', { ...member, updatedAt: member.updatedAt + 9 }), 'derived from state, not from the write');
+  assert.is.not(eventId('status', claimed), eventId('status', member), 'the owner\'s running is not the pool\'s');
+  assert.is.not(eventId('status', { ...member, generation: 2 }), eventId('status', member), 'a restart is a new event');
 });
 
 t('SSE streams a snapshot, then queue positions and status changes, over a real socket', async () => {

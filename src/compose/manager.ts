@@ -24,6 +24,7 @@ import { Leadership } from '../controller/leadership.ts';
 import { poolKeeper } from '../controller/pool-keeper.ts';
 import { Codes, PoseidonError } from '../core/errors.ts';
 import type { ManagerLease } from '../core/manager-lease.ts';
+import { POOL_TEAM } from '../core/instance.ts';
 import { FleetView, holdsResources } from '../controller/fleet-view.ts';
 import { deriveImageStates } from '../controller/image-states.ts';
 import { gatewayReconciler } from '../controller/gateway-reconciler.ts';
@@ -349,6 +350,9 @@ export async function composeManager(config: Config, backends: Backends, log: Lo
       events.start();
       if (outbox) {
         events.subscribe({}, (ev) => {
+          // Warm-pool members are Poseidon's own until claimed: the platform hears of a member
+          // from its claim on, under the owner's team, never as team `~pool`.
+          if (ev.instance.team === POOL_TEAM) return;
           void outbox.append(ev).then((added) => { if (added) relay?.poke(); }, (err: unknown) => log.warn({ err: (err as Error).message, event: ev.id }, 'could not queue a webhook event'));
         });
       }

@@ -168,7 +168,9 @@ export class EventHub {
  */
 export function eventId(type: EventType, inst: Instance, position?: number): string {
   const what = type === 'expiring' ? String(inst.expiresAt) : type === 'queue' ? String(position ?? 0) : `${inst.generation}:${inst.epoch}`;
-  return `ev_${createHash('sha256').update(`${type}\n${inst.id}\n${inst.status}\n${what}`).digest('hex').slice(0, 32)}`;
+  // The owner too: a claimed warm-pool member keeps its id, generation and placement, and its
+  // owner's `running` must not share an id (and so a webhook delivery) with the pool's.
+  return `ev_${createHash('sha256').update(`${type}\n${inst.id}\n${inst.owner}\n${inst.status}\n${what}`).digest('hex').slice(0, 32)}`;
 }
 
 function typeFor(inst: Instance): EventType {
