@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Controller } from '../src/controller/controller.ts';
 import { FleetView } from '../src/controller/fleet-view.ts';
-import { placementReconciler } from '../src/controller/placement-reconciler.ts';
+import { PLACEMENT_CONCURRENCY, placementReconciler } from '../src/controller/placement-reconciler.ts';
 import { newSealingKeys } from '../src/core/seal.ts';
 import type { Instance } from '../src/core/instance.ts';
 import { ownerKey, portHostname, newInstanceId } from '../src/core/naming.ts';
@@ -155,7 +155,7 @@ export async function run(): Promise<BenchResult[]> {
       store, catalog, fleet: fleetView, log: SILENT, remember: (inst) => index.put(inst),
       settings: { baseDomain: BASE, tls: false, flagSecret: 'bench-flag-secret-0123456789', flagRetentionMs: 60_000, retentionMs: 60_000, onWorkerLost: 'reschedule' },
     });
-    const controller = new Controller({ log: SILENT, resyncMs: 3_600_000, keys: () => store.listIds(), reconcile: place, sources: [], concurrency: 32 });
+    const controller = new Controller({ log: SILENT, resyncMs: 3_600_000, keys: () => store.listIds(), reconcile: place, sources: [], concurrency: PLACEMENT_CONCURRENCY });
     // Warm-up: JIT, script loading, connections.
     await store.listInstances();
     await controller.resync();

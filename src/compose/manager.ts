@@ -28,7 +28,7 @@ import { POOL_TEAM } from '../core/instance.ts';
 import { FleetView, holdsResources } from '../controller/fleet-view.ts';
 import { deriveImageStates } from '../controller/image-states.ts';
 import { gatewayReconciler } from '../controller/gateway-reconciler.ts';
-import { placementReconciler } from '../controller/placement-reconciler.ts';
+import { PLACEMENT_CONCURRENCY, placementReconciler } from '../controller/placement-reconciler.ts';
 import { parseRateLimits } from '../core/lifecycle.ts';
 import { INSTANCE_ID_PATTERN } from '../core/naming.ts';
 import type { ReconcileContext, ReconcileResult } from '../core/reconcile.ts';
@@ -252,7 +252,7 @@ export async function composeManager(config: Config, backends: Backends, log: Lo
       store: fenced, catalog, instances: () => index.all(), capacity, baseDomain: config.baseDomain, log: controllerLog, remember: (inst) => index.put(inst),
     });
     const controller = new Controller({
-      log: controllerLog, resyncMs: config.resyncSeconds * 1000,
+      log: controllerLog, resyncMs: config.resyncSeconds * 1000, concurrency: PLACEMENT_CONCURRENCY,
       keys: async () => [...await store.listIds(), ADMISSION_KEY, FLEET_KEY, POOL_KEY],
       reconcile: (ctx, key) => {
         if (key === ADMISSION_KEY) return admit(ctx);

@@ -51,6 +51,14 @@ export function needsOf(spec: ChallengeSpec, image: string): PlacementNeeds {
   };
 }
 
+/**
+ * Passes the leader's controller runs at once. A pass mostly waits for its one record read (the
+ * store pipelines concurrent reads into one round trip) and decisions are serialised anyway, so a
+ * resync over 10,000 records is bound by round trips: 8 took 2.0x a plain listing of them all,
+ * 32 took 1.6x, 128 no better (`npm run bench scale`, which runs the pass with this value).
+ */
+export const PLACEMENT_CONCURRENCY = 32;
+
 /** Returns the reconcile function (see the module comment). */
 export function placementReconciler(deps: PlacementDeps) {
   // Decisions are serialized in this process: each one sees the load the previous one added.

@@ -8,10 +8,19 @@
 import { createCipheriv, createHash, createDecipheriv, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 
 const INFO = Buffer.from('poseidon-flag-v1');
+/** Public key PEM -> fingerprint (a fleet has a handful of keys; cleared past 1024). */
+const fingerprints = new Map<string, string>();
 
 /** Short fingerprint of a public key: sealed flags name the key they were sealed for, so a worker re-registered with a new key gets a new seal. */
 export function keyFingerprint(publicKeyPem: string): string {
-  return createHash('sha256').update(publicKeyPem.trim()).digest('hex').slice(0, 12);
+  // Asked for every instance on every resync, about a handful of worker keys: remembered.
+  let print = fingerprints.get(publicKeyPem);
+  if (print === undefined) {
+    print = createHash('sha256').update(publicKeyPem.trim()).digest('hex').slice(0, 12);
+    if (fingerprints.size >= 1024) fingerprints.clear();
+    fingerprints.set(publicKeyPem, print);
+  }
+  return print;
 }
 
 /**
