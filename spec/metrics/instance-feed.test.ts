@@ -163,6 +163,30 @@ test('scrape-time gauges: instances by state and challenge (zeros for every stat
   assert.is(await value(m, 'poseidon_admission_capacity_slots'), 10);
 });
 
+test('warm-pool members are not launches; a claim is one, timed from the request to running; a member\'s failure counts', async () => {
+  const { m, emit } = feed();
+  const member = emit(instance({ team: POOL_TEAM, owner: 'pool:web-hello', createdAt: at(1), updatedAt: at(1) }));
+  emit(member, { status: 'running', updatedAt: at(3) });
+  emit(member, { status: 'running', reason: 'x', updatedAt: at(4) });
+  assert.is(await value(m, 'poseidon_instance_launches_total'), 0, 'a member is not a launch');
+  assert.is(m.window.summary().launchDuration.count, 0, 'nor is its cold start a launch duration');
+  // The claim: the request made at 100 s takes the member, which serves the owner at 100.2 s.
+  const claimed = emit(member, { team: 'team-b', owner: 'team:team-b', status: 'starting', createdAt: at(100), updatedAt: at(100.1) });
+  emit(claimed, { status: 'running', updatedAt: at(100.2) });
+  assert.is(await value(m, 'poseidon_instance_launches_total', { challenge: 'web-hello' }), 1);
+  assert.equal(m.window.summary().launchDuration.count, 1);
+  const waited = m.window.summary().launchDuration.p50 ?? -1;
+  assert.ok(Math.abs(waited - 0.2) < 1e-6, `waited ${waited} s`);
+  // A claim seen already running (one update) counts the same way.
+  const other = emit(instance({ team: POOL_TEAM, owner: 'pool:web-hello', status: 'running', createdAt: at(1), updatedAt: at(2) }));
+  emit(other, { team: 'team-c', owner: 'team:team-c', status: 'running', createdAt: at(200), updatedAt: at(200.5) });
+  assert.is(await value(m, 'poseidon_instance_launches_total'), 2);
+  const broken = emit(instance({ team: POOL_TEAM, owner: 'pool:web-hello', createdAt: at(5), updatedAt: at(5) }));
+  emit(broken, { status: 'failed', reason: 'E_UNHEALTHY: health check failed', updatedAt: at(40) });
+  assert.is(await value(m, 'poseidon_instance_failures_total', { reason: 'E_UNHEALTHY' }), 1, 'a failing pool is worth knowing');
+  assert.is(await value(m, 'poseidon_instance_launches_total'), 2);
+});
+
 test('warm-pool members by state and challenge: unclaimed and asked to run only', async () => {
   const { m, emit } = feed(at(100));
   emit(instance({ team: POOL_TEAM, status: 'running' }));

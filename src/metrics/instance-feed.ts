@@ -5,9 +5,10 @@
  * only if it was created after this process started watching (a launch and its first status
  * change can arrive as one update); older ones are just remembered. Durations use the store's
  * timestamps (`createdAt`, the `updatedAt` of the write that changed the status), not the moment
- * the feed delivered the change.
+ * the feed delivered the change. Warm-pool members are not launches (only their failures count);
+ * a claim is: the member takes the request's `createdAt`, so its duration is what the player waited.
  */
-import type { Instance, InstanceStatus } from '../core/instance.ts';
+import { POOL_TEAM, type Instance, type InstanceStatus } from '../core/instance.ts';
 
 /** Where the observations go (the `Metrics` instruments and the rolling window). */
 export interface LaunchSink {
@@ -22,6 +23,8 @@ interface Seen {
   status: InstanceStatus;
   /** Whether it already reached running once (restarts and moves run again: not launches). */
   ran: boolean;
+  /** An unclaimed warm-pool member. */
+  pooled: boolean;
 }
 
 const REASON_CODE = /^(E_[A-Z0-9_]{2,40})\b/;
@@ -53,15 +56,22 @@ export class LaunchTracker {
       return;
     }
     const prev = this.#seen.get(id);
-    const fresh = !prev && inst.createdAt >= this.#since;
+    const pooled = inst.team === POOL_TEAM;
+    // A claim hands a member to a team: from here on it is that team's launch.
+    const claimed = prev?.pooled === true && !pooled;
+    const fresh = (!prev && inst.createdAt >= this.#since) || claimed;
     // Restarts and moves bump the generation: an instance first seen past generation 1 already ran.
-    const ran = prev?.ran ?? inst.generation > 1;
-    const next: Seen = { status: inst.status, ran: ran || inst.status === 'running' };
+    const ran = claimed ? false : prev?.ran ?? inst.generation > 1;
+    const next: Seen = { status: inst.status, ran: ran || inst.status === 'running', pooled };
     this.#seen.set(id, next);
     if (!prev && !fresh) return;
+    if (pooled) {
+      if (inst.status === 'failed' && prev?.status !== 'failed') this.sink.failed(inst.challenge, reasonCode(inst.reason));
+      return;
+    }
     if (fresh) this.sink.launched(inst.challenge);
-    if (prev?.status === inst.status) return;
-    this.#transition(inst, prev);
+    if (prev?.status === inst.status && !claimed) return;
+    this.#transition(inst, claimed ? undefined : prev);
   }
 
   #transition(inst: Instance, prev: Seen | undefined): void {
