@@ -251,17 +251,27 @@ export function panelSuite(enabled: () => boolean) {
 
   it('a hidden modal holds no request open; showing it again resumes', async (info) => {
     // Once the panel holds a long-poll open, hide the modal: the panel drops it.
-    await alice.waitForFunction(() => {
+    // On a timeout, say which wait it was and what the panel held (the failure is otherwise anonymous).
+    const panelState = (): Promise<string> => alice.evaluate(() => JSON.stringify(Array.from((window as any).PoseidonPanel.panels as Set<any>).map((p) => ({
+      inflight: p.inflight ? { longPoll: p.inflight.longPoll } : null, hiddenWait: p.hiddenWait != null, wake: p.wake != null,
+      waitSeconds: p.waitSeconds, etag: p.etag, status: p.state?.instance?.status ?? null,
+    })))).catch((err: Error) => err.message);
+    const waitPanel = async (what: string, fn: () => boolean): Promise<void> => {
+      await alice.waitForFunction(fn, null, { timeout: 60_000 }).catch(async (err: Error) => {
+        throw new Error(`${what}: ${err.message.split('\n')[0]}; panels: ${await panelState()}`);
+      });
+    };
+    await waitPanel('a long-poll in flight', () => {
       const panels = Array.from((window as any).PoseidonPanel.panels as Set<any>);
       return panels.length === 1 && panels[0].inflight?.longPoll === true;
-    }, null, { timeout: 60_000 });
+    });
     // The long-poll in flight is aborted by the next tick (or has just answered on its own: a
     // race the test must not lose), then the loop parks: nothing in flight, no new request.
     await alice.evaluate(() => (window as any).standin.close());
-    await alice.waitForFunction(() => {
+    await waitPanel('the loop parked while hidden', () => {
       const panels = Array.from((window as any).PoseidonPanel.panels as Set<any>);
       return panels.length === 1 && panels[0].inflight === null && panels[0].hiddenWait != null;
-    }, null, { timeout: 60_000 });
+    });
     const asked: string[] = [];
     const onRequest = (r: { url(): string }): void => { if (r.url().includes('/instance?wait=')) asked.push(r.url()); };
     alice.on('request', onRequest);
