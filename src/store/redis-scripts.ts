@@ -45,13 +45,14 @@ local function drop(id, hkey, sets, zsets)
   for _, k in ipairs(sets) do redis.call('SREM', k, id) end
   for _, k in ipairs(zsets) do redis.call('ZREM', k, id) end
 end
--- updatedAt is the record's version (views keep the newer copy): a write never lowers it or
+-- HSET that keeps updatedAt the record's version (views keep the newer copy): a write never lowers it or
 -- leaves it equal, whatever clock its caller read before awaiting its turn.
-local function stamped(hkey)
-  return tonumber(redis.call('HGET', hkey, 'updatedAt')) or 0
-end
-local function restamp(hkey, before)
-  if stamped(hkey) <= before then redis.call('HSET', hkey, 'updatedAt', string.format('%.0f', before + 1)) end
+local function hset_versioned(hkey, ...)
+  local before = tonumber(redis.call('HGET', hkey, 'updatedAt')) or 0
+  redis.call('HSET', hkey, ...)
+  if (tonumber(redis.call('HGET', hkey, 'updatedAt')) or 0) <= before then
+    redis.call('HSET', hkey, 'updatedAt', string.format('%.0f', before + 1))
+  end
 end
 local function live_count(zkey, now)
   return redis.call('ZCOUNT', zkey, '(' .. now, '+inf')
@@ -178,9 +179,7 @@ end
 if not same_team(KEYS[1], ARGV[7]) then return 'retry' end
 local cap = tonumber(ARGV[4])
 if cap > 0 and live_count(KEYS[2], ARGV[1]) >= cap then return 'full' end
-local before = stamped(KEYS[1])
-redis.call('HSET', KEYS[1], 'status', 'pending', 'expiresAt', ARGV[5], 'maxExpiresAt', ARGV[6], 'updatedAt', ARGV[1])
-restamp(KEYS[1], before)
+hset_versioned(KEYS[1], 'status', 'pending', 'expiresAt', ARGV[5], 'maxExpiresAt', ARGV[6], 'updatedAt', ARGV[1])
 reindex(ARGV[2], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 redis.call('PUBLISH', ARGV[3], ARGV[2])
 return 'admitted'
@@ -217,12 +216,10 @@ for i = 5, 4 + ne, 2 do
 end
 local base = 5 + ne
 local ns = tonumber(ARGV[base])
-local before = stamped(KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, base + 1, base + ns))
+hset_versioned(KEYS[1], unpack(ARGV, base + 1, base + ns))
 if #ARGV > base + ns then
   redis.call('HDEL', KEYS[1], unpack(ARGV, base + ns + 1))
 end
-restamp(KEYS[1], before)
 reindex(ARGV[2], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
@@ -242,12 +239,10 @@ if not same_team(KEYS[1], ARGV[6]) then return 'retry' end
 local f = redis.call('HMGET', KEYS[1], 'epoch', 'worker')
 if (f[1] or '0') ~= ARGV[3] or (f[2] or '') ~= ARGV[4] then return 'conflict' end
 local ns = tonumber(ARGV[7])
-local before = stamped(KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 8, 7 + ns))
+hset_versioned(KEYS[1], unpack(ARGV, 8, 7 + ns))
 if #ARGV > 7 + ns then
   redis.call('HDEL', KEYS[1], unpack(ARGV, 8 + ns))
 end
-restamp(KEYS[1], before)
 if ARGV[4] ~= '' then redis.call('SREM', KEYS[6], ARGV[2]) end
 if ARGV[5] ~= '' then redis.call('SADD', KEYS[7], ARGV[2]) end
 reindex(ARGV[2], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
@@ -266,12 +261,10 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 if not same_team(KEYS[1], ARGV[3]) then return 'retry' end
 local n = tonumber(ARGV[4])
-local before = stamped(KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 5, 4 + n))
+hset_versioned(KEYS[1], unpack(ARGV, 5, 4 + n))
 if #ARGV > 4 + n then
   redis.call('HDEL', KEYS[1], unpack(ARGV, 5 + n))
 end
-restamp(KEYS[1], before)
 reindex(ARGV[2], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
@@ -309,9 +302,7 @@ local x = redis.call('HMGET', KEYS[1], 'team', 'owner', 'challenge', 'worker', '
 if x[1] ~= ARGV[5] or x[2] ~= ARGV[6] or x[3] ~= ARGV[7] or x[4] or x[5] ~= 'running' or (x[6] ~= 'pending' and x[6] ~= 'queued') or x[7] ~= ARGV[10] then return 'conflict' end
 local p = redis.call('HMGET', KEYS[2], 'team', 'owner', 'challenge', 'desired', 'status', 'specHash', 'expiresAt', 'worker')
 if p[1] ~= ARGV[9] or p[2] ~= ARGV[8] or p[3] ~= ARGV[7] or p[4] ~= 'running' or p[5] ~= 'running' or p[6] ~= ARGV[10] or not p[8] or (tonumber(p[7]) or 0) <= now then return 'conflict' end
-local before = stamped(KEYS[2])
-redis.call('HSET', KEYS[2], 'team', x[1], 'owner', x[2], 'createdAt', x[8], 'expiresAt', x[9], 'maxExpiresAt', x[10], 'renewals', '0', 'status', 'starting', 'reason', ARGV[11], 'updatedAt', ARGV[1])
-restamp(KEYS[2], before)
+hset_versioned(KEYS[2], 'team', x[1], 'owner', x[2], 'createdAt', x[8], 'expiresAt', x[9], 'maxExpiresAt', x[10], 'renewals', '0', 'status', 'starting', 'reason', ARGV[11], 'updatedAt', ARGV[1])
 if x[11] then redis.call('HSET', KEYS[2], 'user', x[11]) else redis.call('HDEL', KEYS[2], 'user') end
 if ARGV[13] ~= '' then redis.call('HSET', KEYS[2], 'sealedFlag', ARGV[13]) else redis.call('HDEL', KEYS[2], 'sealedFlag') end
 redis.call('SREM', KEYS[6], ARGV[3])
