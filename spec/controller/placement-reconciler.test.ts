@@ -82,7 +82,7 @@ async function manager(w: { store: MemoryStore; fleet: MemoryFleet; clock: { now
     fleet: w.fleet, instances: index, lostAfterMs: LOST_AFTER, now: () => w.clock.now,
     resources: (inst) => w.catalog.version(inst.specHash)?.spec.resources ?? { cpu: 0, memoryBytes: 0 },
   });
-  const reconcile = placementReconciler({ store: w.store, catalog: w.catalog, fleet: view, log, settings, remember: (inst) => index.put(inst) });
+  const reconcile = placementReconciler({ store: w.store, catalog: w.catalog, fleet: view, log, settings, remember: (inst) => index.put(inst), held: (id) => index.byId(id) });
   const ctx = { signal: new AbortController().signal, now: () => new Date(w.clock.now) };
   return {
     log, index, view,
@@ -579,6 +579,67 @@ for (const [label, status] of RETENTION) {
     assert.is(await w.store.getInstance(inst.id), undefined);
   }));
 }
+
+/* ---------------------------------------------------------------- the view's copy */
+
+/** Runs `fn` counting the store reads of one record it makes. */
+async function readsDuring(w: World, fn: () => Promise<unknown>): Promise<number> {
+  const real = w.store.getInstance.bind(w.store);
+  let reads = 0;
+  w.store.getInstance = (id: string) => { reads++; return real(id); };
+  try {
+    await fn();
+  } finally {
+    w.store.getInstance = real;
+  }
+  return reads;
+}
+
+t('"nothing to do" is decided on the view\'s copy without a store read: placed and sealed (requeued at expiry), finished within retention', () => within(async (w) => {
+  await w.register('w1');
+  const inst = await w.launch('web');
+  await w.run(inst.id);
+  await w.store.updateInstance(inst.id, { status: 'running' }, w.clock.now);
+  await w.m.index.refresh();
+  w.clock.now += 1000;
+  let result: ReconcileResult = {};
+  assert.is(await readsDuring(w, async () => { result = await w.m.reconcile(inst.id); }), 0, 'no read for a settled instance');
+  assert.is(result.requeueAfterMs, inst.expiresAt - w.clock.now);
+  const done = await w.launch('web');
+  await w.store.updateInstance(done.id, { desired: 'stopped', status: 'stopped', finishedAt: w.clock.now, endpoints: [] }, w.clock.now);
+  await w.m.index.refresh();
+  w.clock.now += 10;
+  assert.is(await readsDuring(w, async () => { result = await w.m.reconcile(done.id); }), 0, 'no read for a finished record');
+  assert.is(result.requeueAfterMs, SETTINGS.retentionMs - 10);
+}));
+
+t('a view copy that needs a decision (draining worker, expired, stale seal, unplaced) is decided on the store\'s copy', () => within(async (w) => {
+  await w.register('w1');
+  await w.register('w2');
+  const [a, b, c] = [await w.launch('web'), await w.launch('web'), await w.launch('web')];
+  for (const i of [a, b, c]) await w.run(i.id);
+  // Unplaced in the view, placed in the store: the pass reads the store and leaves it alone.
+  const d = await w.launch('web');
+  await w.m.index.refresh();
+  await w.m.reconcile(d.id);
+  assert.ok((await w.get(d.id)).worker, 'the unplaced copy was placed');
+  // Expired in the view: the store is read and the instance is left for its worker to finish.
+  w.clock.now = a.expiresAt;
+  assert.ok(await readsDuring(w, () => w.m.reconcile(a.id)) >= 1, 'an expired copy is read again');
+  w.clock.now = T0 + 1000;
+  // A re-keyed worker: the copy's seal is stale, the pass reads the store and reseals.
+  const placedOn = (await w.get(b.id)).worker as string;
+  await w.register(placedOn, { newKey: true });
+  await w.m.view.refresh();
+  assert.ok(await readsDuring(w, () => w.m.reconcile(b.id)) >= 1);
+  assert.is(w.opened(await w.get(b.id)), w.flagOf(b), 'resealed for the new key');
+  // The view's copy is older than the store's (a stop the view has not taken in): the pass
+  // takes the copy's word that nothing is to be done; the change's own update wakes it later.
+  await w.store.updateInstance(c.id, { desired: 'stopped' }, w.clock.now);
+  assert.is(await readsDuring(w, () => w.m.reconcile(c.id)), 0);
+  await w.m.index.refresh();
+  assert.ok(await readsDuring(w, () => w.m.reconcile(c.id)) >= 1, 'after the view took the stop in, the store is read');
+}));
 
 /* ---------------------------------------------------------------- resealing */
 

@@ -222,7 +222,7 @@ export async function composeManager(config: Config, backends: Backends, log: Lo
       ...(config.registry && builder ? { publish: { registry: config.registry, builder: new MeteredRuntime(builder, metrics, 'builder'), owner: backends.owner } } : {}),
     });
     const place = placementReconciler({
-      store: fenced, catalog, fleet: fleetView, log: controllerLog, remember: (inst) => index.put(inst),
+      store: fenced, catalog, fleet: fleetView, log: controllerLog, remember: (inst) => index.put(inst), held: (id) => index.byId(id),
       settings: {
         baseDomain: config.baseDomain, tls: tls !== undefined, flagSecret: config.flagSecret, flagRetentionMs: config.flagRetentionDays * 86_400_000,
         retentionMs: config.retentionSeconds * 1000, onWorkerLost: config.onWorkerLost,
@@ -261,12 +261,13 @@ export async function composeManager(config: Config, backends: Backends, log: Lo
         return INSTANCE_ID_PATTERN.test(key) ? place(ctx, key) : Promise.resolve({});
       },
       sources: [
-        (enqueue) => store.onChange((id) => {
+        // Woken by the view once it took a change in (never by the store's raw feed): the
+        // placement pass decides "nothing to do" on the view's copy (`held` above).
+        (enqueue) => index.onUpdate((id, inst) => {
           enqueue(id);
           // Any change may free a place or add a waiter; one to a pooled challenge's instance
-          // (or to a record the view no longer holds) may claim or end a pool member.
+          // (or to a record that is gone) may claim or end a pool member.
           enqueue(ADMISSION_KEY);
-          const inst = index.byId(id);
           if (!inst || catalog.get(inst.challenge)?.spec.pool) enqueue(POOL_KEY);
         }),
         every(config.heartbeatSeconds * 1000, FLEET_KEY),

@@ -41,6 +41,12 @@ export interface PlacementDeps {
   settings: PlacementSettings;
   /** Records a write of the manager's own at once (the instance view), so the next decision sees it. */
   remember(inst: Instance): void;
+  /**
+   * The replica's copy of an instance (the instance view), if held. A pass whose copy needs
+   * nothing from it returns without reading the store; see `settledIn`. Only safe when the pass
+   * is woken by the view's updates (after it took a change in), not by the store's raw feed.
+   */
+  held?(id: string): Instance | undefined;
 }
 
 /** What a version needs from a worker. */
@@ -66,6 +72,9 @@ export function placementReconciler(deps: PlacementDeps) {
   const retryMs = deps.settings.retryMs ?? 2000;
   return async (ctx: ReconcileContext, id: string): Promise<ReconcileResult> => {
     const now = ctx.now().getTime();
+    const seen = deps.held?.(id);
+    const settled = seen && settledIn(deps, seen, now);
+    if (settled) return settled;
     const inst = await deps.store.getInstance(id);
     // Waiting for admission: the admission pass decides when it starts. Cancelled while queued, it is finished below.
     if (!inst || (inst.status === 'queued' && inst.desired === 'running')) return {};
@@ -80,6 +89,33 @@ export function placementReconciler(deps: PlacementDeps) {
     }
     return decide.run(() => placeOn(deps, inst, target.entry, worker, now, retryMs));
   };
+}
+
+/**
+ * What the pass returns for `inst` when it would neither write nor read anything more: placed on
+ * a serving worker, on the version its policy keeps, sealed for that version and that worker's
+ * key (requeued at its expiry); or finished and within its retention (requeued at its end).
+ * Undefined when the pass has something to decide, on the store's copy.
+ *
+ * Deciding "nothing to do" on the replica's copy is safe because every change reaches the view
+ * before it wakes the pass (the leader's source is the view's update feed), and the view's
+ * periodic refresh finds changes whose notification was lost, as the store listing did. A copy
+ * that is merely older than the store only delays a decision until that change's own pass; every
+ * write is still decided on the store's copy and guarded (`assign`, `compareAndUpdate`).
+ */
+function settledIn(deps: PlacementDeps, inst: Instance, now: number): ReconcileResult | undefined {
+  if (!wantsRunning(inst, now)) {
+    if (!FINAL_STATUSES.has(inst.status) || inst.finishedAt === undefined) return undefined;
+    const left = inst.finishedAt + deps.settings.retentionMs - now;
+    return left > 0 ? { requeueAfterMs: left } : undefined;
+  }
+  if (inst.status === 'queued' || inst.worker === undefined) return undefined;
+  const pick = deps.catalog.versionFor(inst, 'reconcile');
+  if (pick.action !== 'run' || pick.update || !pick.entry) return undefined;
+  const worker = deps.fleet.worker(inst.worker);
+  if (!worker || worker.state === 'lost' || worker.state === 'draining') return undefined;
+  const sealed = parseSealedFlag(inst.sealedFlag);
+  return sealed?.specHash === inst.specHash && sealed.key === keyFingerprint(worker.publicKey) ? until(inst, now) : undefined;
 }
 
 /** How old a listing may be to call a worker lost (well under the lost timeout; re-read at most this often per process). */
