@@ -35,7 +35,7 @@ const NETWORK_POOL = Number(process.env.BENCH_NETWORK_POOL ?? 8);
 /** Concurrency levels the raw engine is tried at to find its best. */
 const LEVELS = [1, 2, 4, 6, 8, 12];
 
-const WEB = [
+export const WEB = [
   'image: busybox:1.35',
   'command: [sh, -c, "mkdir -p /tmp/w && echo ok > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"]',
   'expose: [{ name: web, port: 8080 }]',
@@ -53,7 +53,7 @@ export function quantile(xs: readonly number[], q: number): number {
 const ms = (x: number): string => `${Math.round(x)} ms`;
 const ratio = (a: number, b: number): string => `${(a / b).toFixed(2)}x`;
 
-async function specOf(work: string): Promise<ChallengeSpec> {
+export async function specOf(work: string): Promise<ChallengeSpec> {
   const dir = path.join(work, 'raw-spec', 'web');
   const { mkdirSync, writeFileSync } = await import('node:fs');
   mkdirSync(dir, { recursive: true });

@@ -4,7 +4,7 @@
  * builds. `start` restores and syncs; instances of challenges that change are handed to the
  * manager's queue once `attach`ed.
  */
-import { wantsRunning } from '../core/instance.ts';
+import { wantsRunning, type Instance } from '../core/instance.ts';
 import type { Logger } from '../core/reconcile.ts';
 import type { Source } from '../core/source.ts';
 import type { Store } from '../core/store.ts';
@@ -28,6 +28,8 @@ export interface GitOpsDeps {
   publish?: { registry: string } & Pick<ImagePublisherOptions, 'builder' | 'owner'>;
   /** The catalog to keep (a manager replica keeps one across its terms as leader); a new one otherwise. */
   catalog?: Catalog;
+  /** The replica's instance view: read instead of listing every record from the store. */
+  instances?: () => Iterable<Instance>;
   now?: () => number;
 }
 
@@ -45,12 +47,12 @@ export interface GitOps {
   stop(): Promise<void>;
 }
 
-/** Spec hashes of live instances per challenge, read fresh from the store. */
-export function liveInstances(store: Store, now: () => number = Date.now): LiveInstances {
+/** Spec hashes of live instances per challenge, from the instance view or else read fresh from the store. */
+export function liveInstances(store: Store, now: () => number = Date.now, view?: () => Iterable<Instance>): LiveInstances {
   return async () => {
     const out: Record<string, string[]> = {};
     const at = now();
-    for (const inst of await store.listInstances()) {
+    for (const inst of view ? view() : await store.listInstances()) {
       if (wantsRunning(inst, at)) (out[inst.challenge] ??= []).push(inst.specHash);
     }
     return out;
@@ -65,9 +67,11 @@ export function createGitOps(deps: GitOpsDeps): GitOps {
   const changed = (ids: readonly string[]): void => {
     if (!enqueue || ids.length === 0) return;
     const wanted = new Set(ids);
-    void store.listInstances().then((list) => {
+    const handOver = (list: Iterable<Instance>): void => {
       for (const inst of list) if (wanted.has(inst.challenge)) enqueue?.(inst.id);
-    }, (err: unknown) => log.warn({ err: (err as Error).message }, 'could not list instances of changed challenges'));
+    };
+    if (deps.instances) return handOver(deps.instances());
+    void store.listInstances().then(handOver, (err: unknown) => log.warn({ err: (err as Error).message }, 'could not list instances of changed challenges'));
   };
   let sync: CatalogSync | undefined;
   const images = deps.publish
@@ -85,7 +89,7 @@ export function createGitOps(deps: GitOpsDeps): GitOps {
   sync = new CatalogSync({
     source: deps.source, catalog, images, store: deps.catalogStore, log, pollMs: deps.pollMs,
     ...(deps.publish ? { registry: deps.publish.registry } : {}),
-    live: liveInstances(store, deps.now), onChanged: changed, ...(deps.now ? { now: deps.now } : {}),
+    live: liveInstances(store, deps.now, deps.instances), onChanged: changed, ...(deps.now ? { now: deps.now } : {}),
   });
   const loop = sync;
   const api: GitOpsApi = {

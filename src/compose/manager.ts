@@ -215,7 +215,7 @@ export async function composeManager(config: Config, backends: Backends, log: Lo
     follower?.stop();
     const fenced = fencedStore(store, () => (leadership.token === token ? token : undefined), () => metrics.fencedWrites.inc());
     const gitops = createGitOps({
-      source: sourceFor(config), store, log: catalogLog, catalog,
+      source: sourceFor(config), store, log: catalogLog, catalog, instances: () => index.all(),
       catalogStore: redisUrl ? new RedisCatalogStore(redisUrl, config.redisPrefix) : new NoCatalogStore(),
       pollMs: config.gitUrl ? config.gitPollSeconds * 1000 : 0,
       webhook: webhookSettings,
