@@ -121,6 +121,15 @@ function registerBasics(test: Test, s: Get): void {
     assert.equal(await s(ctx).getInstance(pristine.id), { ...pristine, updatedAt: Math.max(NOW, pristine.updatedAt + 1) });
   });
 
+  test('a listing of 2,500 records holds each once, in creation order (the Redis adapter reads them in pipelines of 1,000)', async (ctx) => {
+    const st = s(ctx);
+    const made = Array.from({ length: 2500 }, (_, i) => makeInstance({ team: `big-${i}`, createdAt: NOW - 2500 + i }));
+    for (let i = 0; i < made.length; i += 250) await Promise.all(made.slice(i, i + 250).map((m) => st.createInstance(m, NOW)));
+    const listed = await st.listInstances();
+    assert.equal(listed.map((i) => i.id), made.map((m) => m.id));
+    assert.equal(listed[1999], await st.getInstance(made[1999]!.id), 'a record across a pipeline boundary is whole');
+  });
+
   test('close is idempotent; later calls reject with E_STORE', async (ctx) => {
     await s(ctx).close();
     await s(ctx).close();

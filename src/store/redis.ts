@@ -38,6 +38,9 @@ const TEAM_READS = 5;
 
 // Commands issued in the same tick share one write (and one syscall): under concurrent API
 // load this roughly halves the per-request socket cost (see bench/api.bench.ts).
+/** Records read per pipeline by a listing (see `listInstances`). */
+const LIST_CHUNK = 1000;
+
 const PIPELINED: RedisOptions = { enableAutoPipelining: true };
 
 /**
@@ -244,15 +247,18 @@ export class RedisStore implements Store {
   /** See `Store.listInstances`; ids whose hash vanished meanwhile are skipped. */
   async listInstances(filter: InstanceFilter = {}): Promise<Instance[]> {
     const ids = await this.#run(() => this.#client.sinter(...this.#indexKeys(filter)));
-    if (ids.length === 0) return [];
-    const pipeline = this.#client.pipeline();
-    for (const id of ids) pipeline.hgetall(this.#keys.inst(id));
-    const replies = (await this.#run(() => pipeline.exec())) ?? [];
     const out: Instance[] = [];
-    for (const [err, hash] of replies) {
-      if (err) throw this.#fail(err);
-      const fields = new Map(Object.entries(hash as Record<string, string>));
-      if (fields.size > 0) out.push(decodeInstance(fields));
+    // In pipelines of LIST_CHUNK records, decoded as they come: the raw replies of a whole
+    // listing of 10,000 records never exist at once (the start-up peak of a manager's memory).
+    for (let from = 0; from < ids.length; from += LIST_CHUNK) {
+      const pipeline = this.#client.pipeline();
+      for (const id of ids.slice(from, from + LIST_CHUNK)) pipeline.hgetall(this.#keys.inst(id));
+      const replies = (await this.#run(() => pipeline.exec())) ?? [];
+      for (const [err, hash] of replies) {
+        if (err) throw this.#fail(err);
+        const fields = new Map(Object.entries(hash as Record<string, string>));
+        if (fields.size > 0) out.push(decodeInstance(fields));
+      }
     }
     return out.sort(compareInstances);
   }
