@@ -9,7 +9,10 @@ COPY bin ./bin
 COPY src ./src
 COPY schemas ./schemas
 COPY challenges ./challenges
+# One ESM file (esbuild, which tsx brings): no TypeScript compiled at start, ~30 MB less memory
+# per process than running the sources through tsx (README: Launch speed and tuning).
+RUN npm run build
 ENV POSEIDON_HOST=0.0.0.0
 EXPOSE 8080
-ENTRYPOINT ["node", "bin/poseidon.js"]
+ENTRYPOINT ["node", "dist/poseidon.mjs"]
 CMD ["serve"]

@@ -1,8 +1,12 @@
 /**
  * `poseidon serve --dev` on embedded defaults: no Redis (in-process store, announced loudly),
  * generated secrets, instance ports published on 127.0.0.1 and reachable from the host there.
+ * Run twice: from the TypeScript sources through tsx (`npm start`) and from the one-file bundle
+ * `npm run build` writes (what the container image runs), which must find the schemas, the
+ * version and the status page's assets from `dist/`.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
@@ -24,18 +28,33 @@ t.after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-t('runs on the in-process store and serves instances on loopback ports', async () => {
+for (const form of ['sources', 'bundle'] as const) t(`runs on the in-process store and serves instances on loopback ports (${form})`, async () => {
   if (!enabled) return;
-  const data = path.join(work, 'data');
+  const data = path.join(work, `data-${form}`);
+  let bundle: string | undefined;
+  if (form === 'bundle') {
+    execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'pipe' });
+    bundle = path.join(ROOT, 'dist', 'poseidon.mjs');
+  }
+  await server?.stop();
   server = await startServe({
     POSEIDON_MANAGER_ID: mgr, POSEIDON_DATA_DIR: data, POSEIDON_TRAEFIK_DIR: path.join(work, 'traefik'),
     POSEIDON_CHALLENGES_DIR: path.join(ROOT, 'challenges'),
-  }, ['--dev']);
+  }, ['--dev'], bundle ? { bundle } : {});
   assert.match(server.logs(), /IN-PROCESS store/);
   const key = readFileSync(path.join(data, 'api-key'), 'utf8').trim();
   assert.ok(existsSync(path.join(data, 'flag-secret')));
   assert.not.ok(server.logs().includes(key), 'the generated key is not logged');
   const api = apiClient(server.url, key);
+  const version = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  assert.is((await api('GET', '/v1/version')).body.version, version, 'the version is read from package.json');
+  for (const asset of readdirSync(path.join(ROOT, 'src/status/assets')).filter((f) => /^[a-z0-9-]+\.(js|css)$/.test(f))) {
+    const res = await fetch(`${server.url}/status/${asset}`);
+    assert.is(res.status, 200, `status asset ${asset}`);
+    assert.is(await res.text(), readFileSync(path.join(ROOT, 'src/status/assets', asset), 'utf8'));
+  }
+  const invalid = await api('POST', '/v1/instances', { challenge: 'web-hello' });
+  assert.is(invalid.status, 400, 'the API schema is compiled');
   const res = await api('POST', '/v1/instances', { challenge: 'web-hello', team: 'laptop' });
   assert.is(res.status, 202);
   const running = await waitFor('running', async () => {

@@ -175,7 +175,8 @@ it('instances appear and change state live as the API launches and stops them', 
   const id = red.body.id as string;
   await page.waitForSelector(`tr[data-id="${id}"]`, { timeout: SHORT });
   await page.waitForSelector(`tr[data-id="${id}"][data-status="running"]`, { timeout: LONG });
-  assert.match(await page.innerText(`tr[data-id="${id}"] [data-col="worker"]`), new RegExp(workerId));
+  // Events carry no worker: the row learns it from the re-read each event schedules.
+  await page.waitForFunction(([i, w]) => document.querySelector(`tr[data-id="${i}"] [data-col="worker"]`)?.textContent === w, [id, workerId], { timeout: SHORT, polling: 100 });
   assert.match(await page.innerText(`tr[data-id="${id}"] [data-col="expires"]`), /^in \d+ m/);
   await shot('instances');
   assert.is((await api('DELETE', `/v1/instances/${id}`)).status, 202);

@@ -26,10 +26,15 @@ export interface ServeProcess {
   kill(): Promise<void>;
 }
 
-/** Spawns `poseidon serve` as its own process with `env` and waits for /healthz (bounded). */
-export async function startServe(env: Record<string, string>, args: string[] = []): Promise<ServeProcess> {
+/**
+ * Spawns `poseidon serve` as its own process with `env` and waits for /healthz (bounded): the
+ * TypeScript sources through tsx (as `npm start` runs it), or `opts.bundle`, a file
+ * `npm run build` wrote (as the container image runs it).
+ */
+export async function startServe(env: Record<string, string>, args: string[] = [], opts: { bundle?: string } = {}): Promise<ServeProcess> {
   const port = env.POSEIDON_PORT ? Number(env.POSEIDON_PORT) : await freePort();
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), 'serve', ...args], {
+  const entry = opts.bundle ? [opts.bundle] : ['--import', 'tsx', path.join(ROOT, 'src/cli.ts')];
+  const proc = spawn(process.execPath, [...entry, 'serve', ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', POSEIDON_HOST: '127.0.0.1', ...env, POSEIDON_PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -7,10 +7,11 @@ import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
 import { ajvErrorsToIssues } from './ajv-issues.ts';
 import type { RawIssue } from './issue.ts';
+import { packageFile } from '../package-files.ts';
 
 /** The parsed schema document (read-only by convention; exported for tests and docs). */
 export const challengeSchema: Record<string, unknown> = JSON.parse(
-  readFileSync(new URL('../../schemas/challenge.schema.json', import.meta.url), 'utf8'),
+  readFileSync(packageFile('schemas/challenge.schema.json'), 'utf8'),
 ) as Record<string, unknown>;
 
 const validate = new Ajv({ allErrors: true, strict: true }).compile(challengeSchema);

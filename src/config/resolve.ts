@@ -12,6 +12,7 @@ import { locateConfigFile, readConfigFile, type ConfigFile, type ConfigProblem }
 import type { DockerEndpoint } from './config.ts';
 import { secretsFromFiles, FILE_VARIANTS } from './gitops-config.ts';
 import { ALL_NAMES, ENV_NAMES, isSecretName, LIST_KEYS, SECRET_KEYS } from './variables.ts';
+import { packageFile } from '../package-files.ts';
 
 /** POSEIDON_DOCKER_SOCKET when set, else DOCKER_HOST (unix:// or tcp://), else the default socket. */
 function dockerEndpoint(socket: string, env: NodeJS.ProcessEnv, explicitSocket: boolean): DockerEndpoint {
@@ -33,7 +34,7 @@ function dockerEndpoint(socket: string, env: NodeJS.ProcessEnv, explicitSocket: 
   return { host: m[1] as string, port: Number(m[2]), protocol: 'https', ca: read('ca.pem'), cert: read('cert.pem'), key: read('key.pem') };
 }
 
-const schemaPath = new URL('../../schemas/config.schema.json', import.meta.url);
+const schemaPath = packageFile('schemas/config.schema.json');
 const schema = JSON.parse(readFileSync(schemaPath, 'utf8')) as object;
 const validate = new Ajv({ useDefaults: true, coerceTypes: true, allErrors: true }).compile(schema);
 

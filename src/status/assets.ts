@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
+import { packageFile } from '../package-files.ts';
 
 export interface Asset {
   type: string;
@@ -15,7 +16,7 @@ export interface Asset {
 const TYPES: Record<string, string> = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.png': 'image/png' };
 
 /** Every asset by file name (`app.js`, `app.css`, …). Throws when the directory is missing. */
-export function loadAssets(dir = new URL('./assets/', import.meta.url)): Map<string, Asset> {
+export function loadAssets(dir = packageFile('src/status/assets/')): Map<string, Asset> {
   const out = new Map<string, Asset>();
   for (const name of readdirSync(dir).sort()) {
     const type = TYPES[name.slice(name.lastIndexOf('.'))];
