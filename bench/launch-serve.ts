@@ -12,6 +12,7 @@ import { RedisStore } from '../src/store/redis.ts';
 import { REDIS_URL } from '../spec/helpers/deps.ts';
 import { startProbe, testManagerId } from '../spec/helpers/docker.ts';
 import { apiClient, startServe, type ServeProcess } from '../spec/helpers/server.ts';
+import { burstPosts } from './burst-client.ts';
 import { LaunchObserver, type Timeline } from './launch-observer.ts';
 
 const KEY = 'bench-launch-key-0123456789';
@@ -23,8 +24,10 @@ export interface BenchServe {
   observer: LaunchObserver;
   /** POSTs a launch for a fresh team and resolves when it is running with its route. */
   launch(challenge: string): Promise<{ id: string; timeline: Timeline; postMs: number }>;
-  /** POSTs only (for bursts): the id, the POST's latency and when it went out. */
+  /** POSTs only: the id, the POST's latency and when it went out. */
   post(challenge: string): Promise<{ id: string; postMs: number; at: number }>;
+  /** `count` launches for fresh teams fired at once over warmed keep-alive connections (`burst-client.ts`), then tracked. */
+  burst(challenge: string, count: number): Promise<{ id: string; postMs: number; at: number }[]>;
   /** Stops `id` and waits until the engine holds nothing of it. */
   stop(id: string): Promise<void>;
   close(): Promise<void>;
@@ -49,6 +52,9 @@ export async function benchServe(opts: { name: string; work: string; docker: Doc
     POSEIDON_MANAGER_ID: mgr, POSEIDON_CHALLENGES_DIR: path.join(dir, 'challenges'), POSEIDON_TRAEFIK_DIR: traefikDir,
     POSEIDON_DATA_DIR: path.join(dir, 'data'), POSEIDON_GATEWAY_CONTAINER: `${mgr}-gw`, POSEIDON_TEAM_LIMIT: '0',
     POSEIDON_RATE_LIMITS: 'launch=100000/60,stop=100000/60', POSEIDON_CAPACITY: '0', POSEIDON_WORKER_SLOTS: '400',
+    // The bench measures the engine, not the scheduler's bounds: a burst of 100 must fit (the
+    // host's 2 cores and its memory, the embedded worker's defaults, hold about 32).
+    POSEIDON_WORKER_CPU: '400', POSEIDON_WORKER_MEMORY: '400g',
     // The host firewall is global to the machine: other suites may be using it.
     POSEIDON_FIREWALL: 'off', POSEIDON_LOG_LEVEL: 'warn', ...opts.env,
   });
@@ -70,6 +76,17 @@ export async function benchServe(opts: { name: string; work: string; docker: Doc
       const p = await post(challenge);
       observer.track(p.id, p.at, p.at + p.postMs, p.hostname);
       return p;
+    },
+    async burst(challenge, count) {
+      const bodies = Array.from({ length: count }, () => JSON.stringify({ challenge, team: `t${process.pid}-${++teams}` }));
+      const answers = await burstPosts({ base: server.url, warmPath: '/healthz', postPath: '/v1/instances', headers: { 'x-api-key': KEY }, bodies });
+      // Tracked once every POST is answered: the observer's own work does not delay them.
+      return answers.map((a) => {
+        const body = JSON.parse(a.body) as { id?: string; hostname?: string };
+        if (a.status !== 202 || !body.id) throw new Error(`launch refused: ${a.status} ${a.body}`);
+        observer.track(body.id, a.at, a.at + a.ms, body.hostname ?? '');
+        return { id: body.id, postMs: a.ms, at: a.at };
+      });
     },
     async launch(challenge) {
       const p = await post(challenge);
