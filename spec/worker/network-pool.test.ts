@@ -153,6 +153,7 @@ it('a challenge with egress makes its own network, never a pooled one', async ()
 });
 
 it('a stopped instance takes its pooled network with it; a restarted one moves to a fresh network', async () => {
+  await until('the pool full again', async () => (first.networkPool?.free === POOL ? true : undefined), 60_000);
   const [stopId, restartId] = await Promise.all([launched('svc'), launched('svc')]);
   const stopped = (await containerOf(stopId)).network!;
   const old = (await containerOf(restartId)).network!;
@@ -219,17 +220,23 @@ it('a label naming a network never makes us remove a network that is not our poo
   assert.is((await docker.listNetworks({ filters: { name: [name] } })).length, 0, 'its own deployment removes it');
 });
 
-it('the gateway joins an instance\'s pooled network at launch, and again at a resync after losing it', async () => {
+it('the gateway joins pooled networks as they are made, again at launch when it lost them, and at a resync', async () => {
   const gateway = `poseidon-test-gw-${rand()}`;
   const gw = await docker.createContainer({ name: gateway, Image: 'busybox:1.35', Cmd: ['sleep', '600'], Labels: { [TEST_LABEL]: mgr } });
   await gw.start();
+  const joined = async (): Promise<string[]> => Object.keys(((await gw.inspect()) as { NetworkSettings: { Networks: Record<string, unknown> } }).NetworkSettings.Networks);
   const third = agent(gateway);
   await third.start();
   await until('the pool full', async () => (third.networkPool?.free === POOL ? true : undefined), 60_000);
+  const free = (await poolNetworks()).filter((n) => !handedOut.includes(n));
+  assert.is(free.length, POOL);
+  const ahead = await joined();
+  for (const n of free) assert.ok(ahead.includes(n), `the gateway joined ${n} when the pool made it`);
+  // As if the gateway were recreated since: it holds none of the free networks; the launch joins it.
+  for (const n of free) await docker.getNetwork(n).disconnect({ Container: gateway, Force: true }).catch(() => undefined);
   const id = await launched('svc');
   const net = (await containerOf(id)).network!;
   assert.ok(net, 'on a pooled network');
-  const joined = async (): Promise<string[]> => Object.keys(((await gw.inspect()) as { NetworkSettings: { Networks: Record<string, unknown> } }).NetworkSettings.Networks);
   assert.ok((await joined()).includes(net), 'joined during the launch');
   await docker.getNetwork(net).disconnect({ Container: gateway, Force: true });
   assert.not.ok((await joined()).includes(net));
@@ -237,6 +244,10 @@ it('the gateway joins an instance\'s pooled network at launch, and again at a re
   await until('joined again by the resync', async () => ((await joined()).includes(net) ? true : undefined), 30_000);
   await store.updateInstance(id, { desired: 'stopped' }, Date.now());
   await until('the network gone with the instance, the gateway detached', async () => (!(await poolNetworks()).includes(net) && !(await joined()).includes(net) ? true : undefined), 60_000);
+  await until('the pool full again', async () => (third.networkPool?.free === POOL ? true : undefined), 60_000);
+  await third.stop();
+  assert.equal((await poolNetworks()).filter((n) => !handedOut.includes(n)), [], 'stop() removed the free networks, joined gateway and all');
+  assert.equal((await joined()).filter((n) => POOL_NETWORK_PATTERN.test(n) && !handedOut.includes(n)), [], 'the gateway holds no pooled network but those of running instances');
 });
 
 t.run();

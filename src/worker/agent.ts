@@ -106,7 +106,7 @@ export class WorkerAgent {
       leases: deps.leases, leaseAddress: s.leaseAddress, leaseHost: s.leaseHost, log,
       ...(s.leasePorts ? { range: parsePortRange(s.leasePorts) } : {}),
     });
-    if ((s.networkPool ?? 0) > 0) this.networkPool = new NetworkPool({ size: s.networkPool ?? 0, runtime: deps.runtime, log });
+    if ((s.networkPool ?? 0) > 0) this.networkPool = new NetworkPool({ size: s.networkPool ?? 0, runtime: deps.runtime, log, ...(s.gatewayContainer ? { gateway: s.gatewayContainer } : {}) });
     if (s.ingress && s.traefikDir && deps.edgeSecret) this.#ingress = new IngressWriter({ dir: s.traefikDir, edgeSecret: deps.edgeSecret, edgeSources: s.edgeSources ?? [], log });
     const reconcile = workerReconciler({
       workerId: s.id, owner: deps.owner, store: deps.store, runtime: deps.runtime, versions: deps.versions, images: this.images,

@@ -7,6 +7,11 @@
  * no container names (an earlier process's, or a launch's whose container never came or is gone)
  * is removed by the sweep, never reused. Only challenges without egress, leases or published
  * ports take pooled networks (those are the internal ones); the others make their own.
+ *
+ * With a gateway container, the pool joins it to each network as it makes it: the join is a
+ * second network setup in the engine (about as costly as the create), and done ahead it is off the
+ * launch path too. The launch still asks for the join, which costs a refused no-op when it is
+ * there and repairs it when it is not (a gateway recreated since lost its joins).
  */
 import { newPoolNetwork } from '../core/naming.ts';
 import type { Logger } from '../core/reconcile.ts';
@@ -17,6 +22,8 @@ export interface NetworkPoolOptions {
   size: number;
   /** Quiet time after the last launch before the pool refills (default 1000 ms). */
   refillDelayMs?: number;
+  /** The gateway container joined to each network as it is made (see the module comment). */
+  gateway?: string;
   runtime: ContainerRuntime;
   log: Logger;
 }
@@ -79,10 +86,14 @@ export class NetworkPool {
     while (!this.#stopped && this.#free.length < size) {
       const { name, bridge } = newPoolNetwork();
       this.#held.add(name);
+      let id: string | undefined;
       try {
-        const id = await runtime.createPoolNetwork(name, bridge);
+        id = await runtime.createPoolNetwork(name, bridge);
+        if (this.#opts.gateway) await runtime.connect(id, this.#opts.gateway);
         this.#free.push({ name, id });
       } catch (err) {
+        // A network the gateway could not join is not kept: removed now, or by the next sweep.
+        if (id !== undefined) await runtime.removeNetwork(id).catch(() => undefined);
         this.#held.delete(name);
         log.warn({ network: name, err: (err as Error).message }, 'network pool: create failed; retrying at the next launch or resync');
         return;
