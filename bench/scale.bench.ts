@@ -65,7 +65,7 @@ function rssOf(pid: number): number {
  * (kept for an hour: every record is in the manager's view, nothing runs) and returns its peak
  * RSS over 15 s after it answers, once its listing of them is done.
  */
-async function serveRss(challengesDir: string, work: string, bundle?: string): Promise<{ mb: number; held: number; heapMb: number }> {
+async function serveRss(challengesDir: string, work: string, image: boolean): Promise<{ mb: number; held: number; heapMb: number }> {
   const mgr = testManagerId();
   const prefix = `${mgr}:`;
   const store = new RedisStore({ url: REDIS_URL, prefix });
@@ -90,7 +90,7 @@ async function serveRss(challengesDir: string, work: string, bundle?: string): P
       POSEIDON_API_KEY: 'bench-scale-key-0123456789', POSEIDON_FLAG_SECRET: 'bench-scale-secret-0123456789', REDIS_URL, POSEIDON_REDIS_PREFIX: prefix,
       POSEIDON_MANAGER_ID: mgr, POSEIDON_CHALLENGES_DIR: challengesDir, POSEIDON_TRAEFIK_DIR: path.join(work, 'serve-traefik'),
       POSEIDON_DATA_DIR: path.join(work, 'serve-data'), POSEIDON_RETENTION_SECONDS: '3600', POSEIDON_FIREWALL: 'off', POSEIDON_LOG_LEVEL: 'warn',
-    }, [], bundle ? { bundle } : {});
+    }, [], { image });
     try {
       const pid = serve.proc.pid!;
       let mb = 0;
@@ -193,11 +193,11 @@ export async function run(): Promise<BenchResult[]> {
     (globalThis as { gc?: () => void }).gc?.();
     const rss = process.memoryUsage().rss / 2 ** 20;
     const work = mkdtempSync(path.join(tmpdir(), 'poseidon-bench-scale-serve-'));
-    // Both forms: the sources through tsx (`npm start`) and the bundle (`npm run build`, the image's).
-    const served = await serveRss(dir, work).finally(() => rmSync(work, { recursive: true, force: true }));
+    // Both forms: the sources through tsx (`npm start`) and the image's command (the bundle `npm run build` writes, with the Dockerfile's node flags).
+    const served = await serveRss(dir, work, false).finally(() => rmSync(work, { recursive: true, force: true }));
     execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'pipe' });
     const work2 = mkdtempSync(path.join(tmpdir(), 'poseidon-bench-scale-serve-'));
-    const bundled = await serveRss(dir, work2, path.join(ROOT, 'dist', 'poseidon.mjs')).finally(() => rmSync(work2, { recursive: true, force: true }));
+    const bundled = await serveRss(dir, work2, true).finally(() => rmSync(work2, { recursive: true, force: true }));
     console.log(`\n  scale bench: ${N.toLocaleString('en')} instances, ${routes.length.toLocaleString('en')} routes; resync passes ${pass.map((x) => x.toFixed(0)).join(', ')} ms; baselines ${baseline.map((x) => x.toFixed(0)).join(', ')} ms; ${writes} writes during the passes`);
     return [
       {
@@ -208,8 +208,8 @@ export async function run(): Promise<BenchResult[]> {
       },
       {
         name: `goal 6: memory of poseidon serve with ${N.toLocaleString('en')} instance records`,
-        measured: `peak RSS over 15 s: bundle ${bundled.mb.toFixed(0)} MB, sources through tsx ${served.mb.toFixed(0)} MB; V8 heap in use after it ${bundled.heapMb.toFixed(0)} / ${served.heapMb.toFixed(0)} MB (${bundled.held.toLocaleString('en')} / ${served.held.toLocaleString('en')} records listed by its API)`,
-        baseline: `this benchmark process holding the view: ${rss.toFixed(0)} MB`, target: '<= 150 MB (the bundle: what the image runs)', ok: bundled.mb <= 150 && bundled.held === N && served.held === N,
+        measured: `peak RSS over 15 s: the image's command ${bundled.mb.toFixed(0)} MB, sources through tsx ${served.mb.toFixed(0)} MB; V8 heap in use after it ${bundled.heapMb.toFixed(0)} / ${served.heapMb.toFixed(0)} MB (${bundled.held.toLocaleString('en')} / ${served.held.toLocaleString('en')} records listed by its API)`,
+        baseline: `this benchmark process holding the view: ${rss.toFixed(0)} MB`, target: '<= 150 MB (the image\'s command: the bundle, node --max-semi-space-size=2)', ok: bundled.mb <= 150 && bundled.held === N && served.held === N,
       },
       {
         name: `goal 6: Traefik file for ${routes.length.toLocaleString('en')} routes rendered, serialised and written`,

@@ -31,16 +31,12 @@ t.after(async () => {
 for (const form of ['sources', 'bundle'] as const) t(`runs on the in-process store and serves instances on loopback ports (${form})`, async () => {
   if (!enabled) return;
   const data = path.join(work, `data-${form}`);
-  let bundle: string | undefined;
-  if (form === 'bundle') {
-    execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'pipe' });
-    bundle = path.join(ROOT, 'dist', 'poseidon.mjs');
-  }
+  if (form === 'bundle') execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'pipe' });
   await server?.stop();
   server = await startServe({
     POSEIDON_MANAGER_ID: mgr, POSEIDON_DATA_DIR: data, POSEIDON_TRAEFIK_DIR: path.join(work, 'traefik'),
     POSEIDON_CHALLENGES_DIR: path.join(ROOT, 'challenges'),
-  }, ['--dev'], bundle ? { bundle } : {});
+  }, ['--dev'], { image: form === 'bundle' });
   assert.match(server.logs(), /IN-PROCESS store/);
   const key = readFileSync(path.join(data, 'api-key'), 'utf8').trim();
   assert.ok(existsSync(path.join(data, 'flag-secret')));

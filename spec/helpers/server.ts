@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -27,13 +28,24 @@ export interface ServeProcess {
 }
 
 /**
- * Spawns `poseidon serve` as its own process with `env` and waits for /healthz (bounded): the
- * TypeScript sources through tsx (as `npm start` runs it), or `opts.bundle`, a file
- * `npm run build` wrote (as the container image runs it).
+ * The image's command line after `node` (the Dockerfile's ENTRYPOINT: V8 flags, then the bundle
+ * `npm run build` writes, made absolute), so tests and benches run exactly what the image runs.
  */
-export async function startServe(env: Record<string, string>, args: string[] = [], opts: { bundle?: string } = {}): Promise<ServeProcess> {
+export function imageCommand(): string[] {
+  const line = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8'))?.[1];
+  const argv = line ? (JSON.parse(line) as string[]) : [];
+  if (argv[0] !== 'node' || argv.length < 2) throw new Error(`Dockerfile: ENTRYPOINT is not ["node", ...]: ${line ?? 'none'}`);
+  return argv.slice(1).map((a) => (a.startsWith('-') ? a : path.join(ROOT, a)));
+}
+
+/**
+ * Spawns `poseidon serve` as its own process with `env` and waits for /healthz (bounded): the
+ * TypeScript sources through tsx (as `npm start` runs it), or with `opts.image` the image's
+ * command (`imageCommand`: run `npm run build` first).
+ */
+export async function startServe(env: Record<string, string>, args: string[] = [], opts: { image?: boolean } = {}): Promise<ServeProcess> {
   const port = env.POSEIDON_PORT ? Number(env.POSEIDON_PORT) : await freePort();
-  const entry = opts.bundle ? [opts.bundle] : ['--import', 'tsx', path.join(ROOT, 'src/cli.ts')];
+  const entry = opts.image ? imageCommand() : ['--import', 'tsx', path.join(ROOT, 'src/cli.ts')];
   const proc = spawn(process.execPath, [...entry, 'serve', ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', POSEIDON_HOST: '127.0.0.1', ...env, POSEIDON_PORT: String(port) },
