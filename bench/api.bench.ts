@@ -12,6 +12,7 @@ import { InstanceIndex } from '../src/gateway/instance-index.ts';
 import { RedisStore } from '../src/store/redis.ts';
 import { cleanupRedisPrefix } from '../spec/helpers/redis.ts';
 import { REDIS_URL } from '../spec/helpers/deps.ts';
+import { apiClient } from '../spec/helpers/server.ts';
 import { describe, load, type BenchResult, type LoadStats, listenLocal, webCatalog } from './harness.ts';
 
 const KEY = 'bench-key-0123456789';
@@ -66,14 +67,14 @@ export async function run(): Promise<BenchResult[]> {
     const body = JSON.stringify({ challenge: 'web', team: 'x' });
     // GET first, over a fixed population (1,000 launched through the API): measured after the
     // POST phase, its figure moved with how many records that phase left in the view.
+    const api = apiClient(apiUrl, KEY);
     const ids: string[] = [];
     for (let i = 0; i < POPULATION; i += 50) {
-      const batch = await Promise.all(Array.from({ length: 50 }, async (_, j) => {
-        const res = await fetch(`${apiUrl}/v1/instances`, { method: 'POST', headers, body: JSON.stringify({ challenge: 'web', team: `pop-${i + j}` }) });
-        if (res.status !== 202) throw new Error(`launch refused: ${res.status} ${await res.text()}`);
-        return ((await res.json()) as { id: string }).id;
-      }));
-      ids.push(...batch);
+      ids.push(...await Promise.all(Array.from({ length: 50 }, async (_, j) => {
+        const res = await api('POST', '/v1/instances', { challenge: 'web', team: `pop-${i + j}` });
+        if (res.status !== 202) throw new Error(`launch refused: ${res.status} ${JSON.stringify(res.body)}`);
+        return res.body.id as string;
+      })));
     }
     const get = await interleaved({ url: `${bareUrl}/bare`, seconds: SECONDS }, { url: `${apiUrl}/v1/instances/${ids[ids.length >> 1]}`, headers: { 'x-api-key': KEY }, seconds: SECONDS });
     const post = await interleaved({ url: `${bareUrl}/bare`, method: 'POST', headers, body, seconds: SECONDS }, {

@@ -35,6 +35,8 @@ export interface BenchServe {
 }
 
 let teams = 0;
+/** A team no launch of this process used yet. */
+const nextTeam = (): string => `t${process.pid}-${++teams}`;
 
 /** Starts serve with `env` over a challenges dir holding `challenges` (id -> YAML lines). */
 export async function benchServe(opts: { name: string; work: string; docker: Docker; challenges: Record<string, string[]>; env?: Record<string, string> }): Promise<BenchServe> {
@@ -65,7 +67,7 @@ export async function benchServe(opts: { name: string; work: string; docker: Doc
   const post = async (challenge: string): Promise<{ id: string; postMs: number; at: number; hostname: string }> => {
     const at = Date.now();
     const t0 = performance.now();
-    const res = await api('POST', '/v1/instances', { challenge, team: `t${process.pid}-${++teams}` });
+    const res = await api('POST', '/v1/instances', { challenge, team: nextTeam() });
     const postMs = performance.now() - t0;
     if (res.status !== 202) throw new Error(`launch refused: ${res.status} ${JSON.stringify(res.body)}`);
     return { id: res.body.id as string, postMs, at, hostname: res.body.hostname as string };
@@ -78,7 +80,7 @@ export async function benchServe(opts: { name: string; work: string; docker: Doc
       return p;
     },
     async burst(challenge, count) {
-      const bodies = Array.from({ length: count }, () => JSON.stringify({ challenge, team: `t${process.pid}-${++teams}` }));
+      const bodies = Array.from({ length: count }, () => JSON.stringify({ challenge, team: nextTeam() }));
       const answers = await burstPosts({ base: server.url, warmPath: '/healthz', postPath: '/v1/instances', headers: { 'x-api-key': KEY }, bodies });
       // Tracked once every POST is answered: the observer's own work does not delay them.
       return answers.map((a) => {

@@ -13,7 +13,6 @@
  * - the Traefik file for the 10,000 routes rendered, serialised and written (atomically).
  * Needs Redis at POSEIDON_TEST_REDIS_URL and the local Docker engine. Size: BENCH_SCALE (10000).
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -30,7 +29,7 @@ import { renderTraefikConfig, serializeTraefikConfig, type GatewayRoute } from '
 import { DockerRuntime } from '../src/runtime/docker.ts';
 import { MemoryFleet } from '../src/store/memory-fleet.ts';
 import { RedisStore } from '../src/store/redis.ts';
-import { REDIS_URL, ROOT } from '../spec/helpers/deps.ts';
+import { REDIS_URL } from '../spec/helpers/deps.ts';
 import { cleanupRedisPrefix } from '../spec/helpers/redis.ts';
 import { sealFor, testOwner } from '../spec/helpers/worker.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -195,7 +194,6 @@ export async function run(): Promise<BenchResult[]> {
     const work = mkdtempSync(path.join(tmpdir(), 'poseidon-bench-scale-serve-'));
     // Both forms: the sources through tsx (`npm start`) and the image's command (the bundle `npm run build` writes, with the Dockerfile's node flags).
     const served = await serveRss(dir, work, false).finally(() => rmSync(work, { recursive: true, force: true }));
-    execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'pipe' });
     const work2 = mkdtempSync(path.join(tmpdir(), 'poseidon-bench-scale-serve-'));
     const bundled = await serveRss(dir, work2, true).finally(() => rmSync(work2, { recursive: true, force: true }));
     console.log(`\n  scale bench: ${N.toLocaleString('en')} instances, ${routes.length.toLocaleString('en')} routes; resync passes ${pass.map((x) => x.toFixed(0)).join(', ')} ms; baselines ${baseline.map((x) => x.toFixed(0)).join(', ')} ms; ${writes} writes during the passes`);

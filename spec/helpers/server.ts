@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -27,11 +27,18 @@ export interface ServeProcess {
   kill(): Promise<void>;
 }
 
+let built = false;
+
 /**
  * The image's command line after `node` (the Dockerfile's ENTRYPOINT: V8 flags, then the bundle
  * `npm run build` writes, made absolute), so tests and benches run exactly what the image runs.
+ * Builds the bundle from the current sources, once per process.
  */
 export function imageCommand(): string[] {
+  if (!built) {
+    execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'pipe' });
+    built = true;
+  }
   const line = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8'))?.[1];
   const argv = line ? (JSON.parse(line) as string[]) : [];
   if (argv[0] !== 'node' || argv.length < 2) throw new Error(`Dockerfile: ENTRYPOINT is not ["node", ...]: ${line ?? 'none'}`);
@@ -41,7 +48,7 @@ export function imageCommand(): string[] {
 /**
  * Spawns `poseidon serve` as its own process with `env` and waits for /healthz (bounded): the
  * TypeScript sources through tsx (as `npm start` runs it), or with `opts.image` the image's
- * command (`imageCommand`: run `npm run build` first).
+ * command (`imageCommand`).
  */
 export async function startServe(env: Record<string, string>, args: string[] = [], opts: { image?: boolean } = {}): Promise<ServeProcess> {
   const port = env.POSEIDON_PORT ? Number(env.POSEIDON_PORT) : await freePort();

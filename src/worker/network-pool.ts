@@ -95,7 +95,7 @@ export class NetworkPool {
         // A network the gateway could not join is not kept: removed now, or by the next sweep.
         if (id !== undefined) await runtime.removeNetwork(id).catch(() => undefined);
         this.#held.delete(name);
-        log.warn({ network: name, err: (err as Error).message }, 'network pool: create failed; retrying at the next launch or resync');
+        log.warn({ network: name, err: (err as Error).message }, 'network pool: create or gateway join failed; retrying at the next launch or resync');
         return;
       }
     }
