@@ -10,7 +10,8 @@ import type { Logger, ReconcileContext, ReconcileResult } from '../core/reconcil
 import type { Store } from '../core/store.ts';
 import type { WorkerView } from '../core/worker.ts';
 import type { TraefikFileWriter } from '../gateway/file-writer.ts';
-import { assertValidRoute, renderTraefikConfig, serializeTraefikConfig, type GatewayOptions, type GatewayRoute } from '../gateway/traefik.ts';
+import type { GatewayOptions, GatewayRoute } from '../gateway/traefik.ts';
+import { TraefikFileRenderer } from '../gateway/traefik-file.ts';
 
 export interface GatewayReconcilerDeps {
   store: Store;
@@ -47,12 +48,16 @@ export function routesFor(instances: readonly Instance[], workers: ReadonlyMap<s
 
 /** See the module comment. Requeues itself at the earliest expiry among routed instances. */
 export function gatewayReconciler(deps: GatewayReconcilerDeps) {
+  // Keeps each route's text between passes (made on the first pass: a bad option fails the pass, as before).
+  let renderer: TraefikFileRenderer | undefined;
   return async (ctx: ReconcileContext): Promise<ReconcileResult> => {
     const now = ctx.now().getTime();
     const instances = deps.instances ? [...deps.instances()] : await deps.store.listInstances();
     const workers = new Map(deps.workers().map((w) => [w.id, w]));
-    const routes = routesFor(instances, workers, now).filter((r) => valid(deps, r));
-    const text = serializeTraefikConfig(renderTraefikConfig(routes, deps.options));
+    renderer ??= new TraefikFileRenderer(deps.options);
+    const r = renderer;
+    const routes = routesFor(instances, workers, now).filter((route) => valid(deps, r, route));
+    const text = r.render(routes);
     deps.onRendered?.(text);
     if ((deps.writes?.() ?? true) && await deps.writer.write(text)) deps.log.info({ routes: routes.length }, 'gateway configuration written');
     const routed = new Set(routes.map((r) => r.instance));
@@ -62,12 +67,8 @@ export function gatewayReconciler(deps: GatewayReconcilerDeps) {
 }
 
 /** One bad route must not take every team's routes down: drop it and say so. */
-function valid(deps: GatewayReconcilerDeps, route: GatewayRoute): boolean {
-  try {
-    assertValidRoute(route, deps.options.baseDomain);
-    return true;
-  } catch (err) {
-    deps.log.error({ instance: route.instance, err: (err as Error).message }, 'route skipped');
-    return false;
-  }
+function valid(deps: GatewayReconcilerDeps, renderer: TraefikFileRenderer, route: GatewayRoute): boolean {
+  const err = renderer.problem(route);
+  if (err) deps.log.error({ instance: route.instance, err: err.message }, 'route skipped');
+  return err === undefined;
 }

@@ -4,7 +4,6 @@
  * to a hidden `.tmp` name in the same directory (same filesystem, so rename is atomic), fsync,
  * then rename over the target.
  */
-import { createHash } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -13,15 +12,12 @@ import { Codes, PoseidonError } from '../core/errors.ts';
 const WATCHED_EXT = /\.(ya?ml|toml)$/;
 
 interface Written {
-  hash: string;
+  /** The text itself (the caller holds it anyway, as the last rendered file): comparing is cheaper than hashing 5 MB. */
+  content: string;
   /** Identity of the file we left on disk, so a later skip needs a stat, not a reread. */
   ino: number;
   size: number;
   mtimeMs: number;
-}
-
-function sha256(content: string): string {
-  return createHash('sha256').update(content).digest('hex');
 }
 
 function sameFile(a: Written, s: Stats): boolean {
@@ -82,13 +78,12 @@ export class TraefikFileWriter {
   }
 
   async #write(content: string): Promise<boolean> {
-    const hash = sha256(content);
     try {
-      if (await this.#unchanged(hash)) return false;
+      if (await this.#unchanged(content)) return false;
       await mkdir(this.dir, { recursive: true });
       await this.#replace(content);
       const s = await stat(this.target);
-      this.#last = { hash, ino: s.ino, size: s.size, mtimeMs: s.mtimeMs };
+      this.#last = { content, ino: s.ino, size: s.size, mtimeMs: s.mtimeMs };
       return true;
     } catch (err) {
       this.#last = undefined;
@@ -100,14 +95,14 @@ export class TraefikFileWriter {
     }
   }
 
-  /** True when the target already holds content with this hash; rereads only if the file moved under us. */
-  async #unchanged(hash: string): Promise<boolean> {
+  /** True when the target already holds exactly `content`; rereads only if the file moved under us. */
+  async #unchanged(content: string): Promise<boolean> {
     const s = await statOrUndefined(this.target);
     if (!s?.isFile()) return false;
-    if (this.#last && sameFile(this.#last, s)) return this.#last.hash === hash;
-    const onDisk = sha256(await readFile(this.target, 'utf8'));
-    this.#last = { hash: onDisk, ino: s.ino, size: s.size, mtimeMs: s.mtimeMs };
-    return onDisk === hash;
+    if (this.#last && sameFile(this.#last, s)) return this.#last.content === content;
+    const onDisk = await readFile(this.target, 'utf8');
+    this.#last = { content: onDisk, ino: s.ino, size: s.size, mtimeMs: s.mtimeMs };
+    return onDisk === content;
   }
 
   async #replace(content: string): Promise<void> {

@@ -12,19 +12,28 @@ export interface RenderedJson {
   etag: string;
 }
 
-/** Holder of the last configuration as JSON text; hashes only when it changed. */
+/**
+ * Holder of the last configuration as JSON text. The ETag is computed when the endpoint is first
+ * asked for this version, not on every render: hashing 5 MB costs ~10 ms, and with no Traefik
+ * polling the endpoint it would be paid by every gateway pass for nothing.
+ */
 export class GatewaySnapshot {
+  #json: string | undefined;
   #current: RenderedJson | undefined;
 
   /** Records the configuration from a file's text as written by `serializeTraefikConfig`. */
   set(fileText: string): void {
     const json = traefikJsonOf(fileText);
-    if (json === this.#current?.json) return;
-    this.#current = { json, etag: `"${createHash('sha256').update(json).digest('base64url').slice(0, 27)}"` };
+    if (json === this.#json) return;
+    this.#json = json;
+    this.#current = undefined;
   }
 
   /** The last configuration, or undefined before the first gateway pass. */
   get(): RenderedJson | undefined {
+    const json = this.#json;
+    if (json === undefined) return undefined;
+    this.#current ??= { json, etag: `"${createHash('sha256').update(json).digest('base64url').slice(0, 27)}"` };
     return this.#current;
   }
 }

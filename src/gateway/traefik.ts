@@ -134,7 +134,8 @@ export function routerName(route: Pick<GatewayRoute, 'instance' | 'name'>): stri
   return `i-${route.instance}-${route.name}`;
 }
 
-interface Draft {
+/** Per-render state; `newDraft` makes one. */
+export interface Draft {
   opts: GatewayOptions;
   /** Filled in sorted order (instance routes are sorted first; `i-…` sorts before `poseidon…`). */
   routers: Record<string, TraefikHttpRouter>;
@@ -150,7 +151,7 @@ interface Draft {
   zoneTls: Map<string, TraefikRouterTls>;
 }
 
-function claimHost(draft: Draft, hostname: string): void {
+export function claimHost(draft: Draft, hostname: string): void {
   if (draft.hosts.has(hostname)) throw invalid('duplicate hostname', hostname);
   draft.hosts.add(hostname);
 }
@@ -170,15 +171,22 @@ function routerTls(draft: Draft, hostname: string, challenge?: string, perHostAl
   return shared;
 }
 
-function renderHttpRoute(draft: Draft, name: string, route: GatewayRoute): void {
+/** The router and service of one instance port (objects shared by the draft, such as its entry points, are reused: read-only). */
+export interface RouteObjects {
+  protocol: 'http' | 'tcp';
+  router: TraefikHttpRouter | TraefikTcpRouter;
+  service: TraefikHttpService | TraefikTcpService;
+}
+
+/** Router and service of an HTTP route. */
+function httpRoute(draft: Draft, name: string, route: GatewayRoute): RouteObjects {
   const middlewares = route.via ? draft.viaMiddlewares : draft.middlewares;
   const router: TraefikHttpRouter = { entryPoints: draft.entryPoints, middlewares, rule: `Host(\`${route.hostname}\`)`, service: name };
   const tls = routerTls(draft, route.hostname, route.challenge);
   if (tls) router.tls = tls;
-  draft.routers[name] = router;
   // Through a worker's ingress, the Host header travels on: the ingress routes by it.
   const url = route.via ? `http://${route.via.http}` : `http://${route.backend}`;
-  draft.services[name] = { loadBalancer: { passHostHeader: true, servers: [{ url }] } };
+  return { protocol: 'http', router, service: { loadBalancer: { passHostHeader: true, servers: [{ url }] } } };
 }
 
 /**
@@ -186,21 +194,31 @@ function renderHttpRoute(draft: Draft, name: string, route: GatewayRoute): void 
  * `ncat --ssl`), or, for an instance on another host, passes the TLS connection through to that
  * worker's ingress, which terminates it.
  */
-function renderTcpRoute(draft: Draft, name: string, route: GatewayRoute): void {
+function tcpRoute(draft: Draft, name: string, route: GatewayRoute): RouteObjects {
   const rule = `HostSNI(\`${route.hostname}\`)`;
   if (route.via) {
-    draft.tcpRouters[name] = { entryPoints: draft.entryPoints, rule, service: name, tls: { passthrough: true } };
-    draft.tcpServices[name] = { loadBalancer: { servers: [{ address: route.via.tls }] } };
-    return;
+    return {
+      protocol: 'tcp',
+      router: { entryPoints: draft.entryPoints, rule, service: name, tls: { passthrough: true } },
+      service: { loadBalancer: { servers: [{ address: route.via.tls }] } },
+    };
   }
   // Always the zone's wildcard certificate: a per-host certificate would publish the hostname in
   // Certificate Transparency logs, and for TCP the unguessable hostname is the only gate.
-  draft.tcpRouters[name] = { entryPoints: draft.entryPoints, rule, service: name, tls: routerTls(draft, route.hostname, route.challenge, false) ?? {} };
-  draft.tcpServices[name] = { loadBalancer: { servers: [{ address: route.backend }] } };
+  return {
+    protocol: 'tcp',
+    router: { entryPoints: draft.entryPoints, rule, service: name, tls: routerTls(draft, route.hostname, route.challenge, false) ?? {} },
+    service: { loadBalancer: { servers: [{ address: route.backend }] } },
+  };
+}
+
+/** The router and service of one (already validated) instance route, `name` being its router name. */
+export function routeObjects(draft: Draft, name: string, route: GatewayRoute): RouteObjects {
+  return route.protocol === 'http' ? httpRoute(draft, name, route) : tcpRoute(draft, name, route);
 }
 
 /** The routers and service of Poseidon itself (added after the instance ones: their names sort last). */
-function renderFixedRouters(draft: Draft, poseidonHost: string): void {
+export function renderFixedRouters(draft: Draft, poseidonHost: string): void {
   const { opts } = draft;
   const base = regexDomain(opts.baseDomain);
   const poseidon: TraefikHttpRouter = { entryPoints: draft.entryPoints, rule: `Host(\`${poseidonHost}\`)`, service: POSEIDON_ROUTER };
@@ -224,7 +242,7 @@ function renderFixedRouters(draft: Draft, poseidonHost: string): void {
 }
 
 /** Poseidon's middlewares, in sorted order. */
-function renderMiddlewares(opts: GatewayOptions, via: boolean): Record<string, TraefikMiddleware> {
+export function renderMiddlewares(opts: GatewayOptions, via: boolean): Record<string, TraefikMiddleware> {
   const m: Record<string, TraefikMiddleware> = {
     [AUTHZ_MIDDLEWARE]: { forwardAuth: { address: `${opts.poseidonUrl.replace(/\/+$/, '')}${AUTHZ_PATH}`, authRequestHeaders: [...AUTH_REQUEST_HEADERS], trustForwardHeader: false } },
   };
@@ -259,30 +277,55 @@ function namedRoutes(routes: readonly GatewayRoute[], baseDomain: string): [stri
  * with the same hostname.
  */
 export function renderTraefikConfig(routes: readonly GatewayRoute[], opts: GatewayOptions): TraefikDynamicConfig {
-  checkOptions(opts);
-  const middlewares = [AUTHZ_MIDDLEWARE, STRIP_MIDDLEWARE, ...(opts.middlewares ?? [])];
   const via = routes.some((r) => r.via && r.protocol === 'http');
+  const draft = newDraft(opts, via);
+  for (const [name, route] of namedRoutes(routes, opts.baseDomain)) {
+    claimHost(draft, route.hostname);
+    const { protocol, router, service } = routeObjects(draft, name, route);
+    if (protocol === 'http') {
+      draft.routers[name] = router as TraefikHttpRouter;
+      draft.services[name] = service as TraefikHttpService;
+    } else {
+      draft.tcpRouters[name] = router as TraefikTcpRouter;
+      draft.tcpServices[name] = service as TraefikTcpService;
+    }
+  }
+  renderFixedRouters(draft, poseidonHost(opts));
+  return assemble(draft, via);
+}
+
+/** Poseidon's own hostname. */
+export function poseidonHost(opts: GatewayOptions): string {
+  return `${POSEIDON_ROUTER}.${opts.baseDomain}`;
+}
+
+/**
+ * A draft for one render, Poseidon's hostname claimed; checks the options (and the edge secret,
+ * when `via`: some HTTP route goes through a worker's ingress). Throws on a bad option.
+ */
+export function newDraft(opts: GatewayOptions, via: boolean): Draft {
+  checkOptions(opts);
   if (via) checkEdgeSecret(opts.edgeSecret ?? '');
+  const middlewares = [AUTHZ_MIDDLEWARE, STRIP_MIDDLEWARE, ...(opts.middlewares ?? [])];
   const draft: Draft = {
     opts, routers: {}, services: {}, tcpRouters: {}, tcpServices: {}, hosts: new Set(), zoneTls: new Map(),
     entryPoints: [...(opts.tls ? opts.tls.entryPoints : opts.entryPoints)],
     middlewares, viaMiddlewares: [...middlewares, EDGE_MIDDLEWARE],
   };
-  const poseidonHost = `${POSEIDON_ROUTER}.${opts.baseDomain}`;
-  claimHost(draft, poseidonHost);
-  for (const [name, route] of namedRoutes(routes, opts.baseDomain)) {
-    claimHost(draft, route.hostname);
-    if (route.protocol === 'http') renderHttpRoute(draft, name, route);
-    else renderTcpRoute(draft, name, route);
-  }
-  renderFixedRouters(draft, poseidonHost);
+  claimHost(draft, poseidonHost(opts));
+  return draft;
+}
+
+/** The document from a filled draft: `tcp` only with TCP routers, `tls.certificates` only with a certificate file. */
+export function assemble(draft: Draft, via: boolean): TraefikDynamicConfig {
+  const { opts } = draft;
   const cfg: TraefikDynamicConfig = { http: { middlewares: renderMiddlewares(opts, via), routers: draft.routers, services: draft.services } };
   if (Object.keys(draft.tcpRouters).length > 0) cfg.tcp = { routers: draft.tcpRouters, services: draft.tcpServices };
   if (opts.tls?.certFile && opts.tls.keyFile) cfg.tls = { certificates: [{ certFile: opts.tls.certFile, keyFile: opts.tls.keyFile }] };
   return cfg;
 }
 
-const HEADER = '# Generated by Poseidon; do not edit. Rewritten on every route change.\n' +
+export const TRAEFIK_FILE_HEADER = '# Generated by Poseidon; do not edit. Rewritten on every route change.\n' +
   '# Written as JSON, which is YAML (Traefik reads it as such); GET /v1/traefik/config serves the same document.\n';
 
 /**
@@ -293,7 +336,7 @@ const HEADER = '# Generated by Poseidon; do not edit. Rewritten on every route c
  * serialise in about 20 ms here, against ~700 ms with the `yaml` package.
  */
 export function serializeTraefikConfig(cfg: TraefikDynamicConfig): string {
-  return `${HEADER}${JSON.stringify(cfg, null, 2)}\n`;
+  return `${TRAEFIK_FILE_HEADER}${JSON.stringify(cfg, null, 2)}\n`;
 }
 
 /** The JSON body of a file written by {@link serializeTraefikConfig} (its comment lines removed). */
