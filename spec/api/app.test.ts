@@ -5,6 +5,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { buildApp } from '../../src/api/app.ts';
 import type { Catalog } from '../../src/catalog/catalog.ts';
+import { instanceView } from '../../src/api/views.ts';
+import { InstanceIndex } from '../../src/gateway/instance-index.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { loadTestCatalog } from '../helpers/catalog.ts';
 
@@ -135,6 +137,44 @@ t('unknown routes are problem+json 404s', async () => {
   const res = await app.inject({ url: '/v1/nope', headers });
   assert.is(res.statusCode, 404);
   assert.is(res.json().code, 'E_NOT_FOUND');
+});
+
+t('reads through the instance view send each record\'s serialised view, anew whenever the record changes', async () => {
+  const indexed = new MemoryStore();
+  const index = new InstanceIndex(indexed, { refreshMs: 60_000, log: { debug() {}, info() {}, warn() {}, error() {} } });
+  await index.start();
+  const viewApp = buildApp({ store: indexed, catalog, apiKey: KEY, baseDomain: 'ctf.test', lifecycle, index });
+  try {
+    const launched = await viewApp.inject({ method: 'POST', url: '/v1/instances', headers, payload: { challenge: 'web', team: 'cached' } });
+    assert.is(launched.statusCode, 202);
+    const id = launched.json().id as string;
+    const read = () => viewApp.inject({ url: `/v1/instances/${id}`, headers });
+    const [a, b] = [await read(), await read()];
+    assert.is(a.statusCode, 200);
+    assert.is(a.headers['content-type'], 'application/json; charset=utf-8');
+    assert.is(a.body, b.body, 'the same bytes twice');
+    assert.equal(a.json(), JSON.parse(JSON.stringify(instanceView(index.byId(id)!))), 'what the view says');
+    // Running, through the store's change feed: endpoints appear, backends never.
+    const before = (await indexed.getInstance(id))!;
+    await indexed.updateInstance(id, { status: 'running', worker: 'w1', endpoints: [{ name: 'web', port: 80, protocol: 'http', hostname: before.hostname, url: `http://${before.hostname}/`, backend: `poseidon-${id}:80` }] }, Date.now());
+    for (let n = 0; n < 200 && (await read()).json().status !== 'running'; n++) await new Promise((r) => setTimeout(r, 10));
+    const running = await read();
+    assert.is(running.json().status, 'running', running.body);
+    assert.is(running.json().endpoints.length, 1);
+    assert.not.ok(running.body.includes('backend'), 'no backend in the API');
+    // A record updated in place with a new stamp is not served from the old bytes.
+    const held = index.byId(id)!;
+    Object.assign(held, { reason: 'changed in place', updatedAt: held.updatedAt + 1 });
+    assert.is((await read()).json().reason, 'changed in place');
+    // A stop through the API is read back at once.
+    assert.is((await viewApp.inject({ method: 'DELETE', url: `/v1/instances/${id}`, headers })).statusCode, 202);
+    assert.is((await read()).json().desired, 'stopped');
+    // Another team's platform key reads nothing, cached or not.
+    assert.is((await viewApp.inject({ url: `/v1/instances/${id}`, headers: { 'x-api-key': 'nobody-key-0123456789abc' } })).statusCode, 401);
+  } finally {
+    index.stop();
+    await viewApp.close();
+  }
 });
 
 t.run();

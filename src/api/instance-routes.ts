@@ -12,6 +12,8 @@ import { sendProblem } from './problem.ts';
 import { idempotencyHeaders, idParams, instanceSchema, launchBody, listQuery, problems } from './schemas.ts';
 import { instanceView, type InstanceView } from './views.ts';
 
+/** What fastify sends for a serialised JSON body (a string with this type is sent as is). */
+const JSON_TYPE = 'application/json; charset=utf-8';
 type LaunchBody = { challenge: string; team: string; user?: string };
 const one = { 200: instanceSchema, 202: instanceSchema };
 
@@ -58,10 +60,21 @@ export function instanceRoutes(app: FastifyInstance, deps: AppDeps): void {
     return refused(deps, result, reply);
   });
 
-  app.get<{ Params: { id: string } }>('/v1/instances/:id', { config: { auth: ['platform', 'operator', 'admin'] }, schema: { summary: 'Read an instance', params: idParams, response: { 200: instanceSchema, ...problems(403, 404) } } }, async (req) => {
+  // The serialised view of each record the view holds, by record (records are replaced on every
+  // change; the stamp guards against one updated in place): a read of an unchanged instance sends
+  // the same bytes again, without building and serialising its view (issue 11 goal 5).
+  const bodies = new WeakMap<Instance, { stamp: number; body: string }>();
+  app.get<{ Params: { id: string } }>('/v1/instances/:id', { config: { auth: ['platform', 'operator', 'admin'] }, schema: { summary: 'Read an instance', params: idParams, response: { 200: instanceSchema, ...problems(403, 404) } } }, async (req, reply) => {
     const inst = index?.byId(req.params.id) ?? remember(await mustGet(deps.store, req.params.id));
     assertTeam(req, inst.team);
-    return view(deps, inst);
+    // A queued instance's view carries its place in the queue, which moves without the record changing.
+    if (inst.status === 'queued') return view(deps, inst);
+    const cached = bodies.get(inst);
+    if (cached?.stamp === inst.updatedAt) return reply.type(JSON_TYPE).send(cached.body);
+    // The route's own response serialiser: the same bytes as returning the view.
+    const body = reply.serialize(instanceView(inst)) as string;
+    bodies.set(inst, { stamp: inst.updatedAt, body });
+    return reply.type(JSON_TYPE).send(body);
   });
 
   app.get<{ Querystring: { team?: string; challenge?: string; user?: string; worker?: string; live?: 'true' | 'false' } }>('/v1/instances', {
