@@ -10,7 +10,8 @@
  * at a bare fastify route give the floor of a burst's POST latency) and compares the time until every one runs with the raw engine doing the same
  * N at its best concurrency. A third server, `warm`, keeps a warm pool (BENCH_WARM_POOL members,
  * default 3) of the same service with its flag as a file: its launches claim a member (goal 3).
- * Sizes: BENCH_LAUNCH_RUNS (default 15), BENCH_LAUNCH_BURST (100).
+ * Sizes: BENCH_LAUNCH_RUNS (default 15), BENCH_LAUNCH_BURST (100); BENCH_LAUNCH_CONCURRENCY sets
+ * POSEIDON_LAUNCH_CONCURRENCY of the servers (default: Poseidon's).
  * Everything created carries its server's manager id (or the raw label) and is removed by it.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -34,6 +35,8 @@ const RUNS = Number(process.env.BENCH_LAUNCH_RUNS ?? 15);
 const BURST = Number(process.env.BENCH_LAUNCH_BURST ?? 100);
 /** The `pooled` server's POSEIDON_NETWORK_POOL (BENCH_NETWORK_POOL, default 8). */
 const NETWORK_POOL = Number(process.env.BENCH_NETWORK_POOL ?? 8);
+/** POSEIDON_LAUNCH_CONCURRENCY of every server (BENCH_LAUNCH_CONCURRENCY; unset: Poseidon's default). */
+const CONCURRENCY: Record<string, string> = process.env.BENCH_LAUNCH_CONCURRENCY ? { POSEIDON_LAUNCH_CONCURRENCY: process.env.BENCH_LAUNCH_CONCURRENCY } : {};
 /** Concurrency levels the raw engine is tried at to find its best. */
 const LEVELS = [1, 2, 4, 6, 8, 12];
 
@@ -172,9 +175,9 @@ export async function run(): Promise<BenchResult[]> {
   const servers: BenchServe[] = [];
   try {
     const raw = new RawEngine({ socketPath: SOCKET, label: rawLabel, spec: await specOf(work) });
-    const cold = await benchServe({ name: 'cold', work, docker, challenges: { web: WEB }, env: { POSEIDON_NETWORK_POOL: '0' } });
+    const cold = await benchServe({ name: 'cold', work, docker, challenges: { web: WEB }, env: { POSEIDON_NETWORK_POOL: '0', ...CONCURRENCY } });
     servers.push(cold);
-    const pooled = await benchServe({ name: 'pooled', work, docker, challenges: { web: WEB }, env: { POSEIDON_NETWORK_POOL: String(NETWORK_POOL) } });
+    const pooled = await benchServe({ name: 'pooled', work, docker, challenges: { web: WEB }, env: { POSEIDON_NETWORK_POOL: String(NETWORK_POOL), ...CONCURRENCY } });
     servers.push(pooled);
     const warm = await benchServe({ name: 'warm', work, docker, challenges: { warm: WARM } });
     servers.push(warm);

@@ -65,7 +65,17 @@ const MAX_CRASHES = 5;
 
 interface Observed {
   containers: ObservedContainer[];
-  networks: ObservedNetwork[];
+  /**
+   * The instance's own networks, listed on first use: only removals and a resume need them, so a
+   * launch's passes and a running instance's make one engine listing each, not two.
+   */
+  networks(): Promise<ObservedNetwork[]>;
+}
+
+/** `networks` lists once, when first asked. */
+function observe(deps: WorkerReconcilerDeps, id: string, containers: ObservedContainer[]): Observed {
+  let listed: Promise<ObservedNetwork[]> | undefined;
+  return { containers, networks: () => (listed ??= deps.runtime.listNetworks(id)) };
 }
 
 /** See the module comment. Returns the reconcile function for `Controller`. */
@@ -74,15 +84,15 @@ export function workerReconciler(deps: WorkerReconcilerDeps) {
   const crashes = new Map<string, number>();
   return async (ctx: ReconcileContext, id: string): Promise<ReconcileResult> => {
     const now = ctx.now().getTime();
-    const [inst, containers, networks] = await Promise.all([deps.store.getInstance(id), deps.runtime.listContainers(id), deps.runtime.listNetworks(id)]);
-    const observed: Observed = { containers, networks };
+    const [inst, containers] = await Promise.all([deps.store.getInstance(id), deps.runtime.listContainers(id)]);
+    const observed = observe(deps, id, containers);
     if (!inst || inst.worker !== deps.workerId || !wantsRunning(inst, now)) {
       // Nothing of it starts here any more: its crash counts and probe state go.
       for (const key of crashes.keys()) if (key.startsWith(`${id}:`)) crashes.delete(key);
       deps.readiness.forget(id);
     }
     if (!inst) {
-      if (!deps.mayRemoveOrphan(id) || empty(observed)) return {};
+      if (!deps.mayRemoveOrphan(id) || await empty(observed)) return {};
       await removeAll(deps, id, observed, 'orphan');
       return {};
     }
@@ -92,8 +102,8 @@ export function workerReconciler(deps: WorkerReconcilerDeps) {
   };
 }
 
-function empty(o: Observed): boolean {
-  return o.containers.length + o.networks.length === 0;
+async function empty(o: Observed): Promise<boolean> {
+  return o.containers.length === 0 && (await o.networks()).length === 0;
 }
 
 /** Removes containers, then the pooled networks they were created on (each served one container). */
@@ -104,12 +114,13 @@ async function removeContainers(deps: WorkerReconcilerDeps, containers: readonly
 
 async function removeAll(deps: WorkerReconcilerDeps, id: string, observed: Observed, why: string): Promise<void> {
   const routed = observed.containers.some((c) => c.state === 'running');
+  const networks = await observed.networks();
   await removeContainers(deps, observed.containers);
-  for (const n of observed.networks) await deps.runtime.removeNetwork(n.id);
+  for (const n of networks) await deps.runtime.removeNetwork(n.id);
   await deps.flagFiles.remove(id);
   await deps.exposure.release(id);
   if (routed) deps.routesChanged();
-  if (observed.containers.length + observed.networks.length > 0) deps.log.info({ instance: id, containers: observed.containers.length, why }, 'instance removed from this worker');
+  if (observed.containers.length + networks.length > 0) deps.log.info({ instance: id, containers: observed.containers.length, why }, 'instance removed from this worker');
 }
 
 /**
@@ -117,7 +128,7 @@ async function removeAll(deps: WorkerReconcilerDeps, id: string, observed: Obser
  * starting it keeps serving (a drain moves instances make-before-break), for a bounded time.
  */
 async function placedElsewhere(deps: WorkerReconcilerDeps, inst: Instance, observed: Observed, now: number): Promise<ReconcileResult> {
-  if (empty(observed)) return {};
+  if (await empty(observed)) return {};
   const grace = (inst.placedAt ?? 0) + (deps.moveGraceMs ?? 120_000) - now;
   const newOneStarting = inst.worker !== undefined && wantsRunning(inst, now) && inst.status !== 'running';
   if (newOneStarting && grace > 0) return { requeueAfterMs: Math.min(grace, 2000) };
@@ -126,7 +137,7 @@ async function placedElsewhere(deps: WorkerReconcilerDeps, inst: Instance, obser
 }
 
 async function teardown(deps: WorkerReconcilerDeps, inst: Instance, observed: Observed, now: number): Promise<ReconcileResult> {
-  if (!empty(observed)) {
+  if (!(await empty(observed))) {
     if (!FINAL_STATUSES.has(inst.status)) await write(deps, inst, { status: 'stopping' }, now);
     await removeAll(deps, inst.id, observed, inst.desired === 'stopped' ? 'stopped' : 'not desired');
   }
@@ -167,7 +178,7 @@ async function converge(deps: WorkerReconcilerDeps, p: Pass): Promise<ReconcileR
     if (!('container' in result)) return result;
     launched = result;
   } else if (container.state === 'created') {
-    launched = await resume(deps, container, [...observed.networks.map((n) => n.id), ...(container.network ? [container.network] : [])]);
+    launched = await resume(deps, container, [...(await observed.networks()).map((n) => n.id), ...(container.network ? [container.network] : [])]);
   }
   return settle(deps, p, version, (launched?.container ?? container) as ObservedContainer, launched);
 }

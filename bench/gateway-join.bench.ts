@@ -1,0 +1,65 @@
+/**
+ * What one more instance network costs the edge: a container (standing for Traefik, which must
+ * reach every instance) joins 100 internal networks one after another, and the engine's time and
+ * CPU per join are read at the first 20 and the last 20. Issue 11 goal 4 (burst of 100 at 1.2x
+ * the raw engine) is held back by this: on Docker 20.10 a join's cost grows with the networks the
+ * container is already on, so a burst of N launches costs the engine O(N²) in joins. Measured
+ * without the gateway join, a burst of 60 took 1.08-1.16x raw (dockerd CPU 4.5 s against raw's
+ * 7.0 s); with it 1.41x (9.4-10.2 s). The target is what an ingress that does not join each
+ * instance network would meet; it is printed so the next design can be judged by it.
+ * Everything carries `poseidon.test=<label>` and is removed at the end.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import Docker from 'dockerode';
+import { cleanupByLabel, TEST_LABEL, testManagerId } from '../spec/helpers/docker.ts';
+import type { BenchResult } from './harness.ts';
+
+const NETWORKS = 100;
+const WINDOW = 20;
+
+/** dockerd's CPU time in ms (utime + stime from /proc), or NaN when it is not visible from here. */
+function dockerdCpuMs(): number {
+  const pid = readdirSync('/proc').find((p) => {
+    if (!/^\d+$/.test(p)) return false;
+    try {
+      return readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'dockerd';
+    } catch {
+      return false;
+    }
+  });
+  if (!pid) return Number.NaN;
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+
+export async function run(): Promise<BenchResult[]> {
+  const docker = new Docker({ socketPath: '/var/run/docker.sock' });
+  const label = testManagerId();
+  const labels = { [TEST_LABEL]: label };
+  try {
+    const edge = await docker.createContainer({ Image: 'busybox:1.35', Cmd: ['sleep', '3600'], Labels: labels });
+    await edge.start();
+    const joins: { ms: number; cpuMs: number }[] = [];
+    for (let i = 0; i < NETWORKS; i++) {
+      const net = await docker.createNetwork({ Name: `${label}-j${i}`, Internal: true, Labels: labels, Options: { 'com.docker.network.bridge.name': `pzj${label.slice(-6)}${i}`.slice(0, 15) } });
+      const cpu0 = dockerdCpuMs();
+      const t0 = performance.now();
+      await net.connect({ Container: edge.id });
+      joins.push({ ms: performance.now() - t0, cpuMs: dockerdCpuMs() - cpu0 });
+    }
+    const first = joins.slice(0, WINDOW);
+    const last = joins.slice(-WINDOW);
+    const [f, l] = [median(first.map((j) => j.ms)), median(last.map((j) => j.ms))];
+    const [fc, lc] = [median(first.map((j) => j.cpuMs)), median(last.map((j) => j.cpuMs))];
+    return [{
+      name: `the edge joining its ${NETWORKS}th instance network, against its first (the engine's cost per join)`,
+      measured: `joins ${NETWORKS - WINDOW + 1}-${NETWORKS}: median ${l.toFixed(0)} ms, dockerd CPU ${lc.toFixed(0)} ms (${(l / f).toFixed(1)}x the first ${WINDOW})`,
+      baseline: `joins 1-${WINDOW}: median ${f.toFixed(0)} ms, dockerd CPU ${fc.toFixed(0)} ms`,
+      target: '<= 1.5x (a join that does not grow with the instances already routed)', ok: l <= 1.5 * f,
+    }];
+  } finally {
+    await cleanupByLabel(label);
+  }
+}
