@@ -97,6 +97,23 @@ it('an instance reaches nothing outside its network, but the gateway reaches it 
   assert.is(got.out.trim(), 'backend-ok', `stderr: ${got.err} code ${got.code}`);
 });
 
+it('connect joins once, by name or id, and joins a gateway recreated under the same name again', async () => {
+  const name = `${mgr}-gw`;
+  const net = ((await docker.getNetwork(plan.network).inspect()) as { Name: string }).Name;
+  const before = await rt.networksOf(name);
+  assert.ok(before.includes(net), `joined by the case before: ${JSON.stringify(before)}`);
+  await rt.connect(plan.network, name); // by name, already there
+  assert.equal(await rt.networksOf(name), before, 'no second endpoint');
+  // Recreated under the same name: the new container is on none of the old one's networks.
+  await docker.getContainer(name).remove({ force: true });
+  await docker.createContainer({ name, Image: 'busybox:1.35', Cmd: ['sleep', '3600'], Labels: { [TEST_LABEL]: mgr }, HostConfig: { NetworkMode: name } }).then((c) => c.start());
+  assert.not.ok((await rt.networksOf(name)).includes(net));
+  await rt.connect(plan.network, name);
+  assert.ok((await rt.networksOf(name)).includes(net), 'joined again');
+  const missing = await rt.connect(`${mgr}-no-such-network`, name).then(() => undefined, (err: Error) => err);
+  assert.match(missing?.message ?? 'no error', `${mgr}-no-such-network`);
+});
+
 it('removal is idempotent and takes the network even with the gateway attached', async () => {
   const [c] = await rt.listContainers(inst.id);
   await rt.removeContainer(c!.id);
