@@ -10,8 +10,8 @@
  *
  * With a gateway container, the pool joins it to each network as it makes it: the join is a
  * second network setup in the engine (about as costly as the create), and done ahead it is off the
- * launch path too. The launch still asks for the join, which costs a refused no-op when it is
- * there and repairs it when it is not (a gateway recreated since lost its joins).
+ * launch path too. The launch still makes sure of the join (the runtime looks the network up and
+ * joins only when the gateway is not on it), which repairs a gateway recreated since.
  */
 import { newPoolNetwork } from '../core/naming.ts';
 import type { Logger } from '../core/reconcile.ts';
