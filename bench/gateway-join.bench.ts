@@ -49,6 +49,16 @@ export async function run(): Promise<BenchResult[]> {
       await net.connect({ Container: edge.id });
       joins.push({ ms: performance.now() - t0, cpuMs: dockerdCpuMs() - cpu0 });
     }
+    // Asking again for joins that are there (the engine refuses them): what a launch paid when it
+    // asked for the join the network pool had made, before the runtime looked it up first.
+    const nets = await docker.listNetworks({ filters: { label: [`${TEST_LABEL}=${label}`] } });
+    const again: { ms: number; cpuMs: number }[] = [];
+    for (const n of nets.slice(0, WINDOW)) {
+      const cpu0 = dockerdCpuMs();
+      const t0 = performance.now();
+      await docker.getNetwork(n.Id).connect({ Container: edge.id }).catch(() => undefined);
+      again.push({ ms: performance.now() - t0, cpuMs: dockerdCpuMs() - cpu0 });
+    }
     const first = joins.slice(0, WINDOW);
     const last = joins.slice(-WINDOW);
     const [f, l] = [median(first.map((j) => j.ms)), median(last.map((j) => j.ms))];
@@ -56,7 +66,7 @@ export async function run(): Promise<BenchResult[]> {
     return [{
       name: `the edge joining its ${NETWORKS}th instance network, against its first (the engine's cost per join)`,
       measured: `joins ${NETWORKS - WINDOW + 1}-${NETWORKS}: median ${l.toFixed(0)} ms, dockerd CPU ${lc.toFixed(0)} ms (${(l / f).toFixed(1)}x the first ${WINDOW})`,
-      baseline: `joins 1-${WINDOW}: median ${f.toFixed(0)} ms, dockerd CPU ${fc.toFixed(0)} ms`,
+      baseline: `joins 1-${WINDOW}: median ${f.toFixed(0)} ms, dockerd CPU ${fc.toFixed(0)} ms; a join asked again once on ${NETWORKS} (refused): median ${median(again.map((j) => j.ms)).toFixed(0)} ms, dockerd CPU ${median(again.map((j) => j.cpuMs)).toFixed(0)} ms`,
       target: '<= 1.5x (a join that does not grow with the instances already routed)', ok: l <= 1.5 * f,
     }];
   } finally {

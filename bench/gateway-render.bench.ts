@@ -2,8 +2,9 @@
  * Rendering the Traefik configuration for 10,000 instances (HTTP, plus one TCP port on every
  * tenth): the file's text as the gateway pass makes it (the incremental renderer, one route
  * changed since its last render; and from nothing), the object renderer printed beside it. Issue 5's
- * target is an absolute one: under 50 ms (median of 15 runs after warm-up); the bare
- * JSON.stringify of the same document is shown as the same-run reference.
+ * target is an absolute one, under 50 ms (median of 15 runs after warm-up), and is judged on what
+ * every gateway pass pays (one route changed); the render from nothing (start-up) is printed. The
+ * bare JSON.stringify of the same document is shown as the same-run reference.
  */
 import { createHash } from 'node:crypto';
 import { hostPrefix } from '../src/core/naming.ts';
@@ -46,10 +47,11 @@ export async function run(): Promise<BenchResult[]> {
   const renderer = new TraefikFileRenderer(OPTS);
   let k = 0;
   // Each run changes one route's backend (a different one each time) against the last render.
+  let last = input;
   const file = median(() => {
-    const changed = input.map((r, i) => (i === k % input.length ? { ...r, backend: `poseidon-${r.instance}:${1000 + (k % 1000)}` } : r));
+    last = last.map((r, i) => (i === k % last.length ? { ...r, backend: `poseidon-${r.instance}:${1000 + (k % 1000)}` } : r));
     k++;
-    renderer.render(changed);
+    renderer.render(last);
   });
   const fresh = median(() => new TraefikFileRenderer(OPTS).render(input));
   // The object renderer is no longer on the gateway's path: it is the reference the tests hold the file renderer to.

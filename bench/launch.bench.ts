@@ -12,7 +12,8 @@
  * default 3) of the same service with its flag as a file: its launches claim a member (goal 3).
  * Last, the same burst at an `event` server, set up as for an event's start: a network pool as
  * large as the burst, filled before it, and POSEIDON_LAUNCH_CONCURRENCY BENCH_EVENT_CONCURRENCY
- * (default 8); it starts after the raw measurements, whose engine then held none of its networks.
+ * (default 8); it starts after the raw measurements and once `pooled` and everything it made
+ * are gone, so the raw baseline's engine held none of its networks.
  * Sizes: BENCH_LAUNCH_RUNS (default 15), BENCH_LAUNCH_BURST (100); BENCH_LAUNCH_CONCURRENCY sets
  * POSEIDON_LAUNCH_CONCURRENCY of the servers (default: Poseidon's).
  * Everything created carries its server's manager id (or the raw label) and is removed by it.
@@ -226,6 +227,8 @@ export async function run(): Promise<BenchResult[]> {
     // The settings for an event's start: a network pool as large as the burst, filled before it
     // (after every raw measurement: its networks make the engine slower for everyone).
     await pooled.close();
+    await cleanupByLabel(pooled.managerId);
+    await cleanupRedisPrefix(`${pooled.managerId}:`);
     const event = await benchServe({ name: 'event', work, docker, challenges: { web: WEB }, env: { POSEIDON_NETWORK_POOL: String(BURST), POSEIDON_LAUNCH_CONCURRENCY: String(EVENT_CONCURRENCY) } });
     servers.push(event);
     await poseidonOnce(event);

@@ -169,7 +169,7 @@ t('reads through the instance view send each record\'s serialised view, anew whe
     // A stop through the API is read back at once.
     assert.is((await viewApp.inject({ method: 'DELETE', url: `/v1/instances/${id}`, headers })).statusCode, 202);
     assert.is((await read()).json().desired, 'stopped');
-    // Another team's platform key reads nothing, cached or not.
+    // An unknown key reads nothing, cached or not.
     assert.is((await viewApp.inject({ url: `/v1/instances/${id}`, headers: { 'x-api-key': 'nobody-key-0123456789abc' } })).statusCode, 401);
   } finally {
     index.stop();

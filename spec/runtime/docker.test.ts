@@ -109,7 +109,13 @@ it('connect joins once, by name or id, and joins a gateway recreated under the s
   await docker.createContainer({ name, Image: 'busybox:1.35', Cmd: ['sleep', '3600'], Labels: { [TEST_LABEL]: mgr }, HostConfig: { NetworkMode: name } }).then((c) => c.start());
   assert.not.ok((await rt.networksOf(name)).includes(net));
   await rt.connect(plan.network, name);
-  assert.ok((await rt.networksOf(name)).includes(net), 'joined again');
+  const joined = await rt.networksOf(name);
+  assert.ok(joined.includes(net), 'joined again');
+  // By id (full and a 12-character prefix), already there: nothing changes.
+  const id = ((await docker.getContainer(name).inspect()) as { Id: string }).Id;
+  await rt.connect(plan.network, id);
+  await rt.connect(plan.network, id.slice(0, 12));
+  assert.equal(await rt.networksOf(name), joined, 'no second endpoint by id');
   const missing = await rt.connect(`${mgr}-no-such-network`, name).then(() => undefined, (err: Error) => err);
   assert.match(missing?.message ?? 'no error', `${mgr}-no-such-network`);
 });

@@ -351,8 +351,9 @@ export class DockerRuntime implements ContainerRuntime {
 
   async connect(network: string, container: string): Promise<void> {
     // Looked up first: a join the engine refuses as already there still costs it work that grows
-    // with the networks the container is on (~100 ms of dockerd CPU on a gateway of 100, against
-    // ~1 ms for the inspect), and a launch on a pooled network asks for a join the pool made.
+    // with the networks the container is on (~140 ms of dockerd CPU on a gateway of 100, `npm run
+    // bench gateway-join`, against ~1 ms for the two inspects), and a launch on a pooled network
+    // asks for a join the pool made.
     if (await this.#attached(network, container)) return;
     try {
       await this.docker.getNetwork(network).connect({ Container: container });
@@ -363,13 +364,17 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
-  /** Whether `container` (a name or an id, as `connect` takes it) has an endpoint on `network`. */
+  /**
+   * Whether `container` (a name or an id, resolved by the engine as `connect` would) has an
+   * endpoint on `network`. A container that does not exist is not attached: the join then fails
+   * with the engine's own error.
+   */
   async #attached(network: string, container: string): Promise<boolean> {
-    const info = (await this.docker.getNetwork(network).inspect().catch((err: unknown) => { throw runtimeError(`inspect network ${network}`, err); })) as {
-      Containers?: Record<string, { Name?: string }>;
-    };
-    const name = container.replace(/^\//, '');
-    return Object.entries(info.Containers ?? {}).some(([id, c]) => c.Name === name || (name.length >= 12 && id.startsWith(name)));
+    const [net, ctr] = await Promise.all([
+      this.docker.getNetwork(network).inspect().catch((err: unknown) => { throw runtimeError(`inspect network ${network}`, err); }) as Promise<{ Containers?: Record<string, unknown> }>,
+      tolerate('inspect container', [404], () => this.docker.getContainer(container).inspect()),
+    ]);
+    return ctr !== undefined && net.Containers?.[ctr.Id] !== undefined;
   }
 
   async imageExists(ref: string): Promise<boolean> {
