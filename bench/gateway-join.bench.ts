@@ -17,9 +17,9 @@ import type { BenchResult } from './harness.ts';
 const NETWORKS = 100;
 const WINDOW = 20;
 
-/** dockerd's CPU time in ms (utime + stime from /proc), or NaN when it is not visible from here. */
-function dockerdCpuMs(): number {
-  const pid = readdirSync('/proc').find((p) => {
+/** The dockerd process's pid, found once in /proc, or undefined when it is not visible from here. */
+function dockerdPid(): string | undefined {
+  return readdirSync('/proc').find((p) => {
     if (!/^\d+$/.test(p)) return false;
     try {
       return readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'dockerd';
@@ -27,6 +27,10 @@ function dockerdCpuMs(): number {
       return false;
     }
   });
+}
+
+/** dockerd's CPU time in ms (utime + stime from /proc), or NaN without a pid. */
+function cpuMs(pid: string | undefined): number {
   if (!pid) return Number.NaN;
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10;
@@ -38,6 +42,8 @@ export async function run(): Promise<BenchResult[]> {
   const docker = new Docker({ socketPath: '/var/run/docker.sock' });
   const label = testManagerId();
   const labels = { [TEST_LABEL]: label };
+  const dockerd = dockerdPid();
+  const dockerdCpuMs = (): number => cpuMs(dockerd);
   try {
     const edge = await docker.createContainer({ Image: 'busybox:1.35', Cmd: ['sleep', '3600'], Labels: labels });
     await edge.start();

@@ -157,7 +157,8 @@ t('reads through the instance view send each record\'s serialised view, anew whe
     // Running, through the store's change feed: endpoints appear, backends never.
     const before = (await indexed.getInstance(id))!;
     await indexed.updateInstance(id, { status: 'running', worker: 'w1', endpoints: [{ name: 'web', port: 80, protocol: 'http', hostname: before.hostname, url: `http://${before.hostname}/`, backend: `poseidon-${id}:80` }] }, Date.now());
-    for (let n = 0; n < 200 && (await read()).json().status !== 'running'; n++) await new Promise((r) => setTimeout(r, 10));
+    // Waits for the change feed, bounded generously (10 s).
+    for (let n = 0; n < 1000 && (await read()).json().status !== 'running'; n++) await new Promise((r) => setTimeout(r, 10));
     const running = await read();
     assert.is(running.json().status, 'running', running.body);
     assert.is(running.json().endpoints.length, 1);

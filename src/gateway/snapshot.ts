@@ -19,21 +19,22 @@ export interface RenderedJson {
  */
 export class GatewaySnapshot {
   #json: string | undefined;
-  #current: RenderedJson | undefined;
+  /** The ETag of `#json`, once asked for. */
+  #etag: string | undefined;
 
   /** Records the configuration from a file's text as written by `serializeTraefikConfig`. */
   set(fileText: string): void {
     const json = traefikJsonOf(fileText);
     if (json === this.#json) return;
     this.#json = json;
-    this.#current = undefined;
+    this.#etag = undefined;
   }
 
   /** The last configuration, or undefined before the first gateway pass. */
   get(): RenderedJson | undefined {
     const json = this.#json;
     if (json === undefined) return undefined;
-    this.#current ??= { json, etag: `"${createHash('sha256').update(json).digest('base64url').slice(0, 27)}"` };
-    return this.#current;
+    this.#etag ??= `"${createHash('sha256').update(json).digest('base64url').slice(0, 27)}"`;
+    return { json, etag: this.#etag };
   }
 }
