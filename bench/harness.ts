@@ -21,6 +21,8 @@ export interface BenchResult {
 
 export interface LoadStats {
   requestsPerSec: number;
+  /** Requests answered in the measured window (after the warm-up). */
+  requests: number;
   p99Ms: number;
   errors: number;
   non2xx: number;
@@ -47,7 +49,7 @@ export async function load(opts: {
     duration: opts.seconds ?? 5,
     connections: opts.connections ?? 10,
   });
-  return { requestsPerSec: result.requests.average, p99Ms: result.latency.p99, errors: result.errors, non2xx: result.non2xx };
+  return { requestsPerSec: result.requests.average, requests: result.requests.total, p99Ms: result.latency.p99, errors: result.errors, non2xx: result.non2xx };
 }
 
 export function describe(s: LoadStats): string {
