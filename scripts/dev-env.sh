@@ -43,6 +43,12 @@ fi
 
 if ! docker info >/dev/null 2>&1; then
   command -v dockerd >/dev/null 2>&1 || { log "no Docker engine: install Docker and start it"; exit 1; }
+  # A dockerd still shutting down (stopped a moment ago) holds its pid file: wait for it to go.
+  for _ in $(seq 1 60); do
+    pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
   log "starting dockerd"
   $SUDO bash -c 'nohup dockerd --default-address-pool base=10.213.0.0/16,size=24 >/var/log/dockerd.log 2>&1 &'
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
