@@ -60,7 +60,7 @@ async function server(count: number, catalog: Catalog) {
   events.start();
   const workers: WorkerRouteDeps = {
     view: { workers: () => WORKERS.map((w) => workerView(w, Date.now())), images: () => ({}), loads: () => new Map(), now: () => Date.now(), refresh: async () => undefined },
-    fleet: { setAdmin: async () => true }, changed: () => undefined,
+    fleet: { setAdmin: async () => true, setLaunchOverride: async () => true }, changed: () => undefined,
   };
   const lifecycle = { teamLimit: 0, capacity: 0, rateLimits: new Map(), renewMaxLoad: 1, idempotencyTtlMs: 60_000, flagSecret: 'bench-flag-secret-0123456789', flagRetentionMs: 60_000 };
   const app = buildApp({ store, catalog, apiKey: KEY, baseDomain: 'bench.test', lifecycle, index, events, workers, statusSecret: 'bench-status-secret-0123456789' });

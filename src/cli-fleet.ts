@@ -1,6 +1,7 @@
 /**
- * `poseidon workers [--server URL] [--json]` and `poseidon cordon|uncordon|drain <id>
- * [--server URL]`: the fleet API from a terminal, with the admin key of the local configuration.
+ * `poseidon workers [--server URL] [--json]`, `poseidon cordon|uncordon|drain <id> [--server URL]`
+ * and `poseidon launch-settings <id> [--network-pool N] [--launch-concurrency N] [--server URL]`:
+ * the fleet API from a terminal, with the admin key of the local configuration.
  */
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/config.ts';
@@ -9,17 +10,28 @@ import type { CommandIo } from './challenge/validate-command.ts';
 export const FLEET_USAGE = [
   'usage: poseidon workers [--server URL] [--json]',
   '       poseidon cordon|uncordon|drain <worker id> [--server URL]',
+  '       poseidon launch-settings <worker id> [--network-pool N] [--launch-concurrency N] [--server URL]',
   '',
   '  workers   lists workers: state, heartbeat age, slots used, runtimes, images ready',
   '  cordon    no new placements on the worker; what runs there stays',
   '  uncordon  placements again',
   '  drain     cordon, and move every instance elsewhere (same hostname and expiry); the worker ends empty',
+  '  launch-settings  sets the network pool (0-256) and launch concurrency (1-64) over the worker\'s',
+  '            configuration, in effect at its next heartbeat; a setting not given is the worker\'s own',
+  '            (no setting: the override is cleared). POOL/CONC in `workers` shows them, * when overridden',
   '  --server  the manager (default http://127.0.0.1:$POSEIDON_PORT); the key is POSEIDON_API_KEY or <dataDir>/api-key',
 ].join('\n');
 
 interface WorkerJson {
   id: string; state: string; address: string; slots: number; instances: number; runtimes: string[];
   heartbeatAgeMs: number; images: Record<string, { state: string }>; labels: Record<string, string>;
+  launch?: { networkPool: number; launchConcurrency: number }; launchOverride?: Record<string, number>;
+}
+
+/** `pool/concurrency` in effect, `*` when an admin overrode either; `-` from a worker that does not report them. */
+function launchCell(w: WorkerJson): string {
+  if (!w.launch) return '-';
+  return `${w.launch.networkPool}/${w.launch.launchConcurrency}${Object.keys(w.launchOverride ?? {}).length ? '*' : ''}`;
 }
 
 /** One line per worker, aligned. */
@@ -28,18 +40,28 @@ export function formatWorkers(workers: readonly WorkerJson[]): string[] {
     const images = Object.values(w.images);
     const ready = images.filter((i) => i.state === 'present').length;
     return [w.id, w.state, w.address, `${w.instances}/${w.slots}`, w.runtimes.join(','), `${(w.heartbeatAgeMs / 1000).toFixed(1)}s`, `${ready}/${images.length}`,
-      Object.entries(w.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-'];
+      launchCell(w), Object.entries(w.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-'];
   });
-  const head = ['WORKER', 'STATE', 'ADDRESS', 'SLOTS', 'RUNTIMES', 'HEARTBEAT', 'IMAGES', 'LABELS'];
+  const head = ['WORKER', 'STATE', 'ADDRESS', 'SLOTS', 'RUNTIMES', 'HEARTBEAT', 'IMAGES', 'POOL/CONC', 'LABELS'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   return [head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
+}
+
+const LAUNCH_OPTIONS = { 'network-pool': { type: 'string' }, 'launch-concurrency': { type: 'string' } } as const;
+
+function describeOverride(o: Record<string, number>): string {
+  const parts = Object.entries(o).map(([k, v]) => `${k}=${v}`);
+  return parts.length ? parts.join(' ') : 'cleared (the worker\'s configuration)';
 }
 
 /** Runs `workers` or an action; resolves to the exit code (0 ok, 1 failed, 2 usage). */
 export async function runFleet(command: string, args: string[], io: CommandIo, env?: NodeJS.ProcessEnv): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args, strict: true, allowPositionals: true, options: { server: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+    parsed = parseArgs({
+      args, strict: true, allowPositionals: true,
+      options: { server: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, ...(command === 'launch-settings' ? LAUNCH_OPTIONS : {}) },
+    });
   } catch (err) {
     io.stderr(`poseidon ${command}: ${(err as Error).message}\n${FLEET_USAGE}`);
     return 2;
@@ -54,12 +76,28 @@ export async function runFleet(command: string, args: string[], io: CommandIo, e
     io.stderr(`poseidon ${command}: ${isList ? 'takes no worker id' : 'needs exactly one worker id'}\n${FLEET_USAGE}`);
     return 2;
   }
+  let launch: string | undefined;
+  if (command === 'launch-settings') {
+    const settings: Record<string, number> = {};
+    for (const [flag, field] of [['network-pool', 'networkPool'], ['launch-concurrency', 'launchConcurrency']] as const) {
+      const raw = (values as Record<string, unknown>)[flag] as string | undefined;
+      if (raw === undefined) continue;
+      if (!/^\d{1,3}$/.test(raw)) {
+        io.stderr(`poseidon ${command}: --${flag} must be a whole number, not ${JSON.stringify(raw)}\n${FLEET_USAGE}`);
+        return 2;
+      }
+      settings[field] = Number(raw);
+    }
+    launch = JSON.stringify(settings);
+  }
   const config = loadConfig(env, io.cwd);
   const server = (values.server ?? `http://127.0.0.1:${config.port}`).replace(/\/+$/, '');
   const url = isList ? `${server}/v1/workers` : `${server}/v1/workers/${encodeURIComponent(positionals[0] as string)}/${command}`;
   let res: Response;
   try {
-    res = await fetch(url, { method: isList ? 'GET' : 'POST', headers: { 'x-api-key': config.apiKey }, signal: AbortSignal.timeout(30_000) });
+    const method = isList ? 'GET' : launch !== undefined ? 'PUT' : 'POST';
+    const headers: Record<string, string> = { 'x-api-key': config.apiKey, ...(launch !== undefined ? { 'content-type': 'application/json' } : {}) };
+    res = await fetch(url, { method, headers, ...(launch !== undefined ? { body: launch } : {}), signal: AbortSignal.timeout(30_000) });
   } catch (err) {
     io.stderr(`poseidon ${command}: cannot reach ${server}: ${(err as Error).message}`);
     return 1;
@@ -71,6 +109,7 @@ export async function runFleet(command: string, args: string[], io: CommandIo, e
   }
   if (values.json) io.stdout(JSON.stringify(body, null, 2));
   else if (isList) for (const line of formatWorkers(body.workers ?? [])) io.stdout(line);
+  else if (launch !== undefined) io.stdout(`worker ${body.id}: launch override ${describeOverride(body.launchOverride ?? {})}, in effect at its next heartbeat (now ${launchCell(body as WorkerJson)})`);
   else io.stdout(`worker ${body.id}: ${body.state}`);
   return 0;
 }

@@ -15,7 +15,8 @@ commands:
   config check [--config FILE] [--json] [--worker]
                         the resolved configuration (secrets masked) and where each value comes
                         from, or every problem with file:line:col (exit 1); --worker: as for worker
-  workers [--json]      the fleet; cordon|uncordon|drain <id> act on one worker (--server URL)
+  workers [--json]      the fleet; cordon|uncordon|drain <id> act on one worker (--server URL);
+                        launch-settings <id> [--network-pool N] [--launch-concurrency N] sets its launch settings
   validate [dir] [--json]  check challenge definitions (default dir ./challenges)
   plan [--server URL] [--json]  what syncing the source's newest revision would change (asks the server)
   help                  this text
@@ -79,7 +80,7 @@ async function main(argv: string[]): Promise<number | undefined> {
     case 'worker':
       await worker(rest);
       return undefined;
-    case 'workers': case 'cordon': case 'uncordon': case 'drain':
+    case 'workers': case 'cordon': case 'uncordon': case 'drain': case 'launch-settings':
       return runFleet(command, rest, { stdout: (s: string) => process.stdout.write(`${s}\n`), stderr: (s: string) => process.stderr.write(`${s}\n`), cwd: process.cwd() });
     case 'validate':
       return runValidate(rest, { stdout: (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`), stderr: (s: string) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`), cwd: process.cwd() });

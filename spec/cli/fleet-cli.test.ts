@@ -1,5 +1,5 @@
 /**
- * `poseidon workers|cordon|uncordon|drain` through the real CLI (bin/poseidon.js) against a real
+ * `poseidon workers|cordon|uncordon|drain|launch-settings` through the real CLI (bin/poseidon.js) against a real
  * `poseidon serve` with its embedded worker on the local engine: the listing, each action and
  * its effect seen through the API, the refusals (unknown worker, wrong key, bad usage) with their
  * exit codes, and the key never printed.
@@ -10,8 +10,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { LABELS } from '../../src/core/runtime.ts';
 import { haveDocker, ROOT } from '../helpers/deps.ts';
-import { cleanupByLabel, testManagerId } from '../helpers/docker.ts';
+import { cleanupByLabel, docker, testManagerId } from '../helpers/docker.ts';
 import { apiClient, startServe, waitFor, type ServeProcess } from '../helpers/server.ts';
 
 const t = suite('cli: the fleet commands against serve');
@@ -64,8 +65,8 @@ it('workers lists the embedded worker, as a table and as JSON', async () => {
   const table = await cli(['workers', '--server', server?.url as string]);
   assert.is(table.status, 0, table.stderr);
   const [head, row] = table.stdout.trim().split('\n');
-  assert.match(head ?? '', /^WORKER\s+STATE\s+ADDRESS\s+SLOTS\s+RUNTIMES\s+HEARTBEAT\s+IMAGES\s+LABELS$/);
-  assert.match(row ?? '', new RegExp(`^${workerId}\\s+ready\\s+\\S+\\s+\\d+/\\d+\\s+\\S*runc`));
+  assert.match(head ?? '', /^WORKER\s+STATE\s+ADDRESS\s+SLOTS\s+RUNTIMES\s+HEARTBEAT\s+IMAGES\s+POOL\/CONC\s+LABELS$/);
+  assert.match(row ?? '', new RegExp(`^${workerId}\\s+ready\\s+\\S+\\s+\\d+/\\d+\\s+\\S*runc\\S*\\s+\\S+\\s+\\d+/\\d+\\s+0/4\\s`), 'the configuration\'s pool (0) and concurrency (4), not overridden');
   const json = await cli(['workers', '--server', server?.url as string, '--json']);
   assert.is(json.status, 0, json.stderr);
   assert.equal(JSON.parse(json.stdout).workers.map((w: { id: string }) => w.id), [workerId]);
@@ -84,6 +85,33 @@ it('cordon, uncordon and drain act on the worker, as the API then shows', async 
   assert.match(d.stdout, new RegExp(`^worker ${workerId}: (draining|cordoned)`));
   await waitFor('drained and cordoned', async () => ((await state()) === 'cordoned' ? true : undefined), 60_000, 250);
   assert.is((await cli(['uncordon', workerId, '--server', server?.url as string])).status, 0);
+});
+
+it('launch-settings puts a network pool and a launch bound on the running worker, shown by workers; cleared, its configuration is back', async () => {
+  const api = apiClient(server?.url as string, KEY);
+  const launch = async () => (await api('GET', '/v1/workers')).body.workers[0].launch as { networkPool: number; launchConcurrency: number };
+  const pooled = async () => (await docker.listNetworks({ filters: { label: [`${LABELS.managedBy}=${mgr}`, LABELS.pool] } })).length;
+  const set = await cli(['launch-settings', workerId, '--network-pool', '2', '--launch-concurrency', '6', '--server', server?.url as string]);
+  assert.is(set.status, 0, set.stderr);
+  assert.match(set.stdout, new RegExp(`^worker ${workerId}: launch override networkPool=2 launchConcurrency=6, in effect at its next heartbeat`));
+  await waitFor('the worker reports the override', async () => ((await launch()).networkPool === 2 ? true : undefined), 60_000, 250);
+  assert.equal(await launch(), { networkPool: 2, launchConcurrency: 6 });
+  await waitFor('two pooled networks on the engine', async () => ((await pooled()) === 2 ? true : undefined), 60_000, 250);
+  const table = await cli(['workers', '--server', server?.url as string]);
+  assert.match(table.stdout.trim().split('\n')[1] ?? '', /\s2\/6\*\s/, 'the table shows the override');
+  const cleared = await cli(['launch-settings', workerId, '--server', server?.url as string]);
+  assert.is(cleared.status, 0, cleared.stderr);
+  assert.match(cleared.stdout, /launch override cleared/);
+  await waitFor('the configuration back', async () => ((await launch()).networkPool === 0 ? true : undefined), 60_000, 250);
+  assert.equal(await launch(), { networkPool: 0, launchConcurrency: 4 });
+  await waitFor('the free pooled networks removed', async () => ((await pooled()) === 0 ? true : undefined), 60_000, 250);
+  const bad = await cli(['launch-settings', workerId, '--network-pool', 'lots', '--server', server?.url as string]);
+  assert.is(bad.status, 2);
+  assert.match(bad.stderr, /--network-pool must be a whole number, not "lots"/);
+  const big = await cli(['launch-settings', workerId, '--network-pool', '300', '--server', server?.url as string]);
+  assert.is(big.status, 1);
+  assert.match(big.stderr, /E_BAD_REQUEST: body networkPool/);
+  assert.equal(await launch(), { networkPool: 0, launchConcurrency: 4 }, 'a refused setting changed nothing');
 });
 
 it('refusals: an unknown worker, a wrong key, bad usage, no server; the key is never printed', async () => {

@@ -42,7 +42,7 @@ const workers: WorkerRouteDeps = {
     })),
     images: () => ({}), loads: () => new Map(), now: () => Date.now(), refresh: async () => undefined,
   },
-  fleet: { setAdmin: async (id: string, admin: WorkerAdmin) => { if (!(id in admins)) return false; admins[id] = admin; return true; } },
+  fleet: { setAdmin: async (id: string, admin: WorkerAdmin) => { if (!(id in admins)) return false; admins[id] = admin; return true; }, setLaunchOverride: async (id: string) => id in admins },
   changed: () => undefined,
 };
 

@@ -36,7 +36,7 @@ const worker = (id: string): WorkerView => ({
 });
 const workers: WorkerRouteDeps = {
   view: { workers: () => Object.keys(admins).map(worker), images: () => ({}), loads: () => new Map(), now: () => clock.now, refresh: async () => undefined },
-  fleet: { setAdmin: async (id: string, admin: WorkerAdmin) => { if (!(id in admins)) return false; admins[id] = admin; return true; } },
+  fleet: { setAdmin: async (id: string, admin: WorkerAdmin) => { if (!(id in admins)) return false; admins[id] = admin; return true; }, setLaunchOverride: async (id: string) => id in admins },
   changed: () => undefined,
 };
 

@@ -43,6 +43,7 @@ export function workerRecord(id: string, over: Partial<Rec> = {}): Rec {
     publicKey: '-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VuAyEAzV1+fake+key+for+tests+only+0000000000000=\n-----END PUBLIC KEY-----\n',
     version: '0.1.0',
     startedAt: 1_700_000_000_000,
+    launch: { networkPool: 8, launchConcurrency: 4 },
     ...over,
   };
 }
@@ -64,6 +65,7 @@ export function fleetContract(name: string, make: () => Promise<FleetFixture>): 
   };
   registerRegistration(test, get);
   registerAdmin(test, get);
+  registerLaunchOverride(test, get);
   registerImages(test, get);
   registerShared(test, get);
   registerEvents(test, get);
@@ -91,7 +93,7 @@ function registerRegistration(test: Test, get: Get): void {
     assert.equal(stored, { ...rec, heartbeatAt: stored.heartbeatAt });
     const listing = await fleet.list();
     stamped(listing.now, after, await clock(), 'list().now');
-    assert.equal(listing.workers, [{ record: stored, admin: 'active' }]);
+    assert.equal(listing.workers, [{ record: stored, admin: 'active', launchOverride: {} }]);
     assert.equal(listing.images, { w1: {} });
   });
 
@@ -102,7 +104,7 @@ function registerRegistration(test: Test, get: Get): void {
     const before = await clock();
     const second = await fleet.heartbeat(changed);
     stamped(second.heartbeatAt, Math.max(before, first.heartbeatAt), await clock(), 'second heartbeat');
-    assert.equal((await fleet.list()).workers, [{ record: { ...changed, heartbeatAt: second.heartbeatAt }, admin: 'active' }]);
+    assert.equal((await fleet.list()).workers, [{ record: { ...changed, heartbeatAt: second.heartbeatAt }, admin: 'active', launchOverride: {} }]);
   });
 
   test('optional fields that are absent or undefined come back absent', async (ctx) => {
@@ -159,6 +161,46 @@ function registerRegistration(test: Test, get: Get): void {
     const again = await fleet.list();
     assert.equal(admins(again), { gone: 'active', kept: 'active' }, 'no admin state survives forget');
     assert.equal(again.images.gone, {}, 'no image survives forget');
+  });
+}
+
+function registerLaunchOverride(test: Test, get: Get): void {
+  const overrides = (l: FleetListing) => Object.fromEntries(l.workers.map((w) => [w.record.id, w.launchOverride]));
+
+  test('setLaunchOverride: listed and read back, kept across heartbeats, replaced whole, cleared by {}, gone with forget', async (ctx) => {
+    const { fleet } = get(ctx);
+    await fleet.heartbeat(workerRecord('w1'));
+    await fleet.heartbeat(workerRecord('w2'));
+    assert.equal(overrides(await fleet.list()), { w1: {}, w2: {} }, 'none before an admin sets one');
+    assert.equal(await fleet.launchOverride('w1'), {});
+    assert.is(await fleet.setLaunchOverride('w1', { networkPool: 100, launchConcurrency: 8 }), true);
+    assert.equal(overrides(await fleet.list()), { w1: { networkPool: 100, launchConcurrency: 8 }, w2: {} });
+    assert.equal(await fleet.launchOverride('w1'), { networkPool: 100, launchConcurrency: 8 });
+    await fleet.heartbeat(workerRecord('w1', { version: '9.9.9', launch: { networkPool: 100, launchConcurrency: 8 } }));
+    const listed = await fleet.list();
+    assert.equal(overrides(listed).w1, { networkPool: 100, launchConcurrency: 8 }, 'a heartbeat keeps it');
+    assert.equal(listed.workers[0]!.record.launch, { networkPool: 100, launchConcurrency: 8 }, 'the settings in effect travel with the record');
+    assert.is(await fleet.setLaunchOverride('w1', { launchConcurrency: 2 }), true);
+    assert.equal(await fleet.launchOverride('w1'), { launchConcurrency: 2 }, 'replaced whole, not merged');
+    assert.is(await fleet.setLaunchOverride('w1', {}), true);
+    assert.equal(await fleet.launchOverride('w1'), {});
+    await fleet.setLaunchOverride('w2', { networkPool: 3 });
+    await fleet.forget('w2');
+    await fleet.heartbeat(workerRecord('w2'));
+    assert.equal(await fleet.launchOverride('w2'), {}, 'no override survives forget');
+  });
+
+  test('setLaunchOverride of an unknown worker answers false and registers nothing; out-of-bounds fields are not kept', async (ctx) => {
+    const { fleet } = get(ctx);
+    assert.is(await fleet.setLaunchOverride('ghost', { networkPool: 5 }), false);
+    assert.equal((await fleet.list()).workers, []);
+    assert.equal(await fleet.launchOverride('ghost'), {});
+    await fleet.heartbeat(workerRecord('w1'));
+    const hostile = { networkPool: 257, launchConcurrency: 0.5, extra: 'x' } as unknown as { networkPool: number };
+    assert.is(await fleet.setLaunchOverride('w1', hostile), true);
+    assert.equal(await fleet.launchOverride('w1'), {}, 'nothing out of bounds is kept');
+    assert.is(await fleet.setLaunchOverride('w1', { networkPool: 0, launchConcurrency: 64 }), true);
+    assert.equal(await fleet.launchOverride('w1'), { networkPool: 0, launchConcurrency: 64 }, 'the bounds themselves are kept');
   });
 }
 
@@ -312,13 +354,14 @@ async function listenSettled(fleet: Fleet): Promise<{ calls: () => number; stop:
 }
 
 function registerEvents(test: Test, get: Get): void {
-  test('onChange fires after a registration, after setAdmin and after an image report', async (ctx) => {
+  test('onChange fires after a registration, after setAdmin, setLaunchOverride and an image report', async (ctx) => {
     const { fleet } = get(ctx);
     const { calls, stop } = await listenSettled(fleet);
     const steps: Array<[string, () => Promise<unknown>]> = [
       ['registration', () => fleet.heartbeat(workerRecord('w1'))],
       ['setAdmin', () => fleet.setAdmin('w1', 'cordoned')],
       ['compareAdmin', () => fleet.compareAdmin('w1', 'cordoned', 'active')],
+      ['setLaunchOverride', () => fleet.setLaunchOverride('w1', { networkPool: 4 })],
       ['changed record', () => fleet.heartbeat(workerRecord('w1', { version: '0.2.0' }))],
       ['image report', () => fleet.reportImages('w1', { 'reg/web:1': { state: 'present' } })],
       ['forget', () => fleet.forget('w1')],

@@ -96,7 +96,7 @@ function redisOnly(): void {
     const h0 = heard;
     const stored = await worker.heartbeat(workerRecord('w1'));
     await waitFor(() => heard > h0, 3000, 'registration heard by the manager');
-    assert.equal((await manager.list()).workers, [{ record: stored, admin: 'active' }]);
+    assert.equal((await manager.list()).workers, [{ record: stored, admin: 'active', launchOverride: {} }]);
     assert.is(await manager.setAdmin('w1', 'draining'), true);
     await worker.heartbeat(workerRecord('w1'));
     assert.equal((await worker.list()).workers.map((w) => w.admin), ['draining'], 'the worker\'s heartbeat kept the manager\'s state');

@@ -2,23 +2,44 @@
  * The fleet for operators: `GET /v1/workers` (state, heartbeat age, capacity and what is
  * reserved, instances, runtimes, labels, images) and `POST /v1/workers/:id/cordon`, `/uncordon`,
  * `/drain` (admin). Cordon stops new placements; drain also moves every instance elsewhere
- * (make-before-break), then leaves the worker cordoned.
+ * (make-before-break), then leaves the worker cordoned. `PUT /v1/workers/:id/launch-settings`
+ * (admin) sets the network pool and launch bound over the worker's configuration while it runs;
+ * the worker puts them in effect at its next heartbeat and reports them (`launch`).
  */
 import type { FastifyInstance } from 'fastify';
 import type { FleetView } from '../controller/fleet-view.ts';
 import { Codes, PoseidonError } from '../core/errors.ts';
 import type { Fleet } from '../core/fleet.ts';
-import type { WorkerAdmin, WorkerView } from '../core/worker.ts';
+import { LAUNCH_SETTING_BOUNDS, type LaunchSettings, type WorkerAdmin, type WorkerView } from '../core/worker.ts';
 import { READ_ROUTE } from './auth.ts';
 import { problems } from './schemas.ts';
 
 export interface WorkerRouteDeps {
   view: Pick<FleetView, 'workers' | 'images' | 'loads' | 'now' | 'refresh'>;
-  fleet: Pick<Fleet, 'setAdmin'>;
+  fleet: Pick<Fleet, 'setAdmin' | 'setLaunchOverride'>;
   /** Wakes the fleet pass (a drain starts moving instances at once). */
   changed(): void;
   now?: () => number;
 }
+
+/** The launch settings as an object: all of them (in effect), or some (an override). */
+function launchSettingsSchema(all: boolean) {
+  return {
+    type: 'object', additionalProperties: false, ...(all ? { required: ['networkPool', 'launchConcurrency'] } : {}),
+    properties: {
+      networkPool: { type: 'integer', description: 'free internal networks kept ready (POSEIDON_NETWORK_POOL)' },
+      launchConcurrency: { type: 'integer', description: 'container creations at once (POSEIDON_LAUNCH_CONCURRENCY)' },
+    },
+  } as const;
+}
+
+/** A setting of the override: in bounds, or null for the worker's own. */
+const overrideField = (key: keyof LaunchSettings) => ({ type: ['integer', 'null'], minimum: LAUNCH_SETTING_BOUNDS[key].min, maximum: LAUNCH_SETTING_BOUNDS[key].max }) as const;
+
+const launchBody = {
+  type: 'object', additionalProperties: false,
+  properties: { networkPool: overrideField('networkPool'), launchConcurrency: overrideField('launchConcurrency') },
+} as const;
 
 const workerSchema = {
   type: 'object',
@@ -32,6 +53,8 @@ const workerSchema = {
     labels: { type: 'object', additionalProperties: { type: 'string' } }, heartbeatAgeMs: { type: 'integer' }, version: { type: 'string' },
     ingress: { type: 'object', properties: { http: { type: 'string' }, tls: { type: 'string' } } },
     leasePorts: { type: 'string' },
+    launch: launchSettingsSchema(true),
+    launchOverride: launchSettingsSchema(false),
     images: { type: 'object', additionalProperties: { type: 'object', properties: { state: { type: 'string' }, error: { type: 'string' } } } },
   },
 } as const;
@@ -46,7 +69,8 @@ export function workerJson(w: WorkerView, deps: WorkerRouteDeps, loads: ReturnTy
     id: w.id, state: w.state, admin: w.admin, address: w.address, slots: w.capacity.slots, capacity: w.capacity,
     reserved: { slots: load?.slots ?? 0, cpu: load?.cpu ?? 0, memoryBytes: load?.memoryBytes ?? 0 }, instances: load?.slots ?? 0,
     runtimes: w.runtimes, labels: w.labels, heartbeatAgeMs: Math.max(0, Math.round(deps.view.now() - w.heartbeatAt)), version: w.version,
-    ...(w.ingress ? { ingress: w.ingress } : {}), ...(w.leasePorts ? { leasePorts: w.leasePorts } : {}), images,
+    ...(w.ingress ? { ingress: w.ingress } : {}), ...(w.leasePorts ? { leasePorts: w.leasePorts } : {}),
+    ...(w.launch ? { launch: w.launch } : {}), launchOverride: w.launchOverride ?? {}, images,
   };
 }
 
@@ -77,6 +101,24 @@ export function workerRoutes(app: FastifyInstance, deps: WorkerRouteDeps): void 
       return workerJson(w, deps, deps.view.loads(deps.now?.() ?? Date.now()));
     });
   };
+  app.put<{ Params: { id: string }; Body: { networkPool?: number | null; launchConcurrency?: number | null } }>('/v1/workers/:id/launch-settings', {
+    config: { auth: 'admin' },
+    schema: {
+      summary: 'Set the network pool and launch bound over a worker\'s configuration (admin; a field absent or null: the worker\'s own); in effect at its next heartbeat',
+      params: idParam, body: launchBody, response: { 200: workerSchema, ...problems(403, 404) },
+    },
+  }, async (req) => {
+    const override = Object.fromEntries(Object.entries(req.body ?? {}).filter(([, v]) => v !== null)) as Partial<LaunchSettings>;
+    if (!(await deps.fleet.setLaunchOverride(req.params.id, override))) {
+      throw new PoseidonError(Codes.workerNotFound, `worker ${req.params.id} is not registered`, { kind: 'input' });
+    }
+    req.log.warn({ worker: req.params.id, launch: override, by: req.principal?.key }, 'worker launch settings changed');
+    await deps.view.refresh();
+    const w = deps.view.workers().find((x) => x.id === req.params.id);
+    if (!w) throw new PoseidonError(Codes.workerNotFound, `worker ${req.params.id} is not registered`, { kind: 'input' });
+    return workerJson(w, deps, deps.view.loads(deps.now?.() ?? Date.now()));
+  });
+
   action('cordon', 'cordoned');
   action('uncordon', 'active');
   action('drain', 'draining');

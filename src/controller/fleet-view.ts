@@ -79,7 +79,7 @@ export class FleetView {
   /** Every registered worker with its effective state, by id. */
   workers(): WorkerView[] {
     const now = this.now();
-    return this.#listing.workers.map(({ record, admin }) => ({ ...record, admin, state: workerState(record, admin, now, this.#opts.lostAfterMs) }));
+    return this.#listing.workers.map(({ record, admin, launchOverride }) => ({ ...record, admin, launchOverride, state: workerState(record, admin, now, this.#opts.lostAfterMs) }));
   }
 
   worker(id: string): WorkerView | undefined {

@@ -3,7 +3,24 @@ export class Semaphore {
   private active = 0;
   private readonly waiters: (() => void)[] = [];
 
-  constructor(private readonly limit: number) {}
+  constructor(private limit: number) {}
+
+  /** Tasks running now. */
+  get running(): number {
+    return this.active;
+  }
+
+  /**
+   * Changes the bound. A larger one lets waiters in at once; with a smaller one, running tasks
+   * finish and no waiter starts until fewer than the new bound run.
+   */
+  resize(limit: number): void {
+    this.limit = limit;
+    while (this.active < this.limit && this.waiters.length > 0) {
+      this.active++;
+      this.waiters.shift()?.();
+    }
+  }
 
   /** Runs `fn` once a place is free; the place is released when it settles. */
   async run<T>(fn: () => Promise<T>): Promise<T> {
@@ -12,7 +29,8 @@ export class Semaphore {
     try {
       return await fn();
     } finally {
-      const next = this.waiters.shift();
+      // A place is handed to the next waiter, unless the bound was lowered below what runs.
+      const next = this.active <= this.limit ? this.waiters.shift() : undefined;
       if (next) next();
       else this.active--;
     }

@@ -24,6 +24,37 @@ export interface WorkerIngress {
 }
 
 /** What a worker says about itself (written by the agent at every heartbeat). */
+/**
+ * How a worker launches: free internal networks it keeps ready (`POSEIDON_NETWORK_POOL`) and
+ * container creations at once (`POSEIDON_LAUNCH_CONCURRENCY`). Its configuration sets them; an
+ * admin may override either while it runs (`PUT /v1/workers/:id/launch-settings`), e.g. a pool as
+ * large as the burst expected at an event's start, and back afterwards.
+ */
+export interface LaunchSettings {
+  networkPool: number;
+  launchConcurrency: number;
+}
+
+/** Bounds of the launch settings, the configuration's (schemas/config.schema.json). */
+export const LAUNCH_SETTING_BOUNDS: Record<keyof LaunchSettings, { min: number; max: number }> = {
+  networkPool: { min: 0, max: 256 },
+  launchConcurrency: { min: 1, max: 64 },
+};
+
+/**
+ * The launch override in `value` (stored JSON, or a request's body): the fields that are integers
+ * within their bounds; anything else is left out (the worker's own setting applies).
+ */
+export function parseLaunchOverride(value: unknown): Partial<LaunchSettings> {
+  const out: Partial<LaunchSettings> = {};
+  if (typeof value !== 'object' || value === null) return out;
+  for (const [key, { min, max }] of Object.entries(LAUNCH_SETTING_BOUNDS) as [keyof LaunchSettings, { min: number; max: number }][]) {
+    const v = (value as Record<string, unknown>)[key];
+    if (Number.isInteger(v) && (v as number) >= min && (v as number) <= max) out[key] = v as number;
+  }
+  return out;
+}
+
 export interface WorkerRecord {
   /** DNS-label-like id, unique in the deployment. */
   id: string;
@@ -43,6 +74,8 @@ export interface WorkerRecord {
   /** PEM SPKI public key that flags for this worker are sealed with. */
   publicKey: string;
   version: string;
+  /** The launch settings in effect, as of this heartbeat (absent: a worker older than them). */
+  launch?: LaunchSettings;
   /** Last heartbeat, epoch ms (the registry's clock is the writer's). */
   heartbeatAt: number;
   /** When it first registered. */
@@ -52,6 +85,8 @@ export interface WorkerRecord {
 /** A worker as the manager sees it: its record, administrative state and effective state. */
 export interface WorkerView extends WorkerRecord {
   admin: WorkerAdmin;
+  /** What an admin set over the worker's configuration (absent or empty: nothing). */
+  launchOverride?: Partial<LaunchSettings>;
   state: WorkerState;
 }
 

@@ -3,11 +3,11 @@
  * share it. Same contract as the Redis one (`spec/store/fleet-contract.ts`).
  */
 import type { Fleet, FleetListing } from '../core/fleet.ts';
-import type { WorkerAdmin, WorkerImageState, WorkerRecord } from '../core/worker.ts';
+import { parseLaunchOverride, type LaunchSettings, type WorkerAdmin, type WorkerImageState, type WorkerRecord } from '../core/worker.ts';
 
 /** `Fleet` over Maps; `now` is the registry clock (default `Date.now`). */
 export class MemoryFleet implements Fleet {
-  readonly #workers = new Map<string, { record: WorkerRecord; admin: WorkerAdmin; sig: string }>();
+  readonly #workers = new Map<string, { record: WorkerRecord; admin: WorkerAdmin; launchOverride: Partial<LaunchSettings>; sig: string }>();
   readonly #images = new Map<string, Map<string, WorkerImageState>>();
   readonly #shared = new Map<string, string>();
   readonly #listeners = new Set<() => void>();
@@ -20,7 +20,7 @@ export class MemoryFleet implements Fleet {
     const prev = this.#workers.get(record.id);
     // Through JSON, as the Redis adapter stores it: fields set to undefined come back absent.
     const stored = { ...(JSON.parse(sig) as Omit<WorkerRecord, 'heartbeatAt'>), heartbeatAt: this.now() } as WorkerRecord;
-    this.#workers.set(record.id, { record: stored, admin: prev?.admin ?? 'active', sig });
+    this.#workers.set(record.id, { record: stored, admin: prev?.admin ?? 'active', launchOverride: prev?.launchOverride ?? {}, sig });
     if (prev?.sig !== sig) this.#notify();
     return structuredClone(stored);
   }
@@ -29,7 +29,7 @@ export class MemoryFleet implements Fleet {
     const ids = [...this.#workers.keys()].sort();
     return {
       now: this.now(),
-      workers: ids.map((id) => { const w = this.#workers.get(id)!; return { record: structuredClone(w.record), admin: w.admin }; }),
+      workers: ids.map((id) => { const w = this.#workers.get(id)!; return { record: structuredClone(w.record), admin: w.admin, launchOverride: { ...w.launchOverride } }; }),
       images: Object.fromEntries(ids.map((id) => [id, Object.fromEntries([...(this.#images.get(id) ?? new Map())].map(([r, s]) => [r, { ...s }]))])),
     };
   }
@@ -44,6 +44,18 @@ export class MemoryFleet implements Fleet {
 
   async compareAdmin(id: string, expect: WorkerAdmin, admin: WorkerAdmin): Promise<boolean> {
     return this.#workers.get(id)?.admin === expect ? this.setAdmin(id, admin) : false;
+  }
+
+  async setLaunchOverride(id: string, override: Partial<LaunchSettings>): Promise<boolean> {
+    const w = this.#workers.get(id);
+    if (!w) return false;
+    w.launchOverride = parseLaunchOverride(override);
+    this.#notify();
+    return true;
+  }
+
+  async launchOverride(id: string): Promise<Partial<LaunchSettings>> {
+    return { ...this.#workers.get(id)?.launchOverride };
   }
 
   async forget(id: string): Promise<void> {

@@ -1,7 +1,7 @@
 /**
  * `Fleet` on Redis. Keys under the prefix: `fleet:workers` (set of ids), `fleet:worker:<id>`
  * (hash: `record` JSON without the heartbeat, `sig` of that JSON, `hb` registry-clock heartbeat,
- * `admin`), `fleet:images:<id>` (hash: image reference -> JSON state), `fleet:shared:<name>`; the
+ * `admin`, `launch` the launch override as JSON when an admin set one), `fleet:images:<id>` (hash: image reference -> JSON state), `fleet:shared:<name>`; the
  * channel `fleet` carries a worker id after a registration, a state change or an image report.
  * Every script names the keys it touches.
  */
@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { Codes, PoseidonError } from '../core/errors.ts';
 import type { Fleet, FleetListing } from '../core/fleet.ts';
-import type { WorkerAdmin, WorkerImageState, WorkerRecord } from '../core/worker.ts';
+import { parseLaunchOverride, type LaunchSettings, type WorkerAdmin, type WorkerImageState, type WorkerRecord } from '../core/worker.ts';
 import { createRedisClient } from './redis-client.ts';
 import { redactor } from './redis.ts';
 
@@ -33,6 +33,13 @@ redis.call('HSET', KEYS[1], 'admin', ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1`;
 
+/* KEYS: worker hash. ARGV: override JSON ('' clears it), channel, id. 1 when set. */
+const SET_LAUNCH = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[1] == '' then redis.call('HDEL', KEYS[1], 'launch') else redis.call('HSET', KEYS[1], 'launch', ARGV[1]) end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1`;
+
 /* KEYS: images hash. ARGV: channel, id, then reference/JSON pairs (without "at"). */
 const REPORT = `${NOW_MS}
 for i = 3, #ARGV, 2 do
@@ -47,6 +54,7 @@ type Scripted = Redis & {
   poseidonHeartbeat(worker: string, set: string, id: string, record: string, sig: string, channel: string): Promise<number>;
   poseidonSetAdmin(worker: string, expect: string, admin: string, channel: string, id: string): Promise<number>;
   poseidonReportImages(images: string, channel: string, id: string, ...pairs: string[]): Promise<number>;
+  poseidonSetLaunch(worker: string, override: string, channel: string, id: string): Promise<number>;
 };
 
 /** `Fleet` backed by Redis at `url` under `prefix`; see the module comment for the layout. */
@@ -64,6 +72,7 @@ export class RedisFleet implements Fleet {
     client.defineCommand('poseidonHeartbeat', { numberOfKeys: 2, lua: HEARTBEAT });
     client.defineCommand('poseidonSetAdmin', { numberOfKeys: 1, lua: SET_ADMIN });
     client.defineCommand('poseidonReportImages', { numberOfKeys: 1, lua: REPORT });
+    client.defineCommand('poseidonSetLaunch', { numberOfKeys: 1, lua: SET_LAUNCH });
     this.#client = client as Scripted;
   }
 
@@ -88,7 +97,7 @@ export class RedisFleet implements Fleet {
       const imgs = replies[2 * i + 1]?.[1] as Record<string, string> | undefined;
       if (!h?.record) return;
       const record = { ...(JSON.parse(h.record) as Omit<WorkerRecord, 'heartbeatAt'>), heartbeatAt: Number(h.hb ?? 0) } as WorkerRecord;
-      out.workers.push({ record, admin: (h.admin ?? 'active') as WorkerAdmin });
+      out.workers.push({ record, admin: (h.admin ?? 'active') as WorkerAdmin, launchOverride: launchOverrideOf(h.launch) });
       out.images[id] = Object.fromEntries(Object.entries(imgs ?? {}).map(([ref, v]) => [ref, JSON.parse(v) as WorkerImageState]));
     });
     out.workers.sort((a, b) => (a.record.id < b.record.id ? -1 : 1));
@@ -101,6 +110,16 @@ export class RedisFleet implements Fleet {
 
   async compareAdmin(id: string, expect: WorkerAdmin, admin: WorkerAdmin): Promise<boolean> {
     return (await this.#run(() => this.#client.poseidonSetAdmin(this.#key('worker', id), expect, admin, this.#channel(), id))) === 1;
+  }
+
+  async setLaunchOverride(id: string, override: Partial<LaunchSettings>): Promise<boolean> {
+    const valid = parseLaunchOverride(override);
+    const json = Object.keys(valid).length ? JSON.stringify(valid) : '';
+    return (await this.#run(() => this.#client.poseidonSetLaunch(this.#key('worker', id), json, this.#channel(), id))) === 1;
+  }
+
+  async launchOverride(id: string): Promise<Partial<LaunchSettings>> {
+    return launchOverrideOf(await this.#run(() => this.#client.hget(this.#key('worker', id), 'launch')));
   }
 
   async forget(id: string): Promise<void> {
@@ -163,5 +182,15 @@ export class RedisFleet implements Fleet {
     } catch (err) {
       throw new PoseidonError(Codes.store, `fleet registry unavailable: ${this.#redact((err as Error).message)}`, { kind: 'transient', cause: err });
     }
+  }
+}
+
+/** A stored launch override; what is not JSON, or out of bounds, is left out. */
+function launchOverrideOf(json: string | null | undefined): Partial<LaunchSettings> {
+  if (!json) return {};
+  try {
+    return parseLaunchOverride(JSON.parse(json));
+  } catch {
+    return {};
   }
 }

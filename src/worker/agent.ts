@@ -16,7 +16,7 @@ import type { ContainerRuntime, Ownership } from '../core/runtime.ts';
 import { Semaphore } from '../core/semaphore.ts';
 import type { Store } from '../core/store.ts';
 import type { VersionSource } from '../core/versions.ts';
-import type { WorkerIngress, WorkerRecord } from '../core/worker.ts';
+import type { LaunchSettings, WorkerIngress, WorkerRecord } from '../core/worker.ts';
 import type { RuntimeName } from '../core/challenge.ts';
 import { Exposure } from '../gateway/exposure.ts';
 import { VERSION } from '../version.ts';
@@ -96,7 +96,9 @@ export class WorkerAgent {
   #record: Omit<WorkerRecord, 'heartbeatAt'> | undefined;
   readonly #ingress: IngressWriter | undefined;
   readonly #exposure: Exposure;
-  readonly networkPool: NetworkPool | undefined;
+  /** Free internal networks for launches; of size 0 unless configured or set by an admin. */
+  readonly networkPool: NetworkPool;
+  readonly #launches: Semaphore;
 
   constructor(deps: WorkerAgentDeps) {
     this.#deps = deps;
@@ -106,13 +108,14 @@ export class WorkerAgent {
       leases: deps.leases, leaseAddress: s.leaseAddress, leaseHost: s.leaseHost, log,
       ...(s.leasePorts ? { range: parsePortRange(s.leasePorts) } : {}),
     });
-    if ((s.networkPool ?? 0) > 0) this.networkPool = new NetworkPool({ size: s.networkPool ?? 0, runtime: deps.runtime, log, ...(s.gatewayContainer ? { gateway: s.gatewayContainer } : {}) });
+    this.networkPool = new NetworkPool({ size: s.networkPool ?? 0, runtime: deps.runtime, log, ...(s.gatewayContainer ? { gateway: s.gatewayContainer } : {}) });
+    this.#launches = new Semaphore(s.launchConcurrency);
     if (s.ingress && s.traefikDir && deps.edgeSecret) this.#ingress = new IngressWriter({ dir: s.traefikDir, edgeSecret: deps.edgeSecret, edgeSources: s.edgeSources ?? [], log });
     const reconcile = workerReconciler({
       workerId: s.id, owner: deps.owner, store: deps.store, runtime: deps.runtime, versions: deps.versions, images: this.images,
       flagFiles: new FlagFiles(s.dataDir), privateKey: deps.keys.privateKey, log, publishAddress: s.publishAddress,
       ...(s.gatewayContainer ? { gatewayContainer: s.gatewayContainer } : {}),
-      exposure, launches: new Semaphore(s.launchConcurrency), ...(this.networkPool ? { networkPool: this.networkPool } : {}), readiness: new ReadinessProbes({ runtime: deps.runtime }),
+      exposure, launches: this.#launches, networkPool: this.networkPool, readiness: new ReadinessProbes({ runtime: deps.runtime }),
       mayRemoveOrphan: (id) => this.#cleared.has(id),
       routesChanged: () => this.controller.queue.add(INGRESS_KEY),
     });
@@ -164,6 +167,7 @@ export class WorkerAgent {
       },
       ...(s.leasePorts ? { leasePorts: s.leasePorts, leaseHost: s.leaseHost } : {}),
       publicKey: this.#deps.keys.publicKey, version: VERSION, startedAt: this.#startedAt,
+      launch: { networkPool: s.networkPool ?? 0, launchConcurrency: s.launchConcurrency },
     };
     await this.#beat();
     this.#heartbeat = setInterval(() => void this.#beat(), s.heartbeatMs);
@@ -175,7 +179,7 @@ export class WorkerAgent {
   async stop(): Promise<void> {
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     await this.controller.stop();
-    await this.networkPool?.stop();
+    await this.networkPool.stop();
   }
 
   /**
@@ -185,7 +189,8 @@ export class WorkerAgent {
    */
   async #sweepPool(): Promise<void> {
     const pool = this.networkPool;
-    if (!pool) return;
+    // A worker without a pool leaves pooled networks alone (another process on this engine may keep some).
+    if (pool.size === 0) return;
     const removed = await pool.sweep().catch((err: unknown) => {
       this.#deps.log.warn({ err: (err as Error).message }, 'network pool sweep failed');
       return 0;
@@ -207,9 +212,28 @@ export class WorkerAgent {
       this.#deps.log.warn({ err: (err as Error).message }, 'engine not answering; no heartbeat until it does');
       return;
     }
+    await this.#applyLaunchSettings();
     await this.#deps.fleet.heartbeat(this.#record).catch((err: unknown) => {
       this.#deps.log.warn({ err: (err as Error).message }, 'heartbeat failed; retrying');
     });
+  }
+
+  /**
+   * Puts in effect the launch settings an admin set over this worker's configuration (read at
+   * every heartbeat, which then reports them): the launch bound at once, the network pool filled
+   * or trimmed in the background. Unreadable (Redis down): what is in effect stays.
+   */
+  async #applyLaunchSettings(): Promise<void> {
+    const { settings: s, fleet, log } = this.#deps;
+    const current = this.#record?.launch;
+    const override = await fleet.launchOverride(s.id).catch(() => undefined);
+    if (!this.#record || !current || !override) return;
+    const next: LaunchSettings = { networkPool: override.networkPool ?? s.networkPool ?? 0, launchConcurrency: override.launchConcurrency ?? s.launchConcurrency };
+    if (next.networkPool === current.networkPool && next.launchConcurrency === current.launchConcurrency) return;
+    this.#launches.resize(next.launchConcurrency);
+    void this.networkPool.resize(next.networkPool).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'network pool resize failed'));
+    this.#record = { ...this.#record, launch: next };
+    log.info({ ...next, overridden: Object.keys(override) }, 'launch settings changed');
   }
 
   /** Ids placed here, ids on this engine, and the images and ingress keys; trips the orphan breaker when too many have no record. */

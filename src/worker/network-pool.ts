@@ -36,6 +36,7 @@ export interface PooledNetwork {
 /** See the module comment. */
 export class NetworkPool {
   readonly #opts: NetworkPoolOptions;
+  #size: number;
   readonly #free: PooledNetwork[] = [];
   /** Names being made, free, or claimed by a launch not over yet: the sweep never removes these. */
   readonly #held = new Set<string>();
@@ -45,11 +46,34 @@ export class NetworkPool {
 
   constructor(opts: NetworkPoolOptions) {
     this.#opts = opts;
+    this.#size = opts.size;
   }
 
   /** Free networks now. */
   get free(): number {
     return this.#free.length;
+  }
+
+  /** Free networks it keeps ready. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /**
+   * Changes how many free networks it keeps: a larger pool fills in the background, a smaller one
+   * removes its extra free networks now (the newest first; the gateway leaves them, and every
+   * join it makes later is cheaper for it). Networks handed out are not touched.
+   */
+  async resize(size: number): Promise<void> {
+    this.#size = size;
+    const extra = this.#free.splice(size);
+    for (const n of extra.reverse()) {
+      await this.#opts.runtime.removeNetwork(n.id).catch((err: unknown) => {
+        this.#opts.log.warn({ network: n.name, err: (err as Error).message }, 'network pool: removing an extra network failed; the sweep retries');
+      });
+      this.#held.delete(n.name);
+    }
+    void this.fill();
   }
 
   /**
@@ -76,20 +100,26 @@ export class NetworkPool {
 
   /** Tops the pool up to its size in the background, one network at a time; a failure waits for the next call. */
   fill(): Promise<void> {
-    if (this.#filling || this.#stopped || this.#free.length >= this.#opts.size) return this.#filling ?? Promise.resolve();
+    if (this.#filling || this.#stopped || this.#free.length >= this.#size) return this.#filling ?? Promise.resolve();
     this.#filling = this.#fill().finally(() => { this.#filling = undefined; });
     return this.#filling;
   }
 
   async #fill(): Promise<void> {
-    const { runtime, log, size } = this.#opts;
-    while (!this.#stopped && this.#free.length < size) {
+    const { runtime, log } = this.#opts;
+    while (!this.#stopped && this.#free.length < this.#size) {
       const { name, bridge } = newPoolNetwork();
       this.#held.add(name);
       let id: string | undefined;
       try {
         id = await runtime.createPoolNetwork(name, bridge);
         if (this.#opts.gateway) await runtime.connect(id, this.#opts.gateway);
+        // Made while the pool was resized below what it holds: one too many, not kept.
+        if (this.#free.length >= this.#size) {
+          await runtime.removeNetwork(id).catch(() => undefined);
+          this.#held.delete(name);
+          return;
+        }
         this.#free.push({ name, id });
       } catch (err) {
         // A network the gateway could not join is not kept: removed now, or by the next sweep.
