@@ -2,7 +2,8 @@
  * `PUT /v1/workers/:id/launch-settings` through the app (fastify inject) over a real `MemoryFleet`
  * and `FleetView`: only an admin sets them; the body is checked (bounds, unknown fields) before
  * anything is stored; a field absent or null falls back to the worker's configuration; the
- * worker's listing shows the override beside what its heartbeat reported in effect.
+ * worker's listing shows the override beside what its heartbeat reported in effect; every change
+ * the admin makes, and each refusal of one, is audited.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,7 +34,7 @@ t.before(async () => {
   const catalog = await loadTestCatalog(dir);
   const lifecycle = { teamLimit: 0, capacity: 0, rateLimits: new Map(), renewMaxLoad: 1, idempotencyTtlMs: 60_000, flagSecret: 'launch-flag-secret-0123456789', flagRetentionMs: 60_000 };
   app = buildApp({
-    store, catalog, apiKey: ADMIN_KEY, baseDomain: 'ctf.test', lifecycle,
+    store, catalog, apiKey: ADMIN_KEY, baseDomain: 'ctf.test', lifecycle, statusSecret: 'launch-status-secret-0123456789',
     workers: { view, fleet, changed: () => undefined },
     apiKeys: [{ name: 'ops', role: 'operator', digest: keyDigest(OPERATOR_KEY) }, { name: 'ctfd', role: 'platform', digest: keyDigest(PLATFORM_KEY) }],
   });
@@ -89,6 +90,15 @@ t('refused before anything is stored: out of bounds, not an integer, unknown fie
   }
   assert.equal(await fleet.launchOverride('w1'), { networkPool: 7 }, 'nothing refused was stored');
   assert.equal((await fleet.list()).workers.map((w) => w.record.id), ['w1'], 'nothing registered');
+});
+
+t('an admin\'s changes and refusals are in the audit trail, named, with the worker as target', async () => {
+  assert.is((await put('w1', { networkPool: 999 })).statusCode, 400);
+  assert.is((await put('w1', { networkPool: 12 })).statusCode, 200);
+  const res = await app.inject({ url: '/status/audit', headers: { 'x-api-key': ADMIN_KEY } });
+  assert.is(res.statusCode, 200, res.body);
+  const entries = (res.json().entries as { who: string; action: string; target?: string; result: string }[]).filter((e) => e.action === 'set worker launch settings');
+  assert.equal(entries.slice(0, 2).map((e) => [e.who, e.target, e.result]), [['POSEIDON_API_KEY', 'w1', 'ok'], ['POSEIDON_API_KEY', 'w1', 'refused']]);
 });
 
 t.run();

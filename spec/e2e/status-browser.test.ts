@@ -235,6 +235,15 @@ it('cordon the worker from the page (with a confirmation), then uncordon it', as
   assert.is(await page.evaluate(() => document.activeElement?.id), 'confirm-ok');
   await page.keyboard.press('Enter');
   await page.waitForSelector(`${row}[data-state="ready"]`, { timeout: SHORT });
+  // Launch settings: the configuration's; an admin's override (set through the API) once the
+  // worker reports it, marked as overridden; then cleared.
+  const launchCell = `${row} [data-col="launch"]`;
+  assert.match(await page.innerText(launchCell), /^pool 0, 4 at once/);
+  assert.is((await api('PUT', `/v1/workers/${workerId}/launch-settings`, { launchConcurrency: 6 })).status, 200);
+  await page.waitForFunction((sel) => (document.querySelector(sel)?.textContent ?? '').includes('6 at once'), launchCell, { timeout: SHORT });
+  assert.match(await page.innerText(launchCell), /pool 0, 6 at once\s+overridden/);
+  assert.is((await api('PUT', `/v1/workers/${workerId}/launch-settings`, {})).status, 200);
+  await waitFor('the configuration reported again', async () => ((await api('GET', '/v1/workers')).body.workers[0].launch?.launchConcurrency === 4 ? true : undefined), SHORT, 250);
   await shot('workers');
   noConsoleErrors(page, 'workers');
 });

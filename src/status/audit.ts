@@ -104,6 +104,7 @@ const ACTIONS: Record<string, string> = {
   'POST /v1/workers/:id/cordon': 'cordon worker',
   'POST /v1/workers/:id/uncordon': 'uncordon worker',
   'POST /v1/workers/:id/drain': 'drain worker',
+  'PUT /v1/workers/:id/launch-settings': 'set worker launch settings',
   'POST /v1/sync': 'sync',
   'POST /v1/access/bypass': 'issue bypass token',
   'POST /v1/instances/:id/access': 'issue access link',

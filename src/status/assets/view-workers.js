@@ -1,5 +1,5 @@
 // Workers: state, heartbeat age, slots and what is reserved, instances, images ready, runtimes,
-// labels; cordon, uncordon and drain (admins, after a confirmation).
+// labels, launch settings in effect; cordon, uncordon and drain (admins, after a confirmation).
 import { duration, failed, h, replace, table } from './dom.js';
 import { state } from './live.js';
 import { act, actionButton, CAN_ACT } from './ui.js';
@@ -33,6 +33,14 @@ function gib(bytes) {
   return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.round(bytes / 2 ** 20)} MiB`;
 }
 
+/** The network pool and launch concurrency in effect, marked when an admin overrode them. */
+function launch(w) {
+  if (!w.launch) return '—';
+  const overridden = Object.keys(w.launchOverride ?? {});
+  return h('span', { 'data-col': 'launch', title: overridden.length ? `set by an admin: ${overridden.join(', ')} (PUT /v1/workers/:id/launch-settings)` : 'the worker\'s configuration' },
+    `pool ${w.launch.networkPool}, ${w.launch.launchConcurrency} at once`, overridden.length ? h('div', { class: 'warn' }, 'overridden') : null);
+}
+
 function row(w) {
   const age = w.heartbeatAgeMs ?? NaN;
   return h('tr', { 'data-worker': w.id, 'data-state': w.state },
@@ -43,6 +51,7 @@ function row(w) {
     h('td', {}, String(w.instances ?? 0)),
     h('td', {}, images(w)),
     h('td', {}, (w.runtimes ?? []).join(', ') || '—'),
+    h('td', { class: 'small' }, launch(w)),
     h('td', { class: 'small' }, Object.entries(w.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(', ') || '—', w.version ? h('div', { class: 'muted' }, `v${w.version}`) : null),
     CAN_ACT ? h('td', { class: 'row-actions' }, actions(w)) : null);
 }
@@ -53,6 +62,6 @@ export function renderWorkers(body) {
   if (!ws) return replace(body, state.workersError ? failed('the workers', state.workersError) : h('p', { class: 'muted' }, 'Loading…'));
   replace(body,
     state.workersError ? failed('the workers (showing the last answer)', state.workersError) : null,
-    ws.length === 0 ? h('p', {}, 'No worker has registered.') : table('Workers', ['Worker', 'State', 'Heartbeat age', 'Slots reserved', 'Instances', 'Images ready', 'Runtimes', 'Labels', ...(CAN_ACT ? ['Actions'] : [])],
+    ws.length === 0 ? h('p', {}, 'No worker has registered.') : table('Workers', ['Worker', 'State', 'Heartbeat age', 'Slots reserved', 'Instances', 'Images ready', 'Runtimes', 'Launches', 'Labels', ...(CAN_ACT ? ['Actions'] : [])],
       ws.map(row), { class: 'workers' }));
 }
