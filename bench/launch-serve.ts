@@ -28,6 +28,8 @@ export interface BenchServe {
   post(challenge: string): Promise<{ id: string; postMs: number; at: number }>;
   /** `count` launches for fresh teams fired at once over warmed keep-alive connections (`burst-client.ts`), then tracked. */
   burst(challenge: string, count: number): Promise<{ id: string; postMs: number; at: number }[]>;
+  /** Sets the embedded worker's launch settings through the API, as an admin before an event (`PUT /v1/workers/:id/launch-settings`). */
+  launchSettings(settings: { networkPool?: number; launchConcurrency?: number }): Promise<void>;
   /** Stops `id` and waits until the engine holds nothing of it. */
   stop(id: string): Promise<void>;
   close(): Promise<void>;
@@ -94,6 +96,18 @@ export async function benchServe(opts: { name: string; work: string; docker: Doc
       const p = await post(challenge);
       observer.track(p.id, p.at, p.at + p.postMs, p.hostname);
       return { id: p.id, postMs: p.postMs, timeline: await observer.done(p.id) };
+    },
+    async launchSettings(settings) {
+      const worker = (await api('GET', '/v1/workers')).body.workers?.[0]?.id as string | undefined;
+      if (!worker) throw new Error('no worker registered');
+      const res = await api('PUT', `/v1/workers/${worker}/launch-settings`, settings);
+      if (res.status !== 200) throw new Error(`launch settings refused: ${res.status} ${JSON.stringify(res.body)}`);
+      for (let n = 0; n < 600; n++) {
+        const launch = (await api('GET', '/v1/workers')).body.workers?.[0]?.launch as Record<string, number> | undefined;
+        if (Object.entries(settings).every(([k, v]) => launch?.[k] === v)) return;
+        await sleep(100);
+      }
+      throw new Error('the worker did not report its launch settings within 60 s');
     },
     async stop(id) {
       await api('DELETE', `/v1/instances/${id}`);

@@ -129,4 +129,40 @@ it('shrunk, the extra free networks go (and the gateway leaves them); cleared, t
   assert.equal(nets, inUse, 'the network the instance runs on stays');
 });
 
+it('resizes in quick succession while the pool fills end at the last size, with nothing left over', async (a) => {
+  const pool = a.networkPool;
+  const inUse = new Set((await docker.listContainers({ all: true, filters: { label: [`${LABELS.managedBy}=${mgr}`, LABELS.instance] } })).map((c) => c.Labels[LABELS.network]));
+  // Short pauses only to land the next resize while a network is being made or removed.
+  const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  for (const [steps, last] of [[[2, 0], 3], [[3, 1, 0], 2], [[1, 0, 2, 0], 1]] as const) {
+    for (const size of steps) {
+      void pool.resize(size);
+      await pause(40);
+    }
+    await pool.resize(last);
+    const free = await until(`${last} free after ${steps.join(', ')}, ${last}`, async () => {
+      const f = await freeNetworks();
+      return f.length === last && pool.free === last ? f : undefined;
+    }, 60_000);
+    assert.is(free.length, last);
+  }
+  // Shrunk while a network is being made, grown again while that network (one too many then) is
+  // being removed: the fill under way must go on to the new size. The window moves with the
+  // engine's speed, so several delays are tried.
+  for (const delay of [60, 120, 180, 240, 320]) {
+    void pool.resize(1);
+    await pause(10);
+    void pool.resize(0);
+    await pause(delay);
+    await pool.resize(2);
+    await until(`2 free after 1, 0, (${delay} ms) 2`, async () => ((await freeNetworks()).length === 2 && pool.free === 2 ? true : undefined), 60_000);
+    await pool.resize(0);
+    await until('none free', async () => ((await freeNetworks()).length === 0 && pool.free === 0 ? true : undefined), 60_000);
+  }
+  await pool.resize(0);
+  await until('no free pooled network', async () => ((await freeNetworks()).length === 0 && pool.free === 0 ? true : undefined), 60_000);
+  const nets = (await docker.listNetworks({ filters: { label: [`${LABELS.managedBy}=${mgr}`, LABELS.pool] } })).map((n) => n.Name);
+  assert.ok(nets.every((n) => inUse.has(n)), `only networks in use remain: ${nets.join(', ')}`);
+});
+
 t.run();

@@ -23,7 +23,6 @@ export interface WorkerIngress {
   tls: string;
 }
 
-/** What a worker says about itself (written by the agent at every heartbeat). */
 /**
  * How a worker launches: free internal networks it keeps ready (`POSEIDON_NETWORK_POOL`) and
  * container creations at once (`POSEIDON_LAUNCH_CONCURRENCY`). Its configuration sets them; an
@@ -55,6 +54,7 @@ export function parseLaunchOverride(value: unknown): Partial<LaunchSettings> {
   return out;
 }
 
+/** What a worker says about itself (written by the agent at every heartbeat). */
 export interface WorkerRecord {
   /** DNS-label-like id, unique in the deployment. */
   id: string;
@@ -74,7 +74,7 @@ export interface WorkerRecord {
   /** PEM SPKI public key that flags for this worker are sealed with. */
   publicKey: string;
   version: string;
-  /** The launch settings in effect, as of this heartbeat (absent: a worker older than them). */
+  /** The launch settings it applied, as of this heartbeat (the pool's target size, which fills in the background; absent: a worker older than them). */
   launch?: LaunchSettings;
   /** Last heartbeat, epoch ms (the registry's clock is the writer's). */
   heartbeatAt: number;

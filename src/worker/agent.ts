@@ -93,6 +93,7 @@ export class WorkerAgent {
   /** Last breaker trip, shown to operators; undefined when the last resync was clean. */
   breaker: { orphans: number; managed: number; at: number } | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
+  #beating = false;
   #record: Omit<WorkerRecord, 'heartbeatAt'> | undefined;
   readonly #ingress: IngressWriter | undefined;
   readonly #exposure: Exposure;
@@ -189,8 +190,7 @@ export class WorkerAgent {
    */
   async #sweepPool(): Promise<void> {
     const pool = this.networkPool;
-    // A worker without a pool leaves pooled networks alone (another process on this engine may keep some).
-    if (pool.size === 0) return;
+    if (!pool.sweeps) return;
     const removed = await pool.sweep().catch((err: unknown) => {
       this.#deps.log.warn({ err: (err as Error).message }, 'network pool sweep failed');
       return 0;
@@ -205,6 +205,17 @@ export class WorkerAgent {
    * Redis is unreachable the heartbeat fails too; either way containers keep running.
    */
   async #beat(): Promise<void> {
+    // One at a time: with a slow Redis, two beats' reads of the override could land out of order.
+    if (!this.#record || this.#beating) return;
+    this.#beating = true;
+    try {
+      await this.#beatOnce();
+    } finally {
+      this.#beating = false;
+    }
+  }
+
+  async #beatOnce(): Promise<void> {
     if (!this.#record) return;
     try {
       await this.#deps.runtime.ping();
@@ -277,7 +288,7 @@ export class WorkerAgent {
     const running = placed.filter((i) => i.status === 'running' && i.desired === 'running' && now < i.expiresAt);
     if (settings.gatewayContainer && running.length > 0) {
       // Instances on pooled networks: their container names the network.
-      const pooled = this.networkPool ? new Map((await runtime.listContainers()).flatMap((c) => (c.network ? [[c.instance, c.network] as const] : []))) : new Map<string, string>();
+      const pooled = new Map((await runtime.listContainers()).flatMap((c) => (c.network ? [[c.instance, c.network] as const] : [])));
       await joinGateway(runtime, settings.gatewayContainer, running.map((i) => pooled.get(i.id) ?? containerName(i.id)), this.#deps.log);
     }
     if (this.#ingress) await this.#ingress.write(running);

@@ -37,6 +37,8 @@ export interface PooledNetwork {
 export class NetworkPool {
   readonly #opts: NetworkPoolOptions;
   #size: number;
+  /** Whether it ever had a size: from then on its sweep runs, even at size 0 (see `sweeps`). */
+  #sized: boolean;
   readonly #free: PooledNetwork[] = [];
   /** Names being made, free, or claimed by a launch not over yet: the sweep never removes these. */
   readonly #held = new Set<string>();
@@ -47,6 +49,16 @@ export class NetworkPool {
   constructor(opts: NetworkPoolOptions) {
     this.#opts = opts;
     this.#size = opts.size;
+    this.#sized = opts.size > 0;
+  }
+
+  /**
+   * Whether the worker should sweep: once the pool had a size in this process. A worker that
+   * never had one leaves pooled networks alone (another process on the engine may keep some);
+   * one shrunk to 0 still removes what a failed trim or an earlier process left.
+   */
+  get sweeps(): boolean {
+    return this.#sized;
   }
 
   /** Free networks now. */
@@ -66,10 +78,11 @@ export class NetworkPool {
    */
   async resize(size: number): Promise<void> {
     this.#size = size;
+    if (size > 0) this.#sized = true;
     const extra = this.#free.splice(size);
     for (const n of extra.reverse()) {
       await this.#opts.runtime.removeNetwork(n.id).catch((err: unknown) => {
-        this.#opts.log.warn({ network: n.name, err: (err as Error).message }, 'network pool: removing an extra network failed; the sweep retries');
+        this.#opts.log.warn({ network: n.name, err: (err as Error).message }, 'network pool: removing an extra network failed; the next resync\'s sweep retries');
       });
       this.#held.delete(n.name);
     }
@@ -114,11 +127,12 @@ export class NetworkPool {
       try {
         id = await runtime.createPoolNetwork(name, bridge);
         if (this.#opts.gateway) await runtime.connect(id, this.#opts.gateway);
-        // Made while the pool was resized below what it holds: one too many, not kept.
+        // Made while the pool was resized below what it holds: one too many, not kept. The loop
+        // goes on: the size may have grown again meanwhile (its fill() joined this one).
         if (this.#free.length >= this.#size) {
           await runtime.removeNetwork(id).catch(() => undefined);
           this.#held.delete(name);
-          return;
+          continue;
         }
         this.#free.push({ name, id });
       } catch (err) {
