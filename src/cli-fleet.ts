@@ -1,6 +1,6 @@
 /**
  * `poseidon workers [--server URL] [--json]`, `poseidon cordon|uncordon|drain <id> [--server URL]`
- * and `poseidon launch-settings <id> [--network-pool N] [--launch-concurrency N] [--server URL]`:
+ * and `poseidon launch-settings <id>|--all [--network-pool N] [--launch-concurrency N] [--server URL]`:
  * the fleet API from a terminal, with the admin key of the local configuration.
  */
 import { parseArgs } from 'node:util';
@@ -10,7 +10,7 @@ import type { CommandIo } from './challenge/validate-command.ts';
 export const FLEET_USAGE = [
   'usage: poseidon workers [--server URL] [--json]',
   '       poseidon cordon|uncordon|drain <worker id> [--server URL]',
-  '       poseidon launch-settings <worker id> [--network-pool N] [--launch-concurrency N] [--server URL]',
+  '       poseidon launch-settings <worker id>|--all [--network-pool N] [--launch-concurrency N] [--server URL]',
   '',
   '  workers   lists workers: state, heartbeat age, slots used, runtimes, images ready',
   '  cordon    no new placements on the worker; what runs there stays',
@@ -18,7 +18,8 @@ export const FLEET_USAGE = [
   '  drain     cordon, and move every instance elsewhere (same hostname and expiry); the worker ends empty',
   '  launch-settings  sets the network pool (0-256) and launch concurrency (1-64) over the worker\'s',
   '            configuration, in effect at its next heartbeat; a setting not given is the worker\'s own',
-  '            (no setting: the override is cleared). POOL/CONC in `workers` shows them, * when overridden',
+  '            (no setting: the override is cleared); --all: every registered worker. POOL/CONC in',
+  '            `workers` shows them, * when overridden',
   '  --server  the manager (default http://127.0.0.1:$POSEIDON_PORT); the key is POSEIDON_API_KEY or <dataDir>/api-key',
 ].join('\n');
 
@@ -47,7 +48,7 @@ export function formatWorkers(workers: readonly WorkerJson[]): string[] {
   return [head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
 }
 
-const LAUNCH_OPTIONS = { 'network-pool': { type: 'string' }, 'launch-concurrency': { type: 'string' } } as const;
+const LAUNCH_OPTIONS = { 'network-pool': { type: 'string' }, 'launch-concurrency': { type: 'string' }, all: { type: 'boolean' } } as const;
 
 function describeOverride(o: Record<string, number>): string {
   const parts = Object.entries(o).map(([k, v]) => `${k}=${v}`);
@@ -72,8 +73,9 @@ export async function runFleet(command: string, args: string[], io: CommandIo, e
     return 0;
   }
   const isList = command === 'workers';
-  if (isList ? positionals.length !== 0 : positionals.length !== 1) {
-    io.stderr(`poseidon ${command}: ${isList ? 'takes no worker id' : 'needs exactly one worker id'}\n${FLEET_USAGE}`);
+  const all = command === 'launch-settings' && (values as Record<string, unknown>).all === true;
+  if (isList || all ? positionals.length !== 0 : positionals.length !== 1) {
+    io.stderr(`poseidon ${command}: ${isList ? 'takes no worker id' : all ? 'takes no worker id with --all' : 'needs exactly one worker id (or --all)'}\n${FLEET_USAGE}`);
     return 2;
   }
   let launch: string | undefined;
@@ -92,24 +94,44 @@ export async function runFleet(command: string, args: string[], io: CommandIo, e
   }
   const config = loadConfig(env, io.cwd);
   const server = (values.server ?? `http://127.0.0.1:${config.port}`).replace(/\/+$/, '');
-  const url = isList ? `${server}/v1/workers` : `${server}/v1/workers/${encodeURIComponent(positionals[0] as string)}/${command}`;
-  let res: Response;
-  try {
-    const method = isList ? 'GET' : launch !== undefined ? 'PUT' : 'POST';
-    const headers: Record<string, string> = { 'x-api-key': config.apiKey, ...(launch !== undefined ? { 'content-type': 'application/json' } : {}) };
-    res = await fetch(url, { method, headers, ...(launch !== undefined ? { body: launch } : {}), signal: AbortSignal.timeout(30_000) });
-  } catch (err) {
-    io.stderr(`poseidon ${command}: cannot reach ${server}: ${(err as Error).message}`);
-    return 1;
+  type Body = { workers?: WorkerJson[]; code?: string; detail?: string } & Partial<WorkerJson>;
+  /** One API call; the answer, or undefined once the failure is written to stderr. */
+  const call = async (method: string, url: string, body?: string): Promise<Body | undefined> => {
+    let res: Response;
+    try {
+      const headers: Record<string, string> = { 'x-api-key': config.apiKey, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) };
+      res = await fetch(`${server}${url}`, { method, headers, ...(body !== undefined ? { body } : {}), signal: AbortSignal.timeout(30_000) });
+    } catch (err) {
+      io.stderr(`poseidon ${command}: cannot reach ${server}: ${(err as Error).message}`);
+      return undefined;
+    }
+    const answer = (await res.json().catch(() => ({}))) as Body;
+    if (res.ok) return answer;
+    io.stderr(`poseidon ${command}: ${answer.code ?? res.status}: ${answer.detail ?? res.statusText}`);
+    return undefined;
+  };
+  if (isList) {
+    const body = await call('GET', '/v1/workers');
+    if (!body) return 1;
+    if (values.json) io.stdout(JSON.stringify(body, null, 2));
+    else for (const line of formatWorkers(body.workers ?? [])) io.stdout(line);
+    return 0;
   }
-  const body = (await res.json().catch(() => ({}))) as { workers?: WorkerJson[]; code?: string; detail?: string } & Partial<WorkerJson>;
-  if (!res.ok) {
-    io.stderr(`poseidon ${command}: ${body.code ?? res.status}: ${body.detail ?? res.statusText}`);
-    return 1;
+  let ids = [positionals[0] as string];
+  if (all) {
+    const listed = await call('GET', '/v1/workers');
+    if (!listed) return 1;
+    ids = (listed.workers ?? []).map((w) => w.id);
+    if (ids.length === 0) io.stderr(`poseidon ${command}: no worker is registered`);
   }
-  if (values.json) io.stdout(JSON.stringify(body, null, 2));
-  else if (isList) for (const line of formatWorkers(body.workers ?? [])) io.stdout(line);
-  else if (launch !== undefined) io.stdout(`worker ${body.id}: launch override ${describeOverride(body.launchOverride ?? {})}, in effect at its next heartbeat (now ${launchCell(body as WorkerJson)})`);
-  else io.stdout(`worker ${body.id}: ${body.state}`);
-  return 0;
+  let failed = 0;
+  for (const id of ids) {
+    const path = `/v1/workers/${encodeURIComponent(id)}/${command}`;
+    const body = launch !== undefined ? await call('PUT', path, launch) : await call('POST', path);
+    if (!body) { failed++; continue; }
+    if (values.json) io.stdout(JSON.stringify(body, null, 2));
+    else if (launch !== undefined) io.stdout(`worker ${body.id}: launch override ${describeOverride(body.launchOverride ?? {})}, in effect at its next heartbeat (now ${launchCell(body as WorkerJson)})`);
+    else io.stdout(`worker ${body.id}: ${body.state}`);
+  }
+  return failed > 0 || ids.length === 0 ? 1 : 0;
 }

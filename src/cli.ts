@@ -16,7 +16,7 @@ commands:
                         the resolved configuration (secrets masked) and where each value comes
                         from, or every problem with file:line:col (exit 1); --worker: as for worker
   workers [--json]      the fleet; cordon|uncordon|drain <id> act on one worker (--server URL);
-                        launch-settings <id> [--network-pool N] [--launch-concurrency N] sets its launch settings
+                        launch-settings <id>|--all [--network-pool N] [--launch-concurrency N] sets launch settings
   validate [dir] [--json]  check challenge definitions (default dir ./challenges)
   plan [--server URL] [--json]  what syncing the source's newest revision would change (asks the server)
   help                  this text

@@ -87,7 +87,7 @@ it('cordon, uncordon and drain act on the worker, as the API then shows', async 
   assert.is((await cli(['uncordon', workerId, '--server', server?.url as string])).status, 0);
 });
 
-it('launch-settings puts a network pool and a launch bound on the running worker, shown by workers; cleared, its configuration is back', async () => {
+it('launch-settings puts a network pool and a launch bound on the running worker, shown by workers; cleared (--all), its configuration is back', async () => {
   const api = apiClient(server?.url as string, KEY);
   const launch = async () => (await api('GET', '/v1/workers')).body.workers[0].launch as { networkPool: number; launchConcurrency: number };
   const pooled = async () => (await docker.listNetworks({ filters: { label: [`${LABELS.managedBy}=${mgr}`, LABELS.pool] } })).length;
@@ -99,12 +99,17 @@ it('launch-settings puts a network pool and a launch bound on the running worker
   await waitFor('two pooled networks on the engine', async () => ((await pooled()) === 2 ? true : undefined), 60_000, 250);
   const table = await cli(['workers', '--server', server?.url as string]);
   assert.match(table.stdout.trim().split('\n')[1] ?? '', /\s2\/6\*\s/, 'the table shows the override');
-  const cleared = await cli(['launch-settings', workerId, '--server', server?.url as string]);
+  // --all: every registered worker (here the one).
+  const cleared = await cli(['launch-settings', '--all', '--server', server?.url as string]);
   assert.is(cleared.status, 0, cleared.stderr);
-  assert.match(cleared.stdout, /launch override cleared/);
+  assert.match(cleared.stdout, new RegExp(`^worker ${workerId}: launch override cleared`));
+  assert.is(cleared.stdout.trim().split('\n').length, 1);
   await waitFor('the configuration back', async () => ((await launch()).networkPool === 0 ? true : undefined), 60_000, 250);
   assert.equal(await launch(), { networkPool: 0, launchConcurrency: 4 });
   await waitFor('the free pooled networks removed', async () => ((await pooled()) === 0 ? true : undefined), 60_000, 250);
+  const both = await cli(['launch-settings', workerId, '--all', '--server', server?.url as string]);
+  assert.is(both.status, 2);
+  assert.match(both.stderr, /takes no worker id with --all/);
   const bad = await cli(['launch-settings', workerId, '--network-pool', 'lots', '--server', server?.url as string]);
   assert.is(bad.status, 2);
   assert.match(bad.stderr, /--network-pool must be a whole number, not "lots"/);
