@@ -214,7 +214,7 @@ it('an instance detail shows its record and timeline; restart and stop from the 
   noConsoleErrors(page, 'instance detail');
 });
 
-it('cordon the worker from the page (with a confirmation), then uncordon it', async () => {
+it('cordon the worker from the page (with a confirmation), then uncordon it; set its launch settings and back', async () => {
   await view('workers');
   const row = `tr[data-worker="${workerId}"]`;
   await page.waitForSelector(`${row}[data-state="ready"]`, { timeout: SHORT });
@@ -235,15 +235,32 @@ it('cordon the worker from the page (with a confirmation), then uncordon it', as
   assert.is(await page.evaluate(() => document.activeElement?.id), 'confirm-ok');
   await page.keyboard.press('Enter');
   await page.waitForSelector(`${row}[data-state="ready"]`, { timeout: SHORT });
-  // Launch settings: the configuration's; an admin's override (set through the API) once the
-  // worker reports it, marked as overridden; then cleared.
+  // Launch settings, in their own dialog: the configuration's first; a value out of bounds keeps
+  // the dialog open and stores nothing; an override once the worker reports it, marked as
+  // overridden; then the worker's own again.
   const launchCell = `${row} [data-col="launch"]`;
+  const worker = async () => (await api('GET', '/v1/workers')).body.workers[0];
   assert.match(await page.innerText(launchCell), /^pool 0, 4 at once/);
-  assert.is((await api('PUT', `/v1/workers/${workerId}/launch-settings`, { launchConcurrency: 6 })).status, 200);
+  await page.click(`${row} button[data-action="launch"]`);
+  await page.waitForSelector('dialog#launch-settings[open]', { timeout: SHORT });
+  await page.fill('dialog#launch-settings input[name="networkPool"]', '999');
+  await page.click('#launch-apply');
+  assert.ok(await page.isVisible('dialog#launch-settings[open]'), 'a value out of bounds keeps the dialog open');
+  assert.equal((await worker()).launchOverride, {}, 'and stores nothing');
+  await page.fill('dialog#launch-settings input[name="networkPool"]', '');
+  await page.fill('dialog#launch-settings input[name="launchConcurrency"]', '6');
+  await page.click('#launch-apply');
+  await page.waitForSelector('dialog#launch-settings', { state: 'hidden', timeout: SHORT });
+  await waitFor('the override stored', async () => ((await worker()).launchOverride?.launchConcurrency === 6 ? true : undefined), SHORT, 250);
+  assert.equal((await worker()).launchOverride, { launchConcurrency: 6 }, 'an empty field is the worker\'s own');
   await page.waitForFunction((sel) => (document.querySelector(sel)?.textContent ?? '').includes('6 at once'), launchCell, { timeout: SHORT });
   assert.match(await page.innerText(launchCell), /pool 0, 6 at once\s+overridden/);
-  assert.is((await api('PUT', `/v1/workers/${workerId}/launch-settings`, {})).status, 200);
-  await waitFor('the configuration reported again', async () => ((await api('GET', '/v1/workers')).body.workers[0].launch?.launchConcurrency === 4 ? true : undefined), SHORT, 250);
+  await page.click(`${row} button[data-action="launch"]`);
+  await page.waitForSelector('dialog#launch-settings[open]', { timeout: SHORT });
+  assert.is(await page.inputValue('dialog#launch-settings input[name="launchConcurrency"]'), '6', 'the dialog shows the override');
+  await page.click('#launch-reset');
+  await waitFor('the override cleared', async () => (Object.keys((await worker()).launchOverride ?? { x: 1 }).length === 0 ? true : undefined), SHORT, 250);
+  await waitFor('the configuration reported again', async () => ((await worker()).launch?.launchConcurrency === 4 ? true : undefined), SHORT, 250);
   await shot('workers');
   noConsoleErrors(page, 'workers');
 });
@@ -296,7 +313,7 @@ it('overview and audit log: counts, catalog, workers; every action with who and 
   await view('audit');
   await page.waitForSelector('tr[data-audit="cordon worker"][data-result="ok"]', { timeout: SHORT });
   const text = await page.innerText('table.audit');
-  for (const action of ['sign in', 'restart instance', 'stop instance', 'cordon worker', 'uncordon worker', 'sync']) assert.match(text, new RegExp(action));
+  for (const action of ['sign in', 'restart instance', 'stop instance', 'cordon worker', 'uncordon worker', 'set worker launch settings', 'sync']) assert.match(text, new RegExp(action));
   assert.match(text, /POSEIDON_API_KEY/);
   await shot('audit');
   noConsoleErrors(page, 'overview and audit');

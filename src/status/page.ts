@@ -100,6 +100,15 @@ ${sections}
 <div class="actions"><button value="cancel" type="submit">Cancel</button> <button value="ok" type="submit" class="danger" id="confirm-ok">Confirm</button></div>
 </form>
 </dialog>
+<dialog id="launch-settings" aria-labelledby="launch-title" aria-describedby="launch-text">
+<form method="dialog">
+<h2 id="launch-title">Launch settings of <code id="launch-worker"></code></h2>
+<p id="launch-text" class="small">Set over the worker's configuration, in effect at its next heartbeat. Empty: the worker's own.</p>
+<label>Network pool (0-256) <input name="networkPool" type="number" min="0" max="256" step="1" inputmode="numeric"></label>
+<label>Launches at once (1-64) <input name="launchConcurrency" type="number" min="1" max="64" step="1" inputmode="numeric"></label>
+<div class="actions"><button value="cancel" type="submit" formnovalidate>Cancel</button> <button value="reset" type="submit" formnovalidate id="launch-reset">The worker's own</button> <button value="apply" type="submit" id="launch-apply">Apply</button></div>
+</form>
+</dialog>
 </body>
 </html>
 `;

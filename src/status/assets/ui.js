@@ -44,6 +44,12 @@ export function confirmAction(question, confirmLabel = 'Confirm') {
 export async function act({ question, label, method, path, body, done, refresh = [] }) {
   if (!CAN_ACT) return undefined;
   if (!(await confirmAction(question, label))) return undefined;
+  return perform({ label, method, path, body, done, refresh });
+}
+
+/** `act` once the admin has said yes (in its own dialog): the call, the notice, the re-reads. */
+export async function perform({ label, method, path, body, done, refresh = [] }) {
+  if (!CAN_ACT) return undefined;
   try {
     const res = await api(method, path, body);
     toast(done);

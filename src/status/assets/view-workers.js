@@ -1,8 +1,9 @@
 // Workers: state, heartbeat age, slots and what is reserved, instances, images ready, runtimes,
-// labels, launch settings in effect; cordon, uncordon and drain (admins, after a confirmation).
+// labels, launch settings in effect; cordon, uncordon and drain (admins, after a confirmation);
+// launch settings (admins, in their own dialog).
 import { duration, failed, h, replace, table } from './dom.js';
 import { state } from './live.js';
-import { act, actionButton, CAN_ACT } from './ui.js';
+import { act, actionButton, CAN_ACT, perform } from './ui.js';
 
 const VERBS = {
   cordon: { question: (id) => `Cordon worker ${id}? It takes no new instances; those running stay.`, done: 'cordoned' },
@@ -10,14 +11,51 @@ const VERBS = {
   drain: { question: (id) => `Drain worker ${id}? Every instance on it is moved elsewhere (a new container each), then it stays cordoned.`, done: 'draining' },
 };
 
+const LAUNCH_FIELDS = ['networkPool', 'launchConcurrency'];
+
+/**
+ * The launch settings dialog for `w`, filled with what an admin set (empty: the worker's own,
+ * shown as the placeholder when it reports it). Apply sets the fields given; "The worker's own"
+ * clears the override. The dialog is outside the table, so a refresh does not wipe what is typed.
+ */
+async function editLaunch(w) {
+  const dialog = document.getElementById('launch-settings');
+  const back = document.activeElement;
+  document.getElementById('launch-worker').textContent = w.id;
+  const inputs = LAUNCH_FIELDS.map((f) => dialog.querySelector(`input[name="${f}"]`));
+  inputs.forEach((input, i) => {
+    const field = LAUNCH_FIELDS[i];
+    input.value = w.launchOverride?.[field] ?? '';
+    input.placeholder = w.launch ? String(w.launch[field]) : '';
+  });
+  dialog.returnValue = '';
+  const choice = await new Promise((resolve) => {
+    dialog.addEventListener('close', () => {
+      if (back instanceof HTMLElement && back.isConnected) back.focus();
+      resolve(dialog.returnValue);
+    }, { once: true });
+    dialog.showModal();
+    inputs[0].focus();
+  });
+  if (choice !== 'apply' && choice !== 'reset') return;
+  const body = {};
+  if (choice === 'apply') inputs.forEach((input, i) => { if (input.value !== '') body[LAUNCH_FIELDS[i]] = Number(input.value); });
+  const what = Object.entries(body).map(([k, v]) => `${k} ${v}`).join(', ') || 'the worker\'s own';
+  await perform({
+    label: 'Launch settings', method: 'PUT', path: `/v1/workers/${encodeURIComponent(w.id)}/launch-settings`, body,
+    done: `Worker ${w.id}: launch settings ${what}, in effect at its next heartbeat.`, refresh: ['workers'],
+  });
+}
+
 function actions(w) {
   const verbs = w.admin === 'active' ? ['cordon', 'drain'] : w.admin === 'cordoned' ? ['uncordon', 'drain'] : ['uncordon'];
-  return verbs.map((verb) => actionButton(verb[0].toUpperCase() + verb.slice(1), { 'data-action': verb, 'data-key': `w-${w.id}-${verb}`, class: verb === 'drain' ? 'danger' : '' }, () => {
+  const launch = w.launch ? [actionButton('Launch settings', { 'data-action': 'launch', 'data-key': `w-${w.id}-launch` }, () => void editLaunch(w))] : [];
+  return [...launch, ...verbs.map((verb) => actionButton(verb[0].toUpperCase() + verb.slice(1), { 'data-action': verb, 'data-key': `w-${w.id}-${verb}`, class: verb === 'drain' ? 'danger' : '' }, () => {
     void act({
       question: VERBS[verb].question(w.id), label: verb[0].toUpperCase() + verb.slice(1), method: 'POST',
       path: `/v1/workers/${encodeURIComponent(w.id)}/${verb}`, done: `Worker ${w.id} ${VERBS[verb].done}.`, refresh: ['workers'],
     });
-  }));
+  }))];
 }
 
 function images(w) {
