@@ -85,20 +85,23 @@ export function workerRoutes(app: FastifyInstance, deps: WorkerRouteDeps): void 
     return { workers: deps.view.workers().map((w) => workerJson(w, deps, loads)) };
   });
 
+  const notRegistered = (id: string) => new PoseidonError(Codes.workerNotFound, `worker ${id} is not registered`, { kind: 'input' });
+  /** The worker as the registry holds it after an admin's change. */
+  const answer = async (id: string) => {
+    await deps.view.refresh();
+    const w = deps.view.workers().find((x) => x.id === id);
+    if (!w) throw notRegistered(id);
+    return workerJson(w, deps, deps.view.loads(deps.now?.() ?? Date.now()));
+  };
   const action = (verb: 'cordon' | 'uncordon' | 'drain', admin: WorkerAdmin): void => {
     app.post<{ Params: { id: string } }>(`/v1/workers/:id/${verb}`, {
       config: { auth: 'admin' },
       schema: { summary: `${verb[0]?.toUpperCase()}${verb.slice(1)} a worker (admin)`, params: idParam, response: { 200: workerSchema, ...problems(403, 404) } },
     }, async (req) => {
-      if (!(await deps.fleet.setAdmin(req.params.id, admin))) {
-        throw new PoseidonError(Codes.workerNotFound, `worker ${req.params.id} is not registered`, { kind: 'input' });
-      }
+      if (!(await deps.fleet.setAdmin(req.params.id, admin))) throw notRegistered(req.params.id);
       req.log.warn({ worker: req.params.id, action: verb, by: req.principal?.key }, 'worker state changed');
       deps.changed();
-      await deps.view.refresh();
-      const w = deps.view.workers().find((x) => x.id === req.params.id);
-      if (!w) throw new PoseidonError(Codes.workerNotFound, `worker ${req.params.id} is not registered`, { kind: 'input' });
-      return workerJson(w, deps, deps.view.loads(deps.now?.() ?? Date.now()));
+      return answer(req.params.id);
     });
   };
   app.put<{ Params: { id: string }; Body: { networkPool?: number | null; launchConcurrency?: number | null } }>('/v1/workers/:id/launch-settings', {
@@ -109,14 +112,9 @@ export function workerRoutes(app: FastifyInstance, deps: WorkerRouteDeps): void 
     },
   }, async (req) => {
     const override = Object.fromEntries(Object.entries(req.body ?? {}).filter(([, v]) => v !== null)) as Partial<LaunchSettings>;
-    if (!(await deps.fleet.setLaunchOverride(req.params.id, override))) {
-      throw new PoseidonError(Codes.workerNotFound, `worker ${req.params.id} is not registered`, { kind: 'input' });
-    }
+    if (!(await deps.fleet.setLaunchOverride(req.params.id, override))) throw notRegistered(req.params.id);
     req.log.warn({ worker: req.params.id, launch: override, by: req.principal?.key }, 'worker launch settings changed');
-    await deps.view.refresh();
-    const w = deps.view.workers().find((x) => x.id === req.params.id);
-    if (!w) throw new PoseidonError(Codes.workerNotFound, `worker ${req.params.id} is not registered`, { kind: 'input' });
-    return workerJson(w, deps, deps.view.loads(deps.now?.() ?? Date.now()));
+    return answer(req.params.id);
   });
 
   action('cordon', 'cordoned');

@@ -1,9 +1,9 @@
 /**
  * `Fleet` on Redis. Keys under the prefix: `fleet:workers` (set of ids), `fleet:worker:<id>`
  * (hash: `record` JSON without the heartbeat, `sig` of that JSON, `hb` registry-clock heartbeat,
- * `admin`, `launch` the launch override as JSON when an admin set one), `fleet:images:<id>` (hash: image reference -> JSON state), `fleet:shared:<name>`; the
- * channel `fleet` carries a worker id after a registration, a state or launch override change, or
- * an image report.
+ * `admin`, `launch` the launch override as JSON when an admin set one), `fleet:images:<id>`
+ * (hash: image reference -> JSON state), `fleet:shared:<name>`; the channel `fleet` carries a
+ * worker id after a registration, a state or launch override change, or an image report.
  * Every script names the keys it touches.
  */
 import { createHash } from 'node:crypto';

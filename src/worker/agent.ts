@@ -168,7 +168,7 @@ export class WorkerAgent {
       },
       ...(s.leasePorts ? { leasePorts: s.leasePorts, leaseHost: s.leaseHost } : {}),
       publicKey: this.#deps.keys.publicKey, version: VERSION, startedAt: this.#startedAt,
-      launch: { networkPool: s.networkPool ?? 0, launchConcurrency: s.launchConcurrency },
+      launch: this.#launchSettings({}),
     };
     await this.#beat();
     this.#heartbeat = setInterval(() => void this.#beat(), s.heartbeatMs);
@@ -206,7 +206,7 @@ export class WorkerAgent {
    */
   async #beat(): Promise<void> {
     // One at a time: with a slow Redis, two beats' reads of the override could land out of order.
-    if (!this.#record || this.#beating) return;
+    if (this.#beating) return;
     this.#beating = true;
     try {
       await this.#beatOnce();
@@ -235,16 +235,22 @@ export class WorkerAgent {
    * or trimmed in the background. Unreadable (Redis down): what is in effect stays.
    */
   async #applyLaunchSettings(): Promise<void> {
-    const { settings: s, fleet, log } = this.#deps;
+    const { fleet, log } = this.#deps;
     const current = this.#record?.launch;
-    const override = await fleet.launchOverride(s.id).catch(() => undefined);
+    const override = await fleet.launchOverride(this.#deps.settings.id).catch(() => undefined);
     if (!this.#record || !current || !override) return;
-    const next: LaunchSettings = { networkPool: override.networkPool ?? s.networkPool ?? 0, launchConcurrency: override.launchConcurrency ?? s.launchConcurrency };
+    const next = this.#launchSettings(override);
     if (next.networkPool === current.networkPool && next.launchConcurrency === current.launchConcurrency) return;
     this.#launches.resize(next.launchConcurrency);
     void this.networkPool.resize(next.networkPool).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'network pool resize failed'));
     this.#record = { ...this.#record, launch: next };
     log.info({ ...next, overridden: Object.keys(override) }, 'launch settings changed');
+  }
+
+  /** This worker's configured launch settings with `override` over them. */
+  #launchSettings(override: Partial<LaunchSettings>): LaunchSettings {
+    const s = this.#deps.settings;
+    return { networkPool: override.networkPool ?? s.networkPool ?? 0, launchConcurrency: override.launchConcurrency ?? s.launchConcurrency };
   }
 
   /** Ids placed here, ids on this engine, and the images and ingress keys; trips the orphan breaker when too many have no record. */

@@ -79,13 +79,7 @@ export class NetworkPool {
   async resize(size: number): Promise<void> {
     this.#size = size;
     if (size > 0) this.#sized = true;
-    const extra = this.#free.splice(size);
-    for (const n of extra.reverse()) {
-      await this.#opts.runtime.removeNetwork(n.id).catch((err: unknown) => {
-        this.#opts.log.warn({ network: n.name, err: (err as Error).message }, 'network pool: removing an extra network failed; the next resync\'s sweep retries');
-      });
-      this.#held.delete(n.name);
-    }
+    await this.#discard(this.#free.splice(size).reverse());
     void this.fill();
   }
 
@@ -169,9 +163,14 @@ export class NetworkPool {
     this.#stopped = true;
     if (this.#refill) clearTimeout(this.#refill);
     await this.#filling;
-    for (const n of this.#free.splice(0)) {
+    await this.#discard(this.#free.splice(0));
+  }
+
+  /** Removes free networks taken out of the pool; one that will not go is left to a later sweep. */
+  async #discard(networks: readonly PooledNetwork[]): Promise<void> {
+    for (const n of networks) {
       this.#held.delete(n.name);
-      await this.#opts.runtime.removeNetwork(n.id).catch((err: unknown) => this.#opts.log.warn({ network: n.name, err: (err as Error).message }, 'network pool: remove failed'));
+      await this.#opts.runtime.removeNetwork(n.id).catch((err: unknown) => this.#opts.log.warn({ network: n.name, err: (err as Error).message }, 'network pool: remove failed; a later sweep retries'));
     }
   }
 }

@@ -19,22 +19,29 @@ export function toast(text, kind = 'ok') {
   toastTimer = setTimeout(() => { el.hidden = true; }, kind === 'error' ? 12_000 : 5000);
 }
 
-/** Asks `question` in the modal dialog; resolves true on Confirm. */
-export function confirmAction(question, confirmLabel = 'Confirm') {
-  const dialog = document.getElementById('confirm');
+/**
+ * Opens `dialog` modally with `focus` focused; resolves the value of the button that closed it
+ * ('' for Escape). Focus returns to what had it before.
+ */
+export function showDialog(dialog, focus) {
   const back = document.activeElement;
-  document.getElementById('confirm-text').textContent = question;
-  const ok = document.getElementById('confirm-ok');
-  ok.textContent = confirmLabel;
   dialog.returnValue = '';
   return new Promise((resolve) => {
     dialog.addEventListener('close', () => {
       if (back instanceof HTMLElement && back.isConnected) back.focus();
-      resolve(dialog.returnValue === 'ok');
+      resolve(dialog.returnValue);
     }, { once: true });
     dialog.showModal();
-    ok.focus();
+    focus.focus();
   });
+}
+
+/** Asks `question` in the modal dialog; resolves true on Confirm. */
+export async function confirmAction(question, confirmLabel = 'Confirm') {
+  document.getElementById('confirm-text').textContent = question;
+  const ok = document.getElementById('confirm-ok');
+  ok.textContent = confirmLabel;
+  return (await showDialog(document.getElementById('confirm'), ok)) === 'ok';
 }
 
 /**

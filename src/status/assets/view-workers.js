@@ -3,7 +3,7 @@
 // launch settings (admins, in their own dialog).
 import { duration, failed, h, replace, table } from './dom.js';
 import { state } from './live.js';
-import { act, actionButton, CAN_ACT, perform } from './ui.js';
+import { act, actionButton, CAN_ACT, perform, showDialog } from './ui.js';
 
 const VERBS = {
   cordon: { question: (id) => `Cordon worker ${id}? It takes no new instances; those running stay.`, done: 'cordoned' },
@@ -20,7 +20,6 @@ const LAUNCH_FIELDS = ['networkPool', 'launchConcurrency'];
  */
 async function editLaunch(w) {
   const dialog = document.getElementById('launch-settings');
-  const back = document.activeElement;
   document.getElementById('launch-worker').textContent = w.id;
   const inputs = LAUNCH_FIELDS.map((f) => dialog.querySelector(`input[name="${f}"]`));
   inputs.forEach((input, i) => {
@@ -28,15 +27,7 @@ async function editLaunch(w) {
     input.value = w.launchOverride?.[field] ?? '';
     input.placeholder = w.launch ? String(w.launch[field]) : '';
   });
-  dialog.returnValue = '';
-  const choice = await new Promise((resolve) => {
-    dialog.addEventListener('close', () => {
-      if (back instanceof HTMLElement && back.isConnected) back.focus();
-      resolve(dialog.returnValue);
-    }, { once: true });
-    dialog.showModal();
-    inputs[0].focus();
-  });
+  const choice = await showDialog(dialog, inputs[0]);
   if (choice !== 'apply' && choice !== 'reset') return;
   const body = {};
   if (choice === 'apply') inputs.forEach((input, i) => { if (input.value !== '') body[LAUNCH_FIELDS[i]] = Number(input.value); });
