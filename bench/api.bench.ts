@@ -2,9 +2,12 @@
  * Instance API throughput and p99 (autocannon, 127.0.0.1), against a bare fastify route measured
  * in the same run, in interleaved rounds (issue 11 goal 5: POST >= 0.5x with p99 <= 3 ms, GET
  * >= 0.7x). GET runs first, over 1,000 instances launched through the API.
- * POST rounds also load a third route, `floor`: the bare route awaiting one no-op Lua script on the
- * same Redis through an auto-pipelined client, as the store sends its CREATE. No create can beat
- * it. Every window reports the CPU it cost per answered request, in this process (the servers and
+ * POST rounds also load two more routes. `floor`: the bare route awaiting one no-op Lua script on
+ * the same Redis through an auto-pipelined client, as the store sends its CREATE; no create can
+ * beat it. `store`: the bare route making the store's own create (`RedisStore.createInstance`,
+ * the CREATE script with its checks, its change message and the record encoded as the API's
+ * would be), without the API's auth, validation, catalog, view or index; the API cannot beat it,
+ * so it says how much of a create's cost is the store's and how much the API's. Every window reports the CPU it cost per answered request, in this process (the servers and
  * the load generator's thread) and in Redis (INFO cpu): on a machine whose cores are all busy,
  * throughput is the inverse of that sum, and the figures say where a request's cost lies.
  * Uses the Redis store and the instance view, as `serve` does; needs Redis at POSEIDON_TEST_REDIS_URL.
@@ -14,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
 import type { Redis } from 'ioredis';
 import { buildApp } from '../src/api/app.ts';
+import { newInstance } from '../src/api/instance-routes.ts';
 import { InstanceIndex } from '../src/gateway/instance-index.ts';
 import { createRedisClient } from '../src/store/redis-client.ts';
 import { RedisStore } from '../src/store/redis.ts';
@@ -60,24 +64,32 @@ interface Rounds {
   /** The round with the median API / bare throughput ratio. */
   base: Window;
   api: Window;
-  floor?: Window;
+  /** The floor routes' windows (POST), by name. */
+  floors: Array<[string, Window]>;
   ratio: number;
   ratios: number[];
 }
 
-/** ROUNDS rounds of the bare route, the floor route when given, then the API. */
-async function interleaved(redis: Redis, sides: { base: LoadOpts; floor?: LoadOpts; api: LoadOpts }): Promise<Rounds> {
+/** ROUNDS rounds of the bare route, the floor routes in order, then the API. */
+async function interleaved(redis: Redis, sides: { base: LoadOpts; floors?: Array<[string, LoadOpts]>; api: LoadOpts }): Promise<Rounds> {
   const rounds: Omit<Rounds, 'ratios'>[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     const base = await measured(sides.base, redis);
-    const floor = sides.floor ? await measured(sides.floor, redis) : undefined;
+    const floors: Array<[string, Window]> = [];
+    for (const [name, opts] of sides.floors ?? []) floors.push([name, await measured(opts, redis)]);
     const api = await measured(sides.api, redis);
-    rounds.push({ base, api, ...(floor ? { floor } : {}), ratio: api.requestsPerSec / base.requestsPerSec });
+    rounds.push({ base, api, floors, ratio: api.requestsPerSec / base.requestsPerSec });
   }
   const ratios = rounds.map((r) => r.ratio);
   const mid = [...rounds].sort((x, y) => x.ratio - y.ratio)[ROUNDS >> 1]!;
   return { ...mid, ratios };
 }
+
+/** What each floor route is, as the result line names it. */
+const FLOORS: Record<string, string> = {
+  floor: 'the same route awaiting one no-op Redis script (the floor of a create)',
+  store: 'the same route making the store\'s create alone (no auth, validation or response view; its change message still reaches the instance view)',
+};
 
 const us = (w: Window): string => `${Math.round(w.cpuUs)} µs + Redis ${Math.round(w.redisUs)} µs`;
 /** Throughput `w` would reach against `base` if CPU were the only limit (every core busy): their cost ratio. */
@@ -87,10 +99,9 @@ const byCpu = (w: Window, base: Window): string => `${(base.cpuUs / (w.cpuUs + w
 function judge(name: string, r: Rounds, minRatio: number, p99: { ms: number; absolute: boolean }): BenchResult {
   const p99Ok = r.api.p99Ms <= (p99.absolute ? p99.ms : r.base.p99Ms + p99.ms);
   const ok = p99Ok && r.ratio >= minRatio && r.api.errors === 0;
-  const floor = r.floor
-    ? `; the same route awaiting one no-op Redis script (the floor of a create): ${describe(r.floor)} (${(r.floor.requestsPerSec / r.base.requestsPerSec).toFixed(2)}x)`
-    : '';
-  const cpu = `CPU per request (this process, servers and load generator; Redis): bare ${us(r.base)}${r.floor ? `, floor ${us(r.floor)} (${byCpu(r.floor, r.base)} by CPU)` : ''}, API ${us(r.api)} (${byCpu(r.api, r.base)} by CPU)`;
+  const floor = r.floors.map(([name, w]) => `; ${FLOORS[name] ?? name}: ${describe(w)} (${(w.requestsPerSec / r.base.requestsPerSec).toFixed(2)}x)`).join('');
+  const floorsCpu = r.floors.map(([name, w]) => `, ${name} ${us(w)} (${byCpu(w, r.base)} by CPU)`).join('');
+  const cpu = `CPU per request (this process, servers and load generator; Redis): bare ${us(r.base)}${floorsCpu}, API ${us(r.api)} (${byCpu(r.api, r.base)} by CPU)`;
   return {
     name, ok,
     measured: `${describe(r.api)} (${r.ratio.toFixed(2)}x; rounds ${r.ratios.map((x) => `${x.toFixed(2)}x`).join(', ')}); ${cpu}`,
@@ -116,6 +127,14 @@ export async function run(): Promise<BenchResult[]> {
   floorRedis.defineCommand('poseidonBenchNoop', { numberOfKeys: 1, lua: 'return 1' });
   const noop = (floorRedis as Redis & { poseidonBenchNoop(key: string): Promise<number> }).poseidonBenchNoop.bind(floorRedis);
   bare.post('/floor', async (req) => ({ ok: (await noop(`${prefix}floor`)) === 1, got: req.body }));
+  // The store floor: the bare route plus the store's create of a record like the API's, a new team each time.
+  let teams = 0;
+  bare.post('/store', async (req) => {
+    const at = Date.now();
+    const record = newInstance({ catalog, baseDomain: 'bench.test' }, { challenge: 'web', team: `store-${teams++}` }, at);
+    const result = await store.createInstance(record, at, { teamLimit: 0, capacity: 0 });
+    return { ok: result.created, got: req.body };
+  });
   try {
     const [apiUrl, bareUrl] = [await listenLocal(app), await listenLocal(bare)];
     const headers = { 'x-api-key': KEY, 'content-type': 'application/json' };
@@ -137,7 +156,10 @@ export async function run(): Promise<BenchResult[]> {
     });
     const post = await interleaved(floorRedis, {
       base: { url: `${bareUrl}/bare`, method: 'POST', headers, body, seconds: SECONDS },
-      floor: { url: `${bareUrl}/floor`, method: 'POST', headers, body, seconds: SECONDS },
+      floors: [
+        ['floor', { url: `${bareUrl}/floor`, method: 'POST', headers, body, seconds: SECONDS }],
+        ['store', { url: `${bareUrl}/store`, method: 'POST', headers, body, seconds: SECONDS }],
+      ],
       api: {
         url: `${apiUrl}/v1/instances`, method: 'POST', headers, seconds: SECONDS,
         setupRequestFile: fileURLToPath(new URL('./requests/vary-team.cjs', import.meta.url)),

@@ -179,7 +179,8 @@ async function view(deps: AppDeps, inst: Instance): Promise<InstanceView> {
   return instanceView(inst, { position, ...(eta ? { estimatedStartAt: new Date(eta).toISOString() } : {}) });
 }
 
-function newInstance(deps: AppDeps, body: LaunchBody, at: number): Instance {
+/** The record a launch of `body` creates (exported for `bench api`'s store floor). */
+export function newInstance(deps: Pick<AppDeps, 'catalog' | 'baseDomain'>, body: LaunchBody, at: number): Instance {
   // 404 when unknown or removed, 409 when its image failed; a building image waits (pending).
   const entry = deps.catalog.launchable(body.challenge);
   const { spec } = entry;
