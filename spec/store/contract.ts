@@ -324,6 +324,17 @@ function registerEvents(test: Test, s: Get): void {
       const mine = seen.filter((x) => x.id === inst.id);
       assert.equal(mine[0]?.created, made.instance, 'the record as stored');
       assert.equal(mine.slice(1).map((x) => x.created), [undefined, undefined]);
+      // A create that queues (capacity full) carries the record with its queued status.
+      const holder = makeInstance({ team: 'holds', owner: 'team:holds' });
+      const waiter = makeInstance({ team: 'waits', owner: 'team:waits' });
+      assert.ok((await s(ctx).createInstance(holder, NOW, { capacity: 1 })).created);
+      const queued = await s(ctx).createInstance(waiter, NOW, { capacity: 1 });
+      assert.ok(queued.created && queued.instance.status === 'queued', 'queued behind the holder');
+      await waitFor(() => seen.some((x) => x.id === waiter.id), 30_000, 'the queued creation');
+      const change = seen.find((x) => x.id === waiter.id)?.created;
+      assert.is(change?.status, 'queued');
+      assert.equal(change, queued.instance, 'the queued record as stored');
+      assert.equal(change, await s(ctx).getInstance(waiter.id), 'as a read returns it');
     } finally {
       stop();
       stopSettled();

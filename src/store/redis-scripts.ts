@@ -146,7 +146,10 @@ redis.call('SET', KEYS[2], ARGV[2])
 if ARGV[6] == '1' then
   redis.call('SET', KEYS[9], ARGV[7] .. '\\n' .. ARGV[2], 'PX', ARGV[8])
 end
-redis.call('PUBLISH', ARGV[3], ARGV[2] .. ' ' .. cjson.encode(redis.call('HGETALL', KEYS[1])))
+-- The record is the fields just written (the hash did not exist), the status last: no HGETALL.
+local record = {unpack(ARGV, 16 + nh)}
+if status == 'queued' then table.insert(record, 'status'); table.insert(record, 'queued') end
+redis.call('PUBLISH', ARGV[3], ARGV[2] .. ' ' .. cjson.encode(record))
 return {'created', status}
 `;
 
