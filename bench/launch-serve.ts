@@ -30,6 +30,8 @@ export interface BenchServe {
   burst(challenge: string, count: number): Promise<{ id: string; postMs: number; at: number }[]>;
   /** Sets the embedded worker's launch settings through the API, as an admin before an event (`PUT /v1/workers/:id/launch-settings`). */
   launchSettings(settings: { networkPool?: number; launchConcurrency?: number }): Promise<void>;
+  /** Free pooled networks the embedded worker reported ready at its last heartbeat (`networkPoolReady`). */
+  networkPoolReady(): Promise<number>;
   /** Stops `id` and waits until the engine holds nothing of it. */
   stop(id: string): Promise<void>;
   close(): Promise<void>;
@@ -108,6 +110,9 @@ export async function benchServe(opts: { name: string; work: string; docker: Doc
         await sleep(100);
       }
       throw new Error('the worker did not report its launch settings within 60 s');
+    },
+    async networkPoolReady() {
+      return Number((await api('GET', '/v1/workers')).body.workers?.[0]?.networkPoolReady ?? 0);
     },
     async stop(id) {
       await api('DELETE', `/v1/instances/${id}`);

@@ -165,14 +165,19 @@ async function bareBurstP99(): Promise<number> {
   }
 }
 
-/** Resolves once `s` holds `size` free pooled networks (nothing of its runs then: every pooled network is free), or after 120 s. */
-async function poolFull(docker: Docker, s: BenchServe, size: number): Promise<number> {
-  let free = 0;
-  for (const deadline = Date.now() + 120_000; Date.now() < deadline; await sleep(500)) {
-    free = (await docker.listNetworks({ filters: { label: [`poseidon.managed-by=${s.managerId}`, 'poseidon.pool'] } })).length;
-    if (free >= size) break;
+/**
+ * Resolves once `s`'s worker reports `size` pooled networks ready (made and joined by the
+ * gateway; nothing of its runs then, so every pooled network is free), as an operator would
+ * watch `poseidon workers`, or after 120 s: how many, and how long the fill took.
+ */
+async function poolFull(s: BenchServe, size: number): Promise<{ ready: number; ms: number }> {
+  const t0 = Date.now();
+  let ready = 0;
+  for (const deadline = t0 + 120_000; Date.now() < deadline; await sleep(250)) {
+    ready = await s.networkPoolReady();
+    if (ready >= size) break;
   }
-  return free;
+  return { ready, ms: Date.now() - t0 };
 }
 
 async function burst(s: BenchServe): Promise<{ wallMs: number; postP99: number; postMax: number; failed: number; timelines: Timeline[] }> {
@@ -222,9 +227,9 @@ export async function run(): Promise<BenchResult[]> {
     const best = await bestConcurrency(raw);
     console.log(`  raw engine launches per second by concurrency: ${best.table}; best ${best.level}`);
     const bareP99 = await bareBurstP99();
-    const free = await poolFull(docker, pooled, NETWORK_POOL);
+    const free = await poolFull(pooled, NETWORK_POOL);
     const b = await burst(pooled);
-    console.log(`  ${breakdown(`burst of ${BURST} (${free} of ${NETWORK_POOL} pooled networks free at its start)`, b.timelines)}`);
+    console.log(`  ${breakdown(`burst of ${BURST} (${free.ready} of ${NETWORK_POOL} pooled networks ready at its start)`, b.timelines)}`);
     // The settings for an event's start: a network pool as large as the burst, filled before it
     // (after every raw measurement: its networks make the engine slower for everyone).
     await pooled.close();
@@ -235,9 +240,9 @@ export async function run(): Promise<BenchResult[]> {
     servers.push(event);
     await poseidonOnce(event);
     await event.launchSettings({ networkPool: BURST, launchConcurrency: EVENT_CONCURRENCY });
-    const eventFree = await poolFull(docker, event, BURST);
+    const fill = await poolFull(event, BURST);
     const e = await burst(event);
-    console.log(`  ${breakdown(`burst of ${BURST} with the event settings (${eventFree} of ${BURST} pooled networks free at its start)`, e.timelines)}`);
+    console.log(`  ${breakdown(`burst of ${BURST} with the event settings (${fill.ready} of ${BURST} pooled networks ready at its start, filled in ${(fill.ms / 1000).toFixed(1)} s after the settings were applied)`, e.timelines)}`);
     const burstRow = (name: string, r: typeof b): BenchResult => ({
       name,
       measured: `all running in ${ms(r.wallMs)} (${ratio(r.wallMs, best.wallMs)}), POST p99 ${r.postP99.toFixed(1)} ms (${ratio(r.postP99, bareP99)} bare; max ${r.postMax.toFixed(1)}), ${r.failed} failed`,

@@ -18,21 +18,33 @@ export const FLEET_USAGE = [
   '  drain     cordon, and move every instance elsewhere (same hostname and expiry); the worker ends empty',
   '  launch-settings  sets the network pool (0-256) and launch concurrency (1-64) over the worker\'s',
   '            configuration, in effect at its next heartbeat; a setting not given is the worker\'s own',
-  '            (no setting: the override is cleared); --all: every registered worker. POOL/CONC in',
-  '            `workers` shows them, * when overridden',
+  '            (no setting: the override is cleared); --all: every registered worker. `workers`',
+  '            shows them: POOL as ready/size (free networks made so far, of the pool\'s size) and',
+  '            CONC, each with * when overridden',
   '  --server  the manager (default http://127.0.0.1:$POSEIDON_PORT); the key is POSEIDON_API_KEY or <dataDir>/api-key',
 ].join('\n');
 
 interface WorkerJson {
   id: string; state: string; address: string; slots: number; instances: number; runtimes: string[];
   heartbeatAgeMs: number; images: Record<string, { state: string }>; labels: Record<string, string>;
-  launch?: { networkPool: number; launchConcurrency: number }; launchOverride?: Record<string, number>;
+  launch?: { networkPool: number; launchConcurrency: number }; launchOverride?: Record<string, number>; networkPoolReady?: number;
 }
 
-/** `pool/concurrency` in effect, `*` when an admin overrode either; `-` from a worker that does not report them. */
-function launchCell(w: WorkerJson): string {
-  if (!w.launch) return '-';
-  return `${w.launch.networkPool}/${w.launch.launchConcurrency}${Object.keys(w.launchOverride ?? {}).length ? '*' : ''}`;
+/**
+ * The POOL and CONC cells: the pool as `ready/size` (`?` for a worker that does not report what
+ * is ready) and the launch concurrency, each with `*` when an admin overrode it; `-` from a worker
+ * that does not report its launch settings.
+ */
+function launchCells(w: WorkerJson): [string, string] {
+  if (!w.launch) return ['-', '-'];
+  const star = (field: string): string => (w.launchOverride?.[field] !== undefined ? '*' : '');
+  return [`${w.networkPoolReady ?? '?'}/${w.launch.networkPool}${star('networkPool')}`, `${w.launch.launchConcurrency}${star('launchConcurrency')}`];
+}
+
+/** The launch settings a worker reports in effect, for the line after a change. */
+function nowInEffect(w: WorkerJson): string {
+  const [pool, conc] = launchCells(w);
+  return w.launch ? `pool ${pool}, concurrency ${conc}` : 'not reported by this worker';
 }
 
 /** One line per worker, aligned. */
@@ -41,9 +53,9 @@ export function formatWorkers(workers: readonly WorkerJson[]): string[] {
     const images = Object.values(w.images);
     const ready = images.filter((i) => i.state === 'present').length;
     return [w.id, w.state, w.address, `${w.instances}/${w.slots}`, w.runtimes.join(','), `${(w.heartbeatAgeMs / 1000).toFixed(1)}s`, `${ready}/${images.length}`,
-      launchCell(w), Object.entries(w.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-'];
+      ...launchCells(w), Object.entries(w.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-'];
   });
-  const head = ['WORKER', 'STATE', 'ADDRESS', 'SLOTS', 'RUNTIMES', 'HEARTBEAT', 'IMAGES', 'POOL/CONC', 'LABELS'];
+  const head = ['WORKER', 'STATE', 'ADDRESS', 'SLOTS', 'RUNTIMES', 'HEARTBEAT', 'IMAGES', 'POOL', 'CONC', 'LABELS'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   return [head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
 }
@@ -130,7 +142,7 @@ export async function runFleet(command: string, args: string[], io: CommandIo, e
     const body = launch !== undefined ? await call('PUT', path, launch) : await call('POST', path);
     if (!body) { failed++; continue; }
     if (values.json) io.stdout(JSON.stringify(body, null, 2));
-    else if (launch !== undefined) io.stdout(`worker ${body.id}: launch override ${describeOverride(body.launchOverride ?? {})}, in effect at its next heartbeat (now ${launchCell(body as WorkerJson)})`);
+    else if (launch !== undefined) io.stdout(`worker ${body.id}: launch override ${describeOverride(body.launchOverride ?? {})}, in effect at its next heartbeat (now ${nowInEffect(body as WorkerJson)})`);
     else io.stdout(`worker ${body.id}: ${body.state}`);
   }
   return failed > 0 || ids.length === 0 ? 1 : 0;

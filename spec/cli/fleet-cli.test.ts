@@ -65,8 +65,8 @@ it('workers lists the embedded worker, as a table and as JSON', async () => {
   const table = await cli(['workers', '--server', server?.url as string]);
   assert.is(table.status, 0, table.stderr);
   const [head, row] = table.stdout.trim().split('\n');
-  assert.match(head ?? '', /^WORKER\s+STATE\s+ADDRESS\s+SLOTS\s+RUNTIMES\s+HEARTBEAT\s+IMAGES\s+POOL\/CONC\s+LABELS$/);
-  assert.match(row ?? '', new RegExp(`^${workerId}\\s+ready\\s+\\S+\\s+\\d+/\\d+\\s+\\S*runc\\S*\\s+\\S+\\s+\\d+/\\d+\\s+0/4\\s`), 'the configuration\'s pool (0) and concurrency (4), not overridden');
+  assert.match(head ?? '', /^WORKER\s+STATE\s+ADDRESS\s+SLOTS\s+RUNTIMES\s+HEARTBEAT\s+IMAGES\s+POOL\s+CONC\s+LABELS$/);
+  assert.match(row ?? '', new RegExp(`^${workerId}\\s+ready\\s+\\S+\\s+\\d+/\\d+\\s+\\S*runc\\S*\\s+\\S+\\s+\\d+/\\d+\\s+0/0\\s+4\\s`), 'the configuration\'s pool (0, none ready) and concurrency (4), not overridden');
   const json = await cli(['workers', '--server', server?.url as string, '--json']);
   assert.is(json.status, 0, json.stderr);
   assert.equal(JSON.parse(json.stdout).workers.map((w: { id: string }) => w.id), [workerId]);
@@ -97,8 +97,9 @@ it('launch-settings puts a network pool and a launch bound on the running worker
   await waitFor('the worker reports the override', async () => ((await launch()).networkPool === 2 ? true : undefined), 60_000, 250);
   assert.equal(await launch(), { networkPool: 2, launchConcurrency: 6 });
   await waitFor('two pooled networks on the engine', async () => ((await pooled()) === 2 ? true : undefined), 60_000, 250);
+  await waitFor('the worker reports both networks ready', async () => ((await api('GET', '/v1/workers')).body.workers[0].networkPoolReady === 2 ? true : undefined), 60_000, 250);
   const table = await cli(['workers', '--server', server?.url as string]);
-  assert.match(table.stdout.trim().split('\n')[1] ?? '', /\s2\/6\*\s/, 'the table shows the override');
+  assert.match(table.stdout.trim().split('\n')[1] ?? '', /\s2\/2\*\s+6\*\s/, 'the table shows the override, and the pool filled');
   // --all: every registered worker (here the one).
   const cleared = await cli(['launch-settings', '--all', '--server', server?.url as string]);
   assert.is(cleared.status, 0, cleared.stderr);
@@ -107,6 +108,7 @@ it('launch-settings puts a network pool and a launch bound on the running worker
   await waitFor('the configuration back', async () => ((await launch()).networkPool === 0 ? true : undefined), 60_000, 250);
   assert.equal(await launch(), { networkPool: 0, launchConcurrency: 4 });
   await waitFor('the free pooled networks removed', async () => ((await pooled()) === 0 ? true : undefined), 60_000, 250);
+  await waitFor('the worker reports none ready', async () => ((await api('GET', '/v1/workers')).body.workers[0].networkPoolReady === 0 ? true : undefined), 60_000, 250);
   const both = await cli(['launch-settings', workerId, '--all', '--server', server?.url as string]);
   assert.is(both.status, 2);
   assert.match(both.stderr, /takes no worker id with --all/);

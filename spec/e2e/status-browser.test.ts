@@ -255,12 +255,22 @@ it('cordon the worker from the page (with a confirmation), then uncordon it; set
   assert.equal((await worker()).launchOverride, { launchConcurrency: 6 }, 'an empty field is the worker\'s own');
   await page.waitForFunction((sel) => (document.querySelector(sel)?.textContent ?? '').includes('6 at once'), launchCell, { timeout: SHORT });
   assert.match(await page.innerText(launchCell), /pool 0, 6 at once\s+overridden/);
+  // A pool: the cell says how many of its networks are ready (the worker makes it in the background).
+  await page.click(`${row} button[data-action="launch"]`);
+  await page.waitForSelector('dialog#launch-settings[open]', { timeout: SHORT });
+  await page.fill('dialog#launch-settings input[name="networkPool"]', '1');
+  await page.click('#launch-apply');
+  await page.waitForSelector('dialog#launch-settings', { state: 'hidden', timeout: SHORT });
+  await page.waitForFunction((sel) => (document.querySelector(sel)?.textContent ?? '').includes('(1 ready)'), launchCell, { timeout: SHORT, polling: 250 });
+  assert.match(await page.innerText(launchCell), /^pool 1 \(1 ready\), 6 at once\s+overridden/);
+  assert.is((await worker()).networkPoolReady, 1);
   await page.click(`${row} button[data-action="launch"]`);
   await page.waitForSelector('dialog#launch-settings[open]', { timeout: SHORT });
   assert.is(await page.inputValue('dialog#launch-settings input[name="launchConcurrency"]'), '6', 'the dialog shows the override');
   await page.click('#launch-reset');
   await waitFor('the override cleared', async () => (Object.keys((await worker()).launchOverride ?? { x: 1 }).length === 0 ? true : undefined), SHORT, 250);
   await waitFor('the configuration reported again', async () => ((await worker()).launch?.launchConcurrency === 4 ? true : undefined), SHORT, 250);
+  await waitFor('the pooled network removed', async () => ((await worker()).networkPoolReady === 0 ? true : undefined), SHORT, 250);
   await shot('workers');
   noConsoleErrors(page, 'workers');
 });

@@ -374,12 +374,14 @@ function registerEvents(test: Test, get: Get): void {
     stop();
   });
 
-  test('an unchanged heartbeat is no change; a refused compareAdmin neither', async (ctx) => {
+  test('an unchanged heartbeat is no change, nor one where only networkPoolReady moved (listed all the same); a refused compareAdmin neither', async (ctx) => {
     const { fleet } = get(ctx);
-    await fleet.heartbeat(workerRecord('w1'));
+    await fleet.heartbeat(workerRecord('w1', { networkPoolReady: 0 }));
     const { calls, stop } = await listenSettled(fleet);
     const before = calls();
-    await fleet.heartbeat(workerRecord('w1'));
+    await fleet.heartbeat(workerRecord('w1', { networkPoolReady: 0 }));
+    await fleet.heartbeat(workerRecord('w1', { networkPoolReady: 7 }));
+    assert.is((await fleet.list()).workers.find((w) => w.record.id === 'w1')?.record.networkPoolReady, 7, 'the listing reads the latest count');
     await fleet.compareAdmin('w1', 'draining', 'cordoned');
     // Notifications arrive in order, so once this one is heard the two above would have been too.
     await fleet.setAdmin('w1', 'cordoned');

@@ -54,6 +54,7 @@ const workerSchema = {
     ingress: { type: 'object', properties: { http: { type: 'string' }, tls: { type: 'string' } } },
     leasePorts: { type: 'string' },
     launch: launchSettingsSchema(true),
+    networkPoolReady: { type: 'integer', description: 'free pooled networks ready for a launch at the last heartbeat (how far the pool has filled)' },
     launchOverride: launchSettingsSchema(false),
     images: { type: 'object', additionalProperties: { type: 'object', properties: { state: { type: 'string' }, error: { type: 'string' } } } },
   },
@@ -70,7 +71,7 @@ export function workerJson(w: WorkerView, deps: WorkerRouteDeps, loads: ReturnTy
     reserved: { slots: load?.slots ?? 0, cpu: load?.cpu ?? 0, memoryBytes: load?.memoryBytes ?? 0 }, instances: load?.slots ?? 0,
     runtimes: w.runtimes, labels: w.labels, heartbeatAgeMs: Math.max(0, Math.round(deps.view.now() - w.heartbeatAt)), version: w.version,
     ...(w.ingress ? { ingress: w.ingress } : {}), ...(w.leasePorts ? { leasePorts: w.leasePorts } : {}),
-    ...(w.launch ? { launch: w.launch } : {}), launchOverride: w.launchOverride ?? {}, images,
+    ...(w.launch ? { launch: w.launch } : {}), ...(w.networkPoolReady !== undefined ? { networkPoolReady: w.networkPoolReady } : {}), launchOverride: w.launchOverride ?? {}, images,
   };
 }
 

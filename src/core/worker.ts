@@ -54,6 +54,15 @@ export function parseLaunchOverride(value: unknown): Partial<LaunchSettings> {
   return out;
 }
 
+/**
+ * The text a heartbeat's change is judged by: the record without its heartbeat time and the
+ * counts that move with every launch (a change of these alone is no registry event).
+ */
+export function workerSignatureText(record: Omit<WorkerRecord, 'heartbeatAt'>): string {
+  const { heartbeatAt: _h, networkPoolReady: _n, ...rest } = record as WorkerRecord;
+  return JSON.stringify(rest);
+}
+
 /** What a worker says about itself (written by the agent at every heartbeat). */
 export interface WorkerRecord {
   /** DNS-label-like id, unique in the deployment. */
@@ -76,6 +85,12 @@ export interface WorkerRecord {
   version: string;
   /** The launch settings it applied, as of this heartbeat (the pool's target size, which fills in the background; absent: a worker older than them). */
   launch?: LaunchSettings;
+  /**
+   * Free pooled networks ready for a launch as of this heartbeat (made, and joined by the gateway
+   * when there is one): how far a pool set for an event has filled. Left out of the record's
+   * signature, so its changes publish nothing (a listing reads it).
+   */
+  networkPoolReady?: number;
   /** Last heartbeat, epoch ms (the registry's clock is the writer's). */
   heartbeatAt: number;
   /** When it first registered. */

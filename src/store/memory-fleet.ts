@@ -3,7 +3,7 @@
  * share it. Same contract as the Redis one (`spec/store/fleet-contract.ts`).
  */
 import type { Fleet, FleetListing } from '../core/fleet.ts';
-import { parseLaunchOverride, type LaunchSettings, type WorkerAdmin, type WorkerImageState, type WorkerRecord } from '../core/worker.ts';
+import { parseLaunchOverride, workerSignatureText, type LaunchSettings, type WorkerAdmin, type WorkerImageState, type WorkerRecord } from '../core/worker.ts';
 
 /** `Fleet` over Maps; `now` is the registry clock (default `Date.now`). */
 export class MemoryFleet implements Fleet {
@@ -16,10 +16,10 @@ export class MemoryFleet implements Fleet {
 
   async heartbeat(record: Omit<WorkerRecord, 'heartbeatAt'>): Promise<WorkerRecord> {
     const { heartbeatAt: _h, ...rest } = record as WorkerRecord;
-    const sig = JSON.stringify(rest);
+    const sig = workerSignatureText(rest);
     const prev = this.#workers.get(record.id);
     // Through JSON, as the Redis adapter stores it: fields set to undefined come back absent.
-    const stored = { ...(JSON.parse(sig) as Omit<WorkerRecord, 'heartbeatAt'>), heartbeatAt: this.now() } as WorkerRecord;
+    const stored = { ...(JSON.parse(JSON.stringify(rest)) as Omit<WorkerRecord, 'heartbeatAt'>), heartbeatAt: this.now() } as WorkerRecord;
     this.#workers.set(record.id, { record: stored, admin: prev?.admin ?? 'active', launchOverride: prev?.launchOverride ?? {}, sig });
     if (prev?.sig !== sig) this.#notify();
     return structuredClone(stored);

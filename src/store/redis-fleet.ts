@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { Codes, PoseidonError } from '../core/errors.ts';
 import type { Fleet, FleetListing } from '../core/fleet.ts';
-import { parseLaunchOverride, type LaunchSettings, type WorkerAdmin, type WorkerImageState, type WorkerRecord } from '../core/worker.ts';
+import { parseLaunchOverride, workerSignatureText, type LaunchSettings, type WorkerAdmin, type WorkerImageState, type WorkerRecord } from '../core/worker.ts';
 import { createRedisClient } from './redis-client.ts';
 import { redactor } from './redis.ts';
 
@@ -80,7 +80,7 @@ export class RedisFleet implements Fleet {
   async heartbeat(record: Omit<WorkerRecord, 'heartbeatAt'>): Promise<WorkerRecord> {
     const { heartbeatAt: _h, ...rest } = record as WorkerRecord;
     const json = JSON.stringify(rest);
-    const sig = createHash('sha256').update(json).digest('hex').slice(0, 16);
+    const sig = createHash('sha256').update(workerSignatureText(rest)).digest('hex').slice(0, 16);
     const at = await this.#run(() => this.#client.poseidonHeartbeat(this.#key('worker', record.id), `${this.#prefix}workers`, record.id, json, sig, this.#channel()));
     // As stored (through JSON, as list() reads it): fields set to undefined come back absent.
     return { ...(JSON.parse(json) as Omit<WorkerRecord, 'heartbeatAt'>), heartbeatAt: Number(at) };

@@ -224,6 +224,7 @@ export class WorkerAgent {
       return;
     }
     await this.#applyLaunchSettings();
+    this.#record = { ...this.#record, networkPoolReady: this.networkPool.free };
     await this.#deps.fleet.heartbeat(this.#record).catch((err: unknown) => {
       this.#deps.log.warn({ err: (err as Error).message }, 'heartbeat failed; retrying');
     });

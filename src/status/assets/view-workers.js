@@ -62,12 +62,16 @@ function gib(bytes) {
   return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.round(bytes / 2 ** 20)} MiB`;
 }
 
-/** The network pool and launch concurrency in effect, marked when an admin overrode them. */
+/**
+ * The network pool (with how many of its networks are ready) and launch concurrency in effect,
+ * marked when an admin overrode them.
+ */
 function launch(w) {
   if (!w.launch) return '—';
   const overridden = Object.keys(w.launchOverride ?? {});
+  const pool = w.launch.networkPool > 0 ? `pool ${w.launch.networkPool} (${w.networkPoolReady ?? '?'} ready)` : 'pool 0';
   return h('span', { 'data-col': 'launch', title: overridden.length ? `set by an admin: ${overridden.join(', ')} (PUT /v1/workers/:id/launch-settings)` : 'the worker\'s configuration' },
-    `pool ${w.launch.networkPool}, ${w.launch.launchConcurrency} at once`, overridden.length ? h('div', { class: 'warn' }, 'overridden') : null);
+    `${pool}, ${w.launch.launchConcurrency} at once`, overridden.length ? h('div', { class: 'warn' }, 'overridden') : null);
 }
 
 function row(w) {
