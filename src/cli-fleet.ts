@@ -41,10 +41,13 @@ function launchCells(w: WorkerJson): [string, string] {
   return [`${w.networkPoolReady ?? '?'}/${w.launch.networkPool}${star('networkPool')}`, `${w.launch.launchConcurrency}${star('launchConcurrency')}`];
 }
 
-/** The launch settings a worker reports in effect, for the line after a change. */
+/**
+ * The launch settings a worker still has in effect, for the line after a change (no `*`: the
+ * override just stored is not in effect before its next heartbeat).
+ */
 function nowInEffect(w: WorkerJson): string {
-  const [pool, conc] = launchCells(w);
-  return w.launch ? `pool ${pool}, concurrency ${conc}` : 'not reported by this worker';
+  if (!w.launch) return 'not reported by this worker';
+  return `pool ${w.networkPoolReady ?? '?'}/${w.launch.networkPool}, concurrency ${w.launch.launchConcurrency}`;
 }
 
 /** One line per worker, aligned. */

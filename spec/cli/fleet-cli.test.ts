@@ -93,7 +93,7 @@ it('launch-settings puts a network pool and a launch bound on the running worker
   const pooled = async () => (await docker.listNetworks({ filters: { label: [`${LABELS.managedBy}=${mgr}`, LABELS.pool] } })).length;
   const set = await cli(['launch-settings', workerId, '--network-pool', '2', '--launch-concurrency', '6', '--server', server?.url as string]);
   assert.is(set.status, 0, set.stderr);
-  assert.match(set.stdout, new RegExp(`^worker ${workerId}: launch override networkPool=2 launchConcurrency=6, in effect at its next heartbeat`));
+  assert.match(set.stdout.trim(), new RegExp(`^worker ${workerId}: launch override networkPool=2 launchConcurrency=6, in effect at its next heartbeat \\(now pool 0/0, concurrency 4\\)$`), 'the settings still in effect, unmarked');
   await waitFor('the worker reports the override', async () => ((await launch()).networkPool === 2 ? true : undefined), 60_000, 250);
   assert.equal(await launch(), { networkPool: 2, launchConcurrency: 6 });
   await waitFor('two pooled networks on the engine', async () => ((await pooled()) === 2 ? true : undefined), 60_000, 250);
