@@ -4,12 +4,14 @@
  * >= 0.7x). GET runs first, over 1,000 instances launched through the API.
  * POST rounds also load two more routes. `floor`: the bare route awaiting one no-op Lua script on
  * the same Redis through an auto-pipelined client, as the store sends its CREATE; no create can
- * beat it. `store`: the bare route making the store's own create (`RedisStore.createInstance`,
- * the CREATE script with its checks, its change message and the record encoded as the API's
- * would be), without the API's auth, validation, catalog, view or index; the API cannot beat it,
- * so it says how much of a create's cost is the store's and how much the API's. Every window reports the CPU it cost per answered request, in this process (the servers and
- * the load generator's thread) and in Redis (INFO cpu): on a machine whose cores are all busy,
- * throughput is the inverse of that sum, and the figures say where a request's cost lies.
+ * beat it. `store`: the bare route making the store's own create of the record a launch makes
+ * (`newInstance`, then `RedisStore.createInstance`: the CREATE script with its checks and its
+ * change message, which still reaches the instance view), without the API's auth, schema
+ * validation or response view; the API cannot beat it, so it says how much of a create's cost is
+ * the store's and how much the API's. Every window reports the CPU it cost per answered request,
+ * in this process (the servers and the load generator's thread) and in Redis (INFO cpu): on a
+ * machine whose cores are all busy, throughput is the inverse of that sum, and the figures say
+ * where a request's cost lies.
  * Uses the Redis store and the instance view, as `serve` does; needs Redis at POSEIDON_TEST_REDIS_URL.
  */
 import { rmSync } from 'node:fs';
